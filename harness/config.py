@@ -1,0 +1,201 @@
+"""devices.yaml: the fleet inventory, its schema, and device selection.
+
+The schema is pydantic at the YAML boundary; errors are rewritten to name the file, the
+device, the field and the fix. The ``local`` device (the host) always exists.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from harness.errors import ConfigError, SelectionError
+
+DEFAULT_DEVICES_FILE = "devices.yaml"
+LOCAL_DEVICE = "local"
+
+
+class _Device(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = ""
+    tags: tuple[str, ...] = ()
+    workdir: str = Field(
+        default="",
+        description="Directory on the device that EdgeLab owns (artifact cache, agent, outputs).",
+    )
+    python: str = Field(default="python3", description="Python interpreter on the device.")
+    threads: int = Field(default=0, ge=0, description="Intra-op threads; 0 lets the runtime choose.")
+    labels: dict[str, str] = Field(default_factory=dict)
+    virtual: bool = Field(default=False, description="True for devices of the virtual lab.")
+
+
+class LocalDevice(_Device):
+    kind: Literal["local"]
+
+
+class SshDevice(_Device):
+    kind: Literal["ssh"]
+    host: str
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str
+    key_file: str | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    trust_on_first_use: bool = False
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    keepalive_s: int = Field(default=15, ge=0)
+
+
+class AdbDevice(_Device):
+    kind: Literal["adb"]
+    serial: str
+    adb_host: str = "127.0.0.1"
+    adb_port: int = Field(default=5037, ge=1, le=65535)
+    connect: bool = Field(
+        default=False,
+        description="Run `adb connect SERIAL` first (network devices such as host:port).",
+    )
+
+
+DeviceConfig = Annotated[LocalDevice | SshDevice | AdbDevice, Field(discriminator="kind")]
+_DEVICE_ADAPTER: TypeAdapter[LocalDevice | SshDevice | AdbDevice] = TypeAdapter(DeviceConfig)
+
+_DEFAULT_WORKDIR = {
+    "local": "~/.cache/edgelab/device",
+    "ssh": "~/.cache/edgelab/device",
+    "adb": "/data/local/tmp/edgelab",
+}
+
+
+def _field_names(kind: str) -> list[str]:
+    model = {"local": LocalDevice, "ssh": SshDevice, "adb": AdbDevice}.get(kind, _Device)
+    return sorted(model.model_fields)
+
+
+def _explain(source: str, device: str, kind: str, error: Mapping[str, Any]) -> str:
+    location = [str(part) for part in error["loc"] if part not in ("local", "ssh", "adb")]
+    field = ".".join(location) or "kind"
+    where = f"{source}: device '{device}'"
+    kind_label = kind or "?"
+    match error["type"]:
+        case "missing":
+            return f"{where}: field '{field}' is required for kind {kind_label}"
+        case "extra_forbidden":
+            known = _field_names(kind)
+            close = difflib.get_close_matches(field, known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(known)}"
+            return f"{where}: unknown field '{field}' for kind {kind_label} ({hint})"
+        case "union_tag_invalid" | "union_tag_not_found":
+            return f"{where}: field 'kind' must be one of local, ssh, adb (got {kind!r})"
+        case _:
+            return f"{where}: field '{field}': {error['msg']} (got {error.get('input')!r})"
+
+
+def parse_device(name: str, raw: object, source: str = DEFAULT_DEVICES_FILE) -> LocalDevice | SshDevice | AdbDevice:
+    """Validate one device entry; ``name`` is its key in the ``devices`` mapping."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: device '{name}': expected a mapping of fields, got {type(raw).__name__}")
+    data = dict(raw)
+    if "name" in data and data["name"] != name:
+        raise ConfigError(f"{source}: device '{name}': field 'name' must match its key or be omitted")
+    data["name"] = name
+    kind = str(data.get("kind", ""))
+    if not data.get("workdir") and kind in _DEFAULT_WORKDIR:
+        data["workdir"] = _DEFAULT_WORKDIR[kind]
+    if kind == "local" and "python" not in data:
+        data["python"] = sys.executable
+    try:
+        return _DEVICE_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        problems = [_explain(source, name, kind, err) for err in exc.errors()]
+        raise ConfigError("\n".join(problems)) from None
+
+
+class Fleet:
+    """The devices known to this run, by name, in file order (``local`` first if implicit)."""
+
+    def __init__(self, devices: Iterable[LocalDevice | SshDevice | AdbDevice], source: str) -> None:
+        self.source = source
+        self.devices: dict[str, LocalDevice | SshDevice | AdbDevice] = {d.name: d for d in devices}
+
+    def __getitem__(self, name: str) -> LocalDevice | SshDevice | AdbDevice:
+        try:
+            return self.devices[name]
+        except KeyError:
+            raise SelectionError(self._unknown(name)) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.devices
+
+    def names(self) -> list[str]:
+        return list(self.devices)
+
+    def _unknown(self, name: str) -> str:
+        close = difflib.get_close_matches(name, self.names(), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        return (
+            f"unknown device '{name}' (known in {self.source}: {', '.join(self.names())}).{hint} "
+            f"Add it to {self.source} or pick a known one."
+        )
+
+    def select(self, spec: str) -> list[LocalDevice | SshDevice | AdbDevice]:
+        """Resolve ``--device``: names, comma lists, ``tag:TAG`` and ``all``; order kept, no repeats."""
+        chosen: dict[str, LocalDevice | SshDevice | AdbDevice] = {}
+        terms = [term.strip() for term in spec.split(",") if term.strip()]
+        if not terms:
+            raise SelectionError("--device is empty: give a device name, a comma list, tag:TAG or all")
+        for term in terms:
+            if term == "all":
+                matches = list(self.devices.values())
+            elif term.startswith("tag:"):
+                tag = term[len("tag:") :]
+                matches = [d for d in self.devices.values() if tag in d.tags]
+                if not matches:
+                    known_tags = sorted({t for d in self.devices.values() for t in d.tags})
+                    raise SelectionError(
+                        f"no device in {self.source} has tag '{tag}' "
+                        f"(known tags: {', '.join(known_tags) or 'none'})"
+                    )
+            else:
+                matches = [self[term]]
+            for device in matches:
+                chosen.setdefault(device.name, device)
+        return list(chosen.values())
+
+
+def load_fleet(path: str | os.PathLike[str] | None = None) -> Fleet:
+    """Read devices.yaml. A missing default file gives the fleet of ``local`` alone;
+    an explicitly named file that is missing is an error."""
+    explicit = path is not None
+    file = Path(path) if path is not None else Path(DEFAULT_DEVICES_FILE)
+    source = str(file) if explicit else file.name
+    if not file.exists():
+        if explicit:
+            raise ConfigError(f"{source}: file not found (pass --devices-file with an existing file)")
+        return Fleet([parse_device(LOCAL_DEVICE, {"kind": "local", "tags": ["host"]}, source)], source)
+    try:
+        document = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}:{where}: not valid YAML: {problem}") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, Mapping) or not isinstance(document.get("devices", {}), Mapping):
+        raise ConfigError(f"{source}: expected a top-level mapping 'devices: {{NAME: {{kind: ...}}}}'")
+    unknown_top = set(document) - {"devices"}
+    if unknown_top:
+        raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown_top)}; only 'devices' is read")
+    entries: Mapping[str, object] = document.get("devices") or {}
+    devices = [parse_device(str(name), raw, source) for name, raw in entries.items()]
+    if LOCAL_DEVICE not in entries:
+        devices.insert(0, parse_device(LOCAL_DEVICE, {"kind": "local", "tags": ["host"]}, source))
+    return Fleet(devices, source)

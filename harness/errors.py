@@ -1,0 +1,71 @@
+"""The one exception hierarchy of EdgeLab.
+
+Every message says what went wrong, where (file, device, field, path) and what to do next.
+Callers catch the narrowest class they can handle; the plugin and the CLI print ``str(err)``.
+"""
+
+from __future__ import annotations
+
+
+class EdgeLabError(Exception):
+    """Base of every error EdgeLab raises on purpose."""
+
+
+class ConfigError(EdgeLabError):
+    """devices.yaml (or another user file) is malformed or inconsistent."""
+
+
+class SelectionError(EdgeLabError):
+    """A --device/--runtime/--precision value names something that does not exist."""
+
+
+class TransportError(EdgeLabError):
+    """A device cannot be reached or a transfer failed."""
+
+    def __init__(self, device: str, message: str) -> None:
+        super().__init__(f"device '{device}': {message}")
+        self.device = device
+
+
+class ConnectError(TransportError):
+    """Connecting to the device failed (unreachable host, refused, auth, no such serial)."""
+
+
+class HostKeyError(ConnectError):
+    """The SSH host key is unknown or does not match known_hosts."""
+
+
+class CommandTimeout(TransportError):
+    """A command on the device ran past its timeout and was stopped."""
+
+    def __init__(self, device: str, command: str, timeout_s: float) -> None:
+        super().__init__(
+            device,
+            f"command timed out after {timeout_s:g}s: {command} "
+            "(raise the timeout or check that the device is not hung)",
+        )
+        self.command = command
+        self.timeout_s = timeout_s
+
+
+class CommandFailed(TransportError):
+    """A command that had to succeed exited non-zero."""
+
+    def __init__(self, device: str, command: str, exit_code: int, stderr: str) -> None:
+        tail = stderr.strip()[-2000:]
+        super().__init__(device, f"command exited {exit_code}: {command}\n{tail}")
+        self.command = command
+        self.exit_code = exit_code
+        self.stderr = stderr
+
+
+class DeployError(EdgeLabError):
+    """An artifact could not be placed on the device intact."""
+
+
+class ModelError(EdgeLabError):
+    """A model could not be fetched, verified or resolved."""
+
+
+class AgentError(EdgeLabError):
+    """The on-device agent failed or printed something that is not its result document."""

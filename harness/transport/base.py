@@ -1,0 +1,83 @@
+"""The one protocol through which everything above reaches a device.
+
+Commands are argument vectors, never shell strings: each transport quotes them itself, so a
+model path with spaces or ``$()`` arrives intact. Use ``["sh", "-c", script]`` for shell logic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one finished command left behind."""
+
+    argv: tuple[str, ...]
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@runtime_checkable
+class RunningCommand(Protocol):
+    """A command started with ``Transport.spawn`` whose output is read while it runs."""
+
+    def lines(self) -> Iterator[str]:
+        """Yield stdout lines (without the newline) as the device prints them, until EOF."""
+        ...
+
+    def wait(self, timeout: float) -> CommandResult:
+        """Wait for exit; stdout already consumed by ``lines`` is not repeated."""
+        ...
+
+    def kill(self) -> None:
+        """Stop the command on the device (best effort) and release the channel."""
+        ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """How bytes and commands reach one device."""
+
+    @property
+    def device(self) -> str:
+        """The device name from devices.yaml, used in every error message."""
+        ...
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        check: bool = False,
+        stdin: bytes | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        """Run to completion. Raises CommandTimeout past ``timeout`` seconds and
+        CommandFailed when ``check`` is true and the exit code is not 0."""
+        ...
+
+    def push(self, local: Path, remote: str) -> int:
+        """Copy a local file to ``remote`` (parent directories created); return bytes sent."""
+        ...
+
+    def pull(self, remote: str, local: Path) -> int:
+        """Copy a device file to ``local``; return bytes received."""
+        ...
+
+    def spawn(self, argv: Sequence[str], *, cwd: str | None = None) -> RunningCommand:
+        """Start a long command and stream its stdout."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection; safe to call twice."""
+        ...
