@@ -75,7 +75,8 @@ _DEFAULT_WORKDIR = {
 
 
 def _field_names(kind: str) -> list[str]:
-    model = {"local": LocalDevice, "ssh": SshDevice, "adb": AdbDevice}.get(kind, _Device)
+    models: dict[str, type[BaseModel]] = {"local": LocalDevice, "ssh": SshDevice, "adb": AdbDevice}
+    model = models.get(kind, _Device)
     return sorted(model.model_fields)
 
 
@@ -98,10 +99,14 @@ def _explain(source: str, device: str, kind: str, error: Mapping[str, Any]) -> s
             return f"{where}: field '{field}': {error['msg']} (got {error.get('input')!r})"
 
 
-def parse_device(name: str, raw: object, source: str = DEFAULT_DEVICES_FILE) -> LocalDevice | SshDevice | AdbDevice:
+def parse_device(
+    name: str, raw: object, source: str = DEFAULT_DEVICES_FILE
+) -> LocalDevice | SshDevice | AdbDevice:
     """Validate one device entry; ``name`` is its key in the ``devices`` mapping."""
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source}: device '{name}': expected a mapping of fields, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: device '{name}': expected a mapping of fields, got {type(raw).__name__}"
+        )
     data = dict(raw)
     if "name" in data and data["name"] != name:
         raise ConfigError(f"{source}: device '{name}': field 'name' must match its key or be omitted")

@@ -1,1 +1,341 @@
-"""pytest face of EdgeLab (options, markers, fixtures); filled in by the foundation work."""
+"""pytest face of EdgeLab: options, the ``edge`` marker and fixture, results as tests finish.
+
+Thin on purpose: selection lives in config.py and models/variants.py, measurement in session.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.config import load_fleet
+from harness.deploy import DeployReport
+from harness.errors import EdgeLabError
+from harness.measurement import BenchmarkResult, LatencyProtocol
+from harness.models.variants import KNOWN_PRECISIONS, KNOWN_RUNTIMES, Variant, parse_choice, select_variants
+from harness.session import Lab
+from harness.store.results_json import RESULTS_FILE, new_run_id
+
+_DEFAULT_PROTOCOL = LatencyProtocol()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the command line chose, resolved and validated once per run."""
+
+    devices: list[str]
+    runtimes: tuple[str, ...] | None
+    precisions: tuple[str, ...] | None
+    protocol_overrides: dict[str, Any]
+    threads: int | None
+
+
+@dataclass(frozen=True)
+class EdgeParam:
+    """One parametrization of the ``edge`` fixture: a device and a model variant."""
+
+    device: str
+    variant: Variant
+
+
+LAB_KEY = pytest.StashKey[Lab]()
+SELECTION_KEY = pytest.StashKey[Selection]()
+TARGET_KEY = pytest.StashKey["EdgeTarget"]()
+
+
+class EdgeTarget:
+    """What a test gets from the ``edge`` fixture: a device x variant it can benchmark."""
+
+    def __init__(self, lab: Lab, param: EdgeParam, item: pytest.Item, selection: Selection) -> None:
+        self.lab = lab
+        self.device = param.device
+        self.variant = param.variant
+        self.model = param.variant.model
+        self.runtime = param.variant.runtime
+        self.precision = param.variant.precision
+        self._item = item
+        self._selection = selection
+        self.result: BenchmarkResult | None = None
+        self.deploy: DeployReport | None = None
+        self.recorded = False
+        self.started = time.monotonic()
+
+    def benchmark(
+        self,
+        *,
+        warmup_iters: int | None = None,
+        warmup_s: float | None = None,
+        min_iters: int | None = None,
+        min_s: float | None = None,
+        max_s: float | None = None,
+        threads: int | None = None,
+        inputs: Path | None = None,
+        save_outputs: bool = False,
+    ) -> BenchmarkResult:
+        """Measure latency and memory of this variant on this device.
+
+        Precedence of each setting: this call's argument, then the command line, then the
+        default (devices.yaml for threads)."""
+
+        def pick(name: str, given: float | None) -> float:
+            value = given if given is not None else self._selection.protocol_overrides.get(name)
+            return float(value if value is not None else getattr(_DEFAULT_PROTOCOL, name))
+
+        protocol = LatencyProtocol(
+            warmup_iters=int(pick("warmup_iters", warmup_iters)),
+            warmup_s=pick("warmup_s", warmup_s),
+            min_iters=int(pick("min_iters", min_iters)),
+            min_s=pick("min_s", min_s),
+            max_s=pick("max_s", max_s),
+        )
+        outputs_to = None
+        if save_outputs:
+            outputs_to = self.lab.reports_dir / self.lab.run_id / "outputs" / self._item.name
+        result, deploy = self.lab.benchmark(
+            self.device,
+            self.variant,
+            protocol,
+            threads=threads if threads is not None else self._selection.threads,
+            inputs=inputs,
+            outputs_to=outputs_to,
+        )
+        self.result, self.deploy = result, deploy
+        for key, value in (
+            ("edgelab.device", self.device),
+            ("edgelab.variant", self.variant.id),
+            ("edgelab.runtime_version", result.runtime.version),
+            ("edgelab.latency_median_ms", f"{result.latency_ms.median:.4f}"),
+            ("edgelab.latency_p90_ms", f"{result.latency_ms.p90:.4f}"),
+            ("edgelab.latency_samples", str(result.latency_ms.samples)),
+            ("edgelab.peak_rss_mb", str(result.peak_rss_mb)),
+            ("edgelab.load_ms", f"{result.load_ms:.2f}"),
+        ):
+            self._item.user_properties.append((key, value))
+        return result
+
+
+# -- options and configuration -------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("edgelab", "EdgeLab: on-device ML benchmarks")
+    group.addoption(
+        "--device",
+        default="local",
+        help="Device(s) to run on: NAME, a comma list, tag:TAG or all (default: local).",
+    )
+    group.addoption(
+        "--devices-file",
+        default=None,
+        help="Fleet inventory (default: devices.yaml in the rootdir; only 'local' if absent).",
+    )
+    group.addoption(
+        "--runtime",
+        default="all",
+        help=f"Runtime(s) to run, comma list of {', '.join(KNOWN_RUNTIMES)} (default: all).",
+    )
+    group.addoption(
+        "--precision",
+        default="all",
+        help=f"Precision(s) to run, comma list of {', '.join(KNOWN_PRECISIONS)} (default: all).",
+    )
+    group.addoption(
+        "--reports-dir",
+        default="reports",
+        help="Where runs are written, relative to the rootdir (default: reports).",
+    )
+    group.addoption("--run-id", default=None, help="Name of this run (default: UTC time + random suffix).")
+    group.addoption(
+        "--threads",
+        type=int,
+        default=None,
+        help="Intra-op threads, 0 = runtime default (default: the device's threads in devices.yaml).",
+    )
+    for name, kind, text in (
+        ("warmup-iters", int, "Minimum warm-up iterations"),
+        ("warmup-s", float, "Minimum warm-up seconds"),
+        ("min-iters", int, "Minimum timed iterations"),
+        ("min-s", float, "Minimum timed seconds"),
+        ("max-s", float, "Maximum timed seconds"),
+    ):
+        default = getattr(_DEFAULT_PROTOCOL, name.replace("-", "_"))
+        group.addoption(
+            f"--{name}",
+            type=kind,
+            default=None,
+            help=f"{text}, unless the test sets it (default: {default}).",
+        )
+
+
+def _selection(config: pytest.Config) -> tuple[Lab, Selection]:
+    option = config.option
+    devices_file = option.devices_file
+    if devices_file is None and (config.rootpath / "devices.yaml").exists():
+        devices_file = str(config.rootpath / "devices.yaml")
+    fleet = load_fleet(devices_file)
+    devices = [device.name for device in fleet.select(option.device)]
+    runtimes = parse_choice("--runtime", option.runtime, KNOWN_RUNTIMES)
+    precisions = parse_choice("--precision", option.precision, KNOWN_PRECISIONS)
+    overrides = {
+        field.name: getattr(option, field.name)
+        for field in fields(LatencyProtocol)
+        if getattr(option, field.name, None) is not None
+    }
+    LatencyProtocol(**overrides)  # validate the combination before any test runs
+    worker_input: dict[str, Any] = getattr(config, "workerinput", {})
+    run_id = option.run_id or worker_input.get("edgelab_run_id") or new_run_id()
+    reports_dir = Path(option.reports_dir)
+    if not reports_dir.is_absolute():
+        reports_dir = config.rootpath / reports_dir
+    lab = Lab(fleet, reports_dir=reports_dir, run_id=run_id, selected=devices)
+    return lab, Selection(devices, runtimes, precisions, overrides, option.threads)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "edge(model, runtimes=None, precisions=None): run this test on every selected device x "
+        "variant of MODEL (a zoo name or a list of names).",
+    )
+    try:
+        lab, selection = _selection(config)
+    except (EdgeLabError, ValueError) as exc:
+        raise pytest.UsageError(f"edgelab: {exc}") from None
+    config.stash[LAB_KEY] = lab
+    config.stash[SELECTION_KEY] = selection
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistRunId(lab.run_id), "edgelab-xdist")
+
+
+class _XdistRunId:
+    """Hands the controller's run id to every worker so they append to one results.json."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["edgelab_run_id"] = self.run_id
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    lab = config.stash.get(LAB_KEY, None)
+    if lab is not None:
+        lab.close()
+
+
+# -- parametrization and the fixture ------------------------------------------------------------
+
+
+def _as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _intersect(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return tuple(item for item in a if item in b)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "edge" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("edge")
+    if marker is None:
+        raise ValueError(
+            f"{metafunc.definition.nodeid} uses the 'edge' fixture without "
+            "@pytest.mark.edge(model=...): name the model(s) to run"
+        )
+    models = _as_tuple(marker.kwargs.get("model", marker.args[0] if marker.args else None))
+    if not models:
+        raise ValueError(f"{metafunc.definition.nodeid}: @pytest.mark.edge needs model=NAME or a list")
+    selection = metafunc.config.stash[SELECTION_KEY]
+    runtimes = _intersect(_as_tuple(marker.kwargs.get("runtimes")), selection.runtimes)
+    precisions = _intersect(_as_tuple(marker.kwargs.get("precisions")), selection.precisions)
+    params = []
+    for device in selection.devices:
+        for model in models:
+            variants, reason = select_variants(model, runtimes, precisions)
+            params += [pytest.param(EdgeParam(device, v), id=f"{device}-{v.id}") for v in variants]
+            if not variants:
+                params.append(
+                    pytest.param(None, id=f"{device}-{model}", marks=pytest.mark.skip(reason=reason))
+                )
+    metafunc.parametrize("edge", params, indirect=True)
+
+
+@pytest.fixture
+def edge(request: pytest.FixtureRequest) -> EdgeTarget:
+    """A selected device x model variant; call ``edge.benchmark()`` to measure it."""
+    param = getattr(request, "param", None)
+    if not isinstance(param, EdgeParam):
+        raise pytest.UsageError("the 'edge' fixture is parametrized by @pytest.mark.edge(model=...)")
+    lab = request.config.stash[LAB_KEY]
+    target = EdgeTarget(lab, param, request.node, request.config.stash[SELECTION_KEY])
+    request.node.stash[TARGET_KEY] = target
+    lab.device(param.device)  # connect in setup: an absent device is an error, not a failure
+    return target
+
+
+# -- recording -----------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report: pytest.TestReport = yield
+    target = item.stash.get(TARGET_KEY, None)
+    finished = report.when == "call" or (report.when == "setup" and not report.passed)
+    if target is None or target.recorded or not finished:
+        return report
+    target.recorded = True
+    status = {"passed": "passed", "failed": "failed", "skipped": "skipped"}[report.outcome]
+    if report.when == "setup" and report.failed:
+        status = "error"
+    error = None
+    if call.excinfo is not None and not report.skipped:
+        error = f"{call.excinfo.typename}: {call.excinfo.value}"
+    target.lab.record(
+        test=item.nodeid,
+        status=status,
+        device=target.device,
+        variant=target.variant,
+        result=target.result,
+        deploy=target.deploy,
+        error=error,
+        duration_s=round(time.monotonic() - target.started, 3),
+    )
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    lab = config.stash.get(LAB_KEY, None)
+    if lab is None:
+        return
+    path = lab.reports_dir / lab.run_id / RESULTS_FILE
+    if not path.exists():
+        return
+    results = json.loads(path.read_text(encoding="utf-8"))["results"]
+    terminalreporter.section("edgelab results")
+    terminalreporter.write_line(
+        f"{'device':<16} {'model':<18} {'runtime':<12} {'prec':<6} "
+        f"{'median ms':>10} {'p90 ms':>9} {'peak MB':>8}"
+    )
+    for record in results:
+        latency = record.get("latency_ms") or {}
+        median = f"{latency['median']:.3f}" if latency else "-"
+        p90 = f"{latency['p90']:.3f}" if latency else "-"
+        peak = record.get("peak_rss_mb")
+        terminalreporter.write_line(
+            f"{record['device']:<16} {record['model']:<18} {record['runtime']:<12} {record['precision']:<6} "
+            f"{median:>10} {p90:>9} {peak if peak is not None else '-':>8}  {record['status']}"
+        )
+    terminalreporter.write_line(f"{len(results)} result(s) in {path}")

@@ -1,0 +1,171 @@
+"""Content-addressed artifacts on the device: ``<workdir>/cas/<sha256>/<name>``.
+
+One round trip hashes what is already there; only missing or corrupted files are pushed, and
+every pushed file is hashed again on the device before it is moved into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import DeployError
+from harness.transport.base import Transport
+
+_HASH_TIMEOUT_S = 300.0
+
+# Prints "<index> <sha256|missing>" for each path given as a positional argument. sha256sum is in
+# coreutils, busybox and Android's toybox; the device's python is the fallback.
+_HASH_SCRIPT = r"""
+py="$1"; shift
+pyhash='import hashlib,sys;print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())'
+i=0
+for p in "$@"; do
+  if [ -f "$p" ]; then
+    if command -v sha256sum >/dev/null 2>&1; then h=$(sha256sum < "$p"); h=${h%% *}
+    else h=$("$py" -c "$pyhash" "$p"); fi
+    echo "$i ${h:-unreadable}"
+  else
+    echo "$i missing"
+  fi
+  i=$((i+1))
+done
+"""
+
+_FINALIZE_SCRIPT = r"""
+while [ "$#" -gt 1 ]; do mv -f "$1" "$2" || exit 1; shift 2; done
+"""
+
+_file_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: Path) -> str:
+    """Hash a host file, remembered by (path, size, mtime) so a suite hashes each model once."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    cached = _file_hash_cache.get(key)
+    if cached is None:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        cached = digest.hexdigest()
+        _file_hash_cache[key] = cached
+    return cached
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A host file to place on a device, named by content."""
+
+    local: Path
+    sha256: str
+    name: str
+    size_bytes: int
+
+    @classmethod
+    def from_file(cls, path: Path, name: str | None = None) -> Artifact:
+        if not path.is_file():
+            raise DeployError(f"artifact {path}: file not found on the host")
+        return cls(path, sha256_file(path), name or path.name, path.stat().st_size)
+
+
+@dataclass
+class DeployReport:
+    """What ``ensure`` did, for the results and for the 'warm run moves 0 bytes' check."""
+
+    present: list[str] = field(default_factory=list)
+    pushed: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    bytes_pushed: int = 0
+
+
+def resolve_workdir(transport: Transport, workdir: str) -> str:
+    """Turn ``~/...`` into an absolute path on the device: remote arguments are quoted, so the
+    device shell never expands ``~`` for us."""
+    if workdir == "~" or workdir.startswith("~/"):
+        home = transport.run(["sh", "-c", 'printf %s "$HOME"'], timeout=30, check=True).stdout.strip()
+        if not home:
+            raise DeployError(f"device '{transport.device}': $HOME is empty; set an absolute workdir")
+        workdir = home + workdir[1:]
+    if not workdir.startswith("/"):
+        raise DeployError(
+            f"device '{transport.device}': workdir '{workdir}' must be absolute or start with ~/"
+        )
+    return workdir.rstrip("/") or "/"
+
+
+class Deployer:
+    """Keeps a device's artifact cache in step with what a run needs."""
+
+    def __init__(self, transport: Transport, workdir: str, python: str = "python3") -> None:
+        self.transport = transport
+        self.workdir = workdir
+        self.python = python
+
+    def remote_path(self, artifact: Artifact) -> str:
+        return posixpath.join(self.workdir, "cas", artifact.sha256, artifact.name)
+
+    def remote_hashes(self, paths: Sequence[str]) -> dict[str, str | None]:
+        """sha256 of each device path (None when missing), in one round trip."""
+        if not paths:
+            return {}
+        result = self.transport.run(
+            ["sh", "-c", _HASH_SCRIPT, "edgelab-hash", self.python, *paths],
+            timeout=_HASH_TIMEOUT_S,
+            check=True,
+        )
+        found: dict[str, str | None] = {}
+        for line in result.stdout.splitlines():
+            index_text, _, value = line.strip().partition(" ")
+            if not index_text.isdigit() or int(index_text) >= len(paths):
+                raise DeployError(
+                    f"device '{self.transport.device}': unexpected output from the hash check: {line!r}"
+                )
+            found[paths[int(index_text)]] = None if value == "missing" else value
+        missing = [p for p in paths if p not in found]
+        if missing:
+            raise DeployError(
+                f"device '{self.transport.device}': the hash check did not report {missing}; "
+                f"stderr: {result.stderr.strip()[-500:]}"
+            )
+        return found
+
+    def ensure(self, artifacts: Sequence[Artifact]) -> DeployReport:
+        """Make every artifact present and intact on the device; push only what is not."""
+        report = DeployReport()
+        unique = list({a.sha256 + "/" + a.name: a for a in artifacts}.values())
+        hashes = self.remote_hashes([self.remote_path(a) for a in unique])
+        to_push: list[Artifact] = []
+        for artifact in unique:
+            current = hashes[self.remote_path(artifact)]
+            if current == artifact.sha256:
+                report.present.append(artifact.name)
+                continue
+            if current is not None:
+                report.replaced.append(artifact.name)
+            to_push.append(artifact)
+        if to_push:
+            self._push_verified(to_push, report)
+        return report
+
+    def _push_verified(self, artifacts: Sequence[Artifact], report: DeployReport) -> None:
+        staging = {a: f"{self.remote_path(a)}.partial-{os.getpid()}" for a in artifacts}
+        for artifact, partial in staging.items():
+            report.bytes_pushed += self.transport.push(artifact.local, partial)
+            report.pushed.append(artifact.name)
+        hashes = self.remote_hashes(list(staging.values()))
+        for artifact, partial in staging.items():
+            if hashes[partial] != artifact.sha256:
+                self.transport.run(["rm", "-f", *staging.values()], timeout=60)
+                raise DeployError(
+                    f"device '{self.transport.device}': {artifact.name} arrived corrupted "
+                    f"(sha256 expected {artifact.sha256}, got {hashes[partial]}); "
+                    "check free space on the device and the link, then rerun"
+                )
+        moves = [p for a, partial in staging.items() for p in (partial, self.remote_path(a))]
+        self.transport.run(["sh", "-c", _FINALIZE_SCRIPT, "edgelab-finalize", *moves], timeout=60, check=True)

@@ -1,0 +1,101 @@
+"""The records that cross module boundaries: how to measure, and what one measurement found.
+
+One definition for every runtime: peak memory is the VmHWM of the inference process, in MB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.stats import LatencySummary
+
+KIB_PER_MB = 1024.0
+
+
+@dataclass(frozen=True)
+class LatencyProtocol:
+    """Warm-up and timed-phase bounds; the timed phase ends when both minimums are reached."""
+
+    warmup_iters: int = 10
+    warmup_s: float = 1.0
+    min_iters: int = 50
+    min_s: float = 2.0
+    max_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.warmup_iters < 0 or self.min_iters < 1:
+            raise ValueError("warmup_iters must be >= 0 and min_iters >= 1")
+        if self.warmup_s < 0 or self.min_s < 0:
+            raise ValueError("warmup_s and min_s must be >= 0")
+        if self.max_s <= 0 or self.max_s < self.min_s:
+            raise ValueError(f"max_s ({self.max_s}) must be > 0 and >= min_s ({self.min_s})")
+
+    def budget_s(self) -> float:
+        """An upper bound on the wall time of one agent run, for the command timeout."""
+        return self.max_s + 3 * self.warmup_s + 120.0
+
+
+@dataclass(frozen=True)
+class MemoryUsage:
+    """VmHWM (peak resident set) of the inference process at three points, in MB."""
+
+    baseline_mb: float | None
+    load_peak_mb: float | None
+    peak_rss_mb: float | None
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    name: str
+    module: str
+    version: str
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """One device x model variant measurement, as a test sees it and as results.json stores it."""
+
+    device: str
+    model: str
+    format: str
+    runtime: RuntimeInfo
+    precision: str
+    threads: int
+    latency_ms: LatencySummary
+    memory: MemoryUsage
+    load_ms: float
+    first_inference_ms: float
+    iterations: int
+    stopped_by: str
+    protocol: LatencyProtocol
+    latency_samples_ns: tuple[int, ...] = field(repr=False)
+    start_offsets_ns: tuple[int, ...] = field(repr=False)
+    outputs_file: str | None = None
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        return self.memory.peak_rss_mb
+
+    def to_record(self) -> dict[str, Any]:
+        """The measurement part of a results.json record (see docs/results-schema.md)."""
+        return {
+            "device": self.device,
+            "model": self.model,
+            "format": self.format,
+            "runtime": self.runtime.name,
+            "runtime_module": self.runtime.module,
+            "runtime_version": self.runtime.version,
+            "precision": self.precision,
+            "threads": self.threads,
+            "latency_ms": self.latency_ms.as_dict(),
+            "latency_samples_ms": [round(ns / 1e6, 6) for ns in self.latency_samples_ns],
+            "peak_rss_mb": self.memory.peak_rss_mb,
+            "load_peak_rss_mb": self.memory.load_peak_mb,
+            "baseline_rss_mb": self.memory.baseline_mb,
+            "load_ms": self.load_ms,
+            "first_inference_ms": self.first_inference_ms,
+            "iterations": self.iterations,
+            "stopped_by": self.stopped_by,
+            "protocol": asdict(self.protocol),
+        }

@@ -1,0 +1,199 @@
+"""Host side of the on-device Python agent: build its command line, run it, validate its JSON.
+
+The agent's output is a device boundary: anything that is not its result document becomes an
+AgentError that quotes what the device printed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import AgentError
+from harness.measurement import KIB_PER_MB, BenchmarkResult, LatencyProtocol, MemoryUsage, RuntimeInfo
+from harness.stats import summarize_latency
+from harness.transport.base import CommandResult, Transport
+
+AGENT_FILE = Path(__file__).resolve().parent.parent / "agent" / "edgelab_agent.py"
+AGENT_SCHEMA_VERSION = 1
+PROBE_TIMEOUT_S = 120.0
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class AgentRuntime(_Lenient):
+    name: str
+    module: str
+    version: str
+
+
+class AgentPhase(_Lenient):
+    iterations: int = Field(ge=0)
+    seconds: float = Field(ge=0)
+
+
+class AgentTimed(AgentPhase):
+    stopped_by: str
+
+
+class AgentMemory(_Lenient):
+    vmhwm_before_load: int | None = None
+    vmhwm_after_load: int | None = None
+    vmhwm_after_run: int | None = None
+    vmrss_after_run: int | None = None
+
+
+class AgentRunDocument(_Lenient):
+    """The agent's ``run`` result, schema_version 1."""
+
+    schema_version: Literal[1]
+    kind: Literal["run"]
+    runtime: AgentRuntime
+    threads: int
+    load_ms: float = Field(ge=0)
+    first_inference_ms: float = Field(ge=0)
+    warmup: AgentPhase
+    timed: AgentTimed
+    latencies_ns: list[int] = Field(min_length=1)
+    start_offsets_ns: list[int]
+    memory_kb: AgentMemory
+    outputs_file: str | None = None
+
+
+def _mb(kib: int | None) -> float | None:
+    return None if kib is None else round(kib / KIB_PER_MB, 3)
+
+
+def _quote_output(result: CommandResult) -> str:
+    return f"stdout: {result.stdout.strip()[-800:]!r}; stderr: {result.stderr.strip()[-1500:]!r}"
+
+
+def parse_agent_output(device: str, result: CommandResult, expected_kind: str) -> dict[str, Any]:
+    """Find the agent's JSON document and turn an agent-reported failure into an AgentError."""
+    text = result.stdout.strip()
+    document: object = None
+    if text:
+        try:
+            document = json.loads(text.splitlines()[-1] if not text.startswith("{") else text)
+        except json.JSONDecodeError:
+            document = None
+    if not isinstance(document, dict):
+        raise AgentError(
+            f"device '{device}': the agent exited {result.exit_code} without a JSON result "
+            f"(is '{result.argv[0]}' a working Python 3 with numpy?); {_quote_output(result)}"
+        )
+    if document.get("kind") == "error":
+        error = document.get("error") or {}
+        raise AgentError(
+            f"device '{device}': agent failed in phase '{document.get('phase')}': "
+            f"{error.get('type')}: {error.get('message')}"
+        )
+    if document.get("schema_version") != AGENT_SCHEMA_VERSION or document.get("kind") != expected_kind:
+        raise AgentError(
+            f"device '{device}': agent printed schema_version={document.get('schema_version')!r} "
+            f"kind={document.get('kind')!r}, expected {AGENT_SCHEMA_VERSION} and {expected_kind!r}: "
+            "the agent on the device is from another EdgeLab version; clear the device workdir"
+        )
+    if result.exit_code != 0:
+        raise AgentError(f"device '{device}': agent exited {result.exit_code}; {_quote_output(result)}")
+    return document
+
+
+def build_run_argv(
+    python: str,
+    agent_path: str,
+    model_path: str,
+    runtime: str,
+    protocol: LatencyProtocol,
+    *,
+    threads: int = 0,
+    delegate: str | None = None,
+    inputs_path: str | None = None,
+    outputs_path: str | None = None,
+) -> list[str]:
+    argv = [
+        python,
+        agent_path,
+        "run",
+        "--model",
+        model_path,
+        "--runtime",
+        runtime,
+        "--threads",
+        str(threads),
+        "--warmup-iters",
+        str(protocol.warmup_iters),
+        "--warmup-s",
+        repr(protocol.warmup_s),
+        "--min-iters",
+        str(protocol.min_iters),
+        "--min-s",
+        repr(protocol.min_s),
+        "--max-s",
+        repr(protocol.max_s),
+    ]
+    if delegate:
+        argv += ["--delegate", delegate]
+    if inputs_path:
+        argv += ["--inputs", inputs_path]
+    if outputs_path:
+        argv += ["--outputs", outputs_path]
+    return argv
+
+
+def run_agent(
+    transport: Transport,
+    argv: list[str],
+    *,
+    timeout_s: float,
+    model: str,
+    model_format: str,
+    precision: str,
+    protocol: LatencyProtocol,
+) -> BenchmarkResult:
+    """Run the agent once and turn its document into a BenchmarkResult."""
+    result = transport.run(argv, timeout=timeout_s)
+    document = parse_agent_output(transport.device, result, "run")
+    try:
+        run = AgentRunDocument.model_validate(document)
+    except ValidationError as exc:
+        raise AgentError(
+            f"device '{transport.device}': agent result failed validation: {exc.errors()[0]['loc']}: "
+            f"{exc.errors()[0]['msg']}"
+        ) from None
+    if any(sample <= 0 for sample in run.latencies_ns):
+        raise AgentError(f"device '{transport.device}': agent reported non-positive latencies")
+    memory = run.memory_kb
+    return BenchmarkResult(
+        device=transport.device,
+        model=model,
+        format=model_format,
+        runtime=RuntimeInfo(run.runtime.name, run.runtime.module, run.runtime.version),
+        precision=precision,
+        threads=run.threads,
+        latency_ms=summarize_latency(run.latencies_ns),
+        memory=MemoryUsage(
+            baseline_mb=_mb(memory.vmhwm_before_load),
+            load_peak_mb=_mb(memory.vmhwm_after_load),
+            peak_rss_mb=_mb(memory.vmhwm_after_run),
+        ),
+        load_ms=run.load_ms,
+        first_inference_ms=run.first_inference_ms,
+        iterations=run.timed.iterations,
+        stopped_by=run.timed.stopped_by,
+        protocol=protocol,
+        latency_samples_ns=tuple(run.latencies_ns),
+        start_offsets_ns=tuple(run.start_offsets_ns),
+        outputs_file=run.outputs_file,
+    )
+
+
+def probe(transport: Transport, python: str, agent_path: str) -> dict[str, Any]:
+    """What the device has (OS, CPU, Python, runtimes), straight from the agent."""
+    result = transport.run([python, agent_path, "probe"], timeout=PROBE_TIMEOUT_S)
+    return parse_agent_output(transport.device, result, "probe")

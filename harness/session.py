@@ -1,0 +1,274 @@
+"""The one orchestrator: selected device + model variant -> measurement -> results file.
+
+Both faces (the pytest plugin and the CLI) call this; neither grows logic of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import posixpath
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import harness
+from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice
+from harness.deploy import Artifact, Deployer, DeployReport, resolve_workdir
+from harness.errors import EdgeLabError
+from harness.measurement import BenchmarkResult, LatencyProtocol
+from harness.models import zoo
+from harness.models.variants import Variant
+from harness.runners import python_agent
+from harness.store.results_json import ResultsFile, new_run_id
+from harness.transport import Transport, open_transport
+
+DeviceConfig = LocalDevice | SshDevice | AdbDevice
+
+
+@dataclass
+class DeviceSession:
+    """A connected device with its workdir resolved and the agent in place."""
+
+    config: DeviceConfig
+    transport: Transport
+    workdir: str
+    deployer: Deployer
+    agent_path: str
+    agent_deploy: DeployReport
+    probe: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Enough to tell two devices (or two OS builds of one device) apart in the history."""
+        os_info = self.probe.get("os") or {}
+        cpu = self.probe.get("cpu") or {}
+        return {
+            "kind": self.config.kind,
+            "virtual": self.config.virtual,
+            "system": os_info.get("system"),
+            "release": os_info.get("release"),
+            "machine": os_info.get("machine"),
+            "android": os_info.get("android"),
+            "cpu_model": cpu.get("model"),
+            "cpu_cores": cpu.get("cores"),
+            "python": (self.probe.get("python") or {}).get("version"),
+            "numpy": self.probe.get("numpy"),
+            "labels": dict(self.config.labels),
+        }
+
+
+def _git(*args: str) -> str | None:
+    try:
+        completed = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return completed.stdout.strip() or None if completed.returncode == 0 else None
+
+
+def run_metadata(run_id: str, devices: list[str], argv: list[str] | None = None) -> dict[str, Any]:
+    """Who ran what, where and on which code: stored once per run and copied into each record."""
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "id": run_id,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_branch": _git("rev-parse", "--abbrev-ref", "HEAD"),
+        "git_dirty": bool(dirty),
+        "harness_version": harness.__version__,
+        "host": platform.node(),
+        "host_python": platform.python_version(),
+        "ci_job_id": os.environ.get("GITHUB_RUN_ID") or os.environ.get("CI_JOB_ID"),
+        "ci": bool(os.environ.get("CI")),
+        "devices": devices,
+        "command": argv if argv is not None else sys.argv,
+    }
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:120] or "unnamed"
+
+
+class Lab:
+    """Connections, deployments and results of one run, shared by every test in it."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        reports_dir: Path,
+        run_id: str | None = None,
+        selected: list[str] | None = None,
+    ) -> None:
+        self.fleet = fleet
+        self.reports_dir = reports_dir
+        self.run_id = run_id or new_run_id()
+        self.selected = selected if selected is not None else fleet.names()
+        self._devices: dict[str, DeviceSession] = {}
+        self._failures: dict[str, EdgeLabError] = {}
+        self._results: ResultsFile | None = None
+        self._metadata: dict[str, Any] | None = None
+
+    # -- devices -----------------------------------------------------------------------------
+
+    def device(self, name: str) -> DeviceSession:
+        """Connect once per run; a device that failed to connect fails every later use with the
+        same message instead of hammering an absent device."""
+        if name in self._devices:
+            return self._devices[name]
+        if name in self._failures:
+            raise self._failures[name]
+        config = self.fleet[name]
+        try:
+            session = self._connect(config)
+        except EdgeLabError as exc:
+            self._failures[name] = exc
+            raise
+        self._devices[name] = session
+        return session
+
+    def _connect(self, config: DeviceConfig) -> DeviceSession:
+        transport = open_transport(config)
+        try:
+            workdir = resolve_workdir(transport, config.workdir)
+            deployer = Deployer(transport, workdir, config.python)
+            agent = Artifact.from_file(python_agent.AGENT_FILE)
+            report = deployer.ensure([agent])
+            agent_path = deployer.remote_path(agent)
+            info = python_agent.probe(transport, config.python, agent_path)
+        except BaseException:
+            transport.close()
+            raise
+        return DeviceSession(config, transport, workdir, deployer, agent_path, report, info)
+
+    def probe(self, name: str) -> dict[str, Any]:
+        return self.device(name).probe
+
+    # -- measurement ---------------------------------------------------------------------------
+
+    def benchmark(
+        self,
+        device_name: str,
+        variant: Variant,
+        protocol: LatencyProtocol,
+        *,
+        threads: int | None = None,
+        inputs: Path | None = None,
+        outputs_to: Path | None = None,
+    ) -> tuple[BenchmarkResult, DeployReport]:
+        """Deploy what the variant needs, run the agent, and pull outputs back if asked."""
+        device = self.device(device_name)
+        model_file = variant.materialize()
+        input_file = inputs if inputs is not None else self._default_inputs(variant)
+        model = Artifact.from_file(model_file, variant.spec.filename)
+        input_artifact = Artifact.from_file(input_file)
+        deploy = device.deployer.ensure([model, input_artifact])
+        remote_outputs = None
+        if outputs_to is not None:
+            remote_outputs = posixpath.join(
+                device.workdir, "runs", self.run_id, _safe_name(outputs_to.name) + ".npz"
+            )
+        argv = python_agent.build_run_argv(
+            device.config.python,
+            device.agent_path,
+            device.deployer.remote_path(model),
+            variant.runtime,
+            protocol,
+            threads=device.config.threads if threads is None else threads,
+            inputs_path=device.deployer.remote_path(input_artifact),
+            outputs_path=remote_outputs,
+        )
+        result = python_agent.run_agent(
+            device.transport,
+            argv,
+            timeout_s=protocol.budget_s(),
+            model=variant.model,
+            model_format=variant.format,
+            precision=variant.precision,
+            protocol=protocol,
+        )
+        if remote_outputs is not None and outputs_to is not None:
+            device.transport.pull(remote_outputs, outputs_to)
+            device.transport.run(["rm", "-f", remote_outputs], timeout=60)
+        return result, deploy
+
+    def _default_inputs(self, variant: Variant) -> Path:
+        """Deterministic synthetic inputs from the zoo's input spec, cached by model hash."""
+        destination = zoo.cache_dir() / "inputs" / f"{variant.spec.sha256[:16]}-b1-s0.npz"
+        if not destination.exists():
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            zoo.make_inputs(variant.spec, destination, batch=1, seed=0)
+        return destination
+
+    # -- results -------------------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            self._metadata = run_metadata(self.run_id, self.selected)
+        return self._metadata
+
+    @property
+    def results(self) -> ResultsFile:
+        """Created on the first record, so a run with no device test leaves no report folder."""
+        if self._results is None:
+            self._results = ResultsFile(self.reports_dir, self.run_id, self.metadata)
+        return self._results
+
+    def record(
+        self,
+        *,
+        test: str,
+        status: str,
+        device: str,
+        variant: Variant,
+        result: BenchmarkResult | None,
+        deploy: DeployReport | None,
+        error: str | None = None,
+        duration_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Append one finished test to results.json now, so a crash later loses nothing."""
+        session = self._devices.get(device)
+        record: dict[str, Any] = {
+            "schema_version": 1,
+            "run_id": self.run_id,
+            "test": test,
+            "status": status,
+            "device": device,
+            "device_kind": self.fleet[device].kind,
+            "virtual": self.fleet[device].virtual,
+            "model": variant.model,
+            "model_sha256": variant.spec.sha256,
+            "format": variant.format,
+            "runtime": variant.runtime,
+            "precision": variant.precision,
+            "latency_ms": None,
+            "peak_rss_mb": None,
+            "error": error,
+            "duration_s": duration_s,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "device_fingerprint": session.fingerprint() if session else None,
+            "run": {
+                key: self.metadata[key]
+                for key in ("id", "git_commit", "git_branch", "harness_version", "ci_job_id")
+            },
+        }
+        if result is not None:
+            record.update(result.to_record())
+        if deploy is not None:
+            record["deploy"] = {
+                "bytes_pushed": deploy.bytes_pushed,
+                "pushed": deploy.pushed,
+                "replaced": deploy.replaced,
+                "present": deploy.present,
+            }
+        self.results.append(record)
+        return record
+
+    def close(self) -> None:
+        for session in self._devices.values():
+            session.transport.close()
+        self._devices.clear()

@@ -1,0 +1,93 @@
+"""``reports/<run-id>/results.json``: every finished test appended the moment it finishes.
+
+The file is rewritten whole under an exclusive lock and replaced atomically, so a crash (or a
+SIGKILL) leaves the last complete version and pytest-xdist workers never interleave writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+RESULTS_SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+LATEST_LINK = "latest"
+
+
+def new_run_id() -> str:
+    """Sortable by time and unique across hosts: ``20261124-211500-3fa9c1``."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_atomic(path: Path, document: dict[str, Any]) -> None:
+    descriptor, temporary = tempfile.mkstemp(prefix=".results-", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=1, allow_nan=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+class ResultsFile:
+    """One run's results document: ``{"schema_version", "run": {...}, "results": [...]}``."""
+
+    def __init__(self, reports_dir: Path, run_id: str, run_metadata: dict[str, Any]) -> None:
+        self.run_dir = reports_dir / run_id
+        self.path = self.run_dir / RESULTS_FILE
+        self._lock = self.run_dir / ".results.lock"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with _locked(self._lock):
+            if not self.path.exists():
+                _write_atomic(
+                    self.path,
+                    {"schema_version": RESULTS_SCHEMA_VERSION, "run": run_metadata, "results": []},
+                )
+        _point_latest(reports_dir, run_id)
+
+    def append(self, record: dict[str, Any]) -> None:
+        with _locked(self._lock):
+            document = self.read()
+            document["results"].append(record)
+            _write_atomic(self.path, document)
+
+    def update_run(self, **fields: Any) -> None:
+        with _locked(self._lock):
+            document = self.read()
+            document["run"].update(fields)
+            _write_atomic(self.path, document)
+
+    def read(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
+        return document
+
+
+def _point_latest(reports_dir: Path, run_id: str) -> None:
+    """``reports/latest`` -> the newest run, swapped atomically (a relative link, so the
+    reports folder can be copied as CI artifacts)."""
+    link = reports_dir / LATEST_LINK
+    temporary = reports_dir / f".latest-{os.getpid()}-{secrets.token_hex(2)}"
+    os.symlink(run_id, temporary)
+    os.replace(temporary, link)

@@ -1,0 +1,154 @@
+"""The host itself as a device: commands through subprocess, files through the filesystem.
+
+Each command gets its own process group so a timeout stops the whole tree, not only the shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from harness.errors import CommandFailed, CommandTimeout, TransportError
+from harness.transport.base import CommandResult
+
+
+def _expand(path: str) -> str:
+    return os.path.expanduser(path)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+class LocalRunning:
+    """A spawned local command; stderr is drained by a thread so a chatty command cannot block."""
+
+    def __init__(self, device: str, argv: tuple[str, ...], process: subprocess.Popen[bytes]) -> None:
+        self._device = device
+        self._argv = argv
+        self._process = process
+        self._started = time.monotonic()
+        self._stderr = bytearray()
+        self._unread: list[str] = []
+        self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._drain.start()
+
+    def _drain_stderr(self) -> None:
+        assert self._process.stderr is not None
+        for chunk in iter(lambda: self._process.stderr.read1(65536), b""):  # type: ignore[union-attr]
+            self._stderr.extend(chunk)
+
+    def lines(self) -> Iterator[str]:
+        assert self._process.stdout is not None
+        for raw in self._process.stdout:
+            yield raw.decode("utf-8", errors="replace").rstrip("\n")
+
+    def wait(self, timeout: float) -> CommandResult:
+        try:
+            self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise CommandTimeout(self._device, " ".join(self._argv), timeout) from None
+        rest = self._process.stdout.read() if self._process.stdout else b""
+        self._drain.join(timeout=5)
+        return CommandResult(
+            argv=self._argv,
+            exit_code=self._process.returncode,
+            stdout=rest.decode("utf-8", errors="replace"),
+            stderr=self._stderr.decode("utf-8", errors="replace"),
+            duration_s=time.monotonic() - self._started,
+        )
+
+    def kill(self) -> None:
+        if self._process.poll() is None:
+            _kill_group(self._process)
+            self._process.wait()
+
+
+class LocalTransport:
+    """Runs on the machine that runs pytest; the reference the other transports are compared to."""
+
+    def __init__(self, device: str = "local") -> None:
+        self._device = device
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        check: bool = False,
+        stdin: bytes | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        args = tuple(argv)
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=_expand(cwd) if cwd else None,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise TransportError(self._device, f"cannot start {args[0]!r}: {exc.strerror}") from None
+        try:
+            stdout, stderr = process.communicate(input=stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            process.communicate()
+            raise CommandTimeout(self._device, " ".join(args), timeout) from None
+        result = CommandResult(
+            argv=args,
+            exit_code=process.returncode,
+            stdout=stdout.decode("utf-8", errors="replace"),
+            stderr=stderr.decode("utf-8", errors="replace"),
+            duration_s=time.monotonic() - started,
+        )
+        if check and not result.ok:
+            raise CommandFailed(self._device, " ".join(args), result.exit_code, result.stderr)
+        return result
+
+    def push(self, local: Path, remote: str) -> int:
+        return self._copy(Path(local), Path(_expand(remote)))
+
+    def pull(self, remote: str, local: Path) -> int:
+        return self._copy(Path(_expand(remote)), Path(local))
+
+    def _copy(self, source: Path, destination: Path) -> int:
+        if not source.is_file():
+            raise TransportError(self._device, f"no such file: {source}")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination)
+        return destination.stat().st_size
+
+    def spawn(self, argv: Sequence[str], *, cwd: str | None = None) -> LocalRunning:
+        args = tuple(argv)
+        try:
+            process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=_expand(cwd) if cwd else None,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise TransportError(self._device, f"cannot start {args[0]!r}: {exc.strerror}") from None
+        return LocalRunning(self._device, args, process)
+
+    def close(self) -> None:
+        """Nothing to release: each command owns its own process."""
