@@ -1,4 +1,148 @@
-"""`edgelab` command line (placeholder until the CLI lands in this change)."""
+"""``edgelab``: the command-line face (devices, doctor, models).
 
-def main() -> int:
+Parses arguments and calls the library; every EdgeLabError becomes one clear line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice, load_fleet
+from harness.errors import EdgeLabError
+from harness.session import Lab
+
+
+def _address(device: LocalDevice | SshDevice | AdbDevice) -> str:
+    if isinstance(device, SshDevice):
+        return f"{device.user}@{device.host}:{device.port}"
+    if isinstance(device, AdbDevice):
+        return f"{device.serial} (adb server {device.adb_host}:{device.adb_port})"
+    return "this host"
+
+
+def _fleet(arguments: argparse.Namespace) -> Fleet:
+    return load_fleet(arguments.devices_file)
+
+
+def cmd_devices(arguments: argparse.Namespace) -> int:
+    fleet = _fleet(arguments)
+    rows = [("NAME", "KIND", "ADDRESS", "TAGS", "WORKDIR")]
+    for device in fleet.devices.values():
+        tags = ",".join(device.tags) + (",virtual" if device.virtual else "")
+        rows.append((device.name, device.kind, _address(device), tags.strip(",") or "-", device.workdir))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print(f"{len(fleet.devices)} device(s) in {fleet.source}")
     return 0
+
+
+def _describe_probe(name: str, info: dict[str, Any], workdir: str) -> list[str]:
+    os_info = info.get("os") or {}
+    cpu = info.get("cpu") or {}
+    python = info.get("python") or {}
+    lines = [
+        f"device:   {name}",
+        f"os:       {os_info.get('system')} {os_info.get('release')} ({os_info.get('machine')})",
+    ]
+    android = os_info.get("android")
+    if android:
+        lines.append(
+            f"android:  {android.get('manufacturer')} {android.get('model')}, "
+            f"Android {android.get('release')} (SDK {android.get('sdk')}), SoC {android.get('soc')}"
+        )
+    lines += [
+        f"cpu:      {cpu.get('model')} x{cpu.get('cores')} (online {cpu.get('online')})",
+        f"python:   {python.get('version')} at {python.get('executable')}",
+        f"numpy:    {info.get('numpy') or 'MISSING (pip install numpy on the device)'}",
+        f"workdir:  {workdir}",
+    ]
+    for runtime, details in sorted((info.get("runtimes") or {}).items()):
+        if details.get("available"):
+            lines.append(f"runtime:  {runtime} {details.get('version')} (module {details.get('module')})")
+        else:
+            lines.append(f"runtime:  {runtime} unavailable: {details.get('error')}")
+    memory = info.get("memory_kb") or {}
+    if memory.get("MemTotal"):
+        lines.append(
+            f"memory:   {memory['MemTotal'] // 1024} MB total, "
+            f"{memory.get('MemAvailable', 0) // 1024} MB available"
+        )
+    return lines
+
+
+def cmd_doctor(arguments: argparse.Namespace) -> int:
+    fleet = _fleet(arguments)
+    fleet[arguments.device]  # unknown names fail here, listing the known ones
+    lab = Lab(fleet, reports_dir=Path("reports"), selected=[arguments.device])
+    try:
+        session = lab.device(arguments.device)
+        if arguments.json:
+            print(
+                json.dumps(
+                    {"device": arguments.device, "workdir": session.workdir, **session.probe}, indent=2
+                )
+            )
+        else:
+            print("\n".join(_describe_probe(arguments.device, session.probe, session.workdir)))
+            print(f"agent:    {session.agent_path} ({session.agent_deploy.bytes_pushed} bytes pushed)")
+    finally:
+        lab.close()
+    return 0
+
+
+def cmd_models(arguments: argparse.Namespace) -> int:
+    from harness.models import zoo
+
+    specs = zoo.all_models()
+    if arguments.action == "fetch":
+        wanted = set(arguments.names) if arguments.names else {spec.name for spec in specs}
+        for name in sorted(wanted):
+            path = zoo.fetch(zoo.get(name))
+            print(f"{name:<18} {path}")
+        return 0
+    for spec in specs:
+        print(
+            f"{spec.name:<18} {spec.format:<7} {spec.precision:<6} {spec.task:<22} "
+            f"{spec.source.distribution}=={spec.source.version}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgelab", description="EdgeLab device-lab harness")
+    parser.add_argument("--version", action="version", version=f"edgelab {__version__}")
+    parser.add_argument(
+        "--devices-file", default=None, help="fleet inventory (default: ./devices.yaml, or only 'local')"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("devices", help="list the fleet").set_defaults(handler=cmd_devices)
+    doctor = commands.add_parser("doctor", help="connect to a device and report what it has")
+    doctor.add_argument("device")
+    doctor.add_argument("--json", action="store_true", help="print the probe as JSON")
+    doctor.set_defaults(handler=cmd_doctor)
+    models = commands.add_parser("models", help="list or fetch the model zoo")
+    models.add_argument("action", choices=["list", "fetch"], nargs="?", default="list")
+    models.add_argument("names", nargs="*", help="zoo names to fetch (default: all)")
+    models.set_defaults(handler=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        code: int = arguments.handler(arguments)
+    except EdgeLabError as exc:
+        print(f"edgelab: error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Developer and CI entry points: `nox -s suites` (the main job), `nox -s lint tests` (CI)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests"]
+
+# Debian packages the tests need: a real OpenSSH server for the ssh transport tests.
+SYSTEM_PACKAGES = {"sshd": "openssh-server"}
+
+
+def _ensure_system_packages(session: nox.Session) -> None:
+    missing = [
+        package
+        for binary, package in SYSTEM_PACKAGES.items()
+        if shutil.which(binary) is None and not os.path.exists(f"/usr/sbin/{binary}")
+    ]
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.error(f"install these system packages first: {' '.join(missing)}")
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run(
+        "apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing,
+        external=True, env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The harness's own tests: unit, real sshd, real adb server, plugin end to end."""
+    _ensure_system_packages(session)
+    session.install("-e", ".[dev]")
+    session.run("pytest", "tests", "-ra", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy --strict on the package."""
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", "harness", "tests", "benchmarks", "suites", "noxfile.py")
+    session.run("ruff", "format", "--check", "harness")
+    session.run("mypy", "harness")
+
+
+@nox.session
+def suites(session: nox.Session) -> None:
+    """The main job: every suite on the selected device (default: local), results in reports/."""
+    session.install("-e", ".")
+    session.run("pytest", "suites", "-ra", *session.posargs)

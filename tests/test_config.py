@@ -1,0 +1,136 @@
+"""devices.yaml schema errors and --device selection."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.config import AdbDevice, LocalDevice, SshDevice, load_fleet, parse_device
+from harness.errors import ConfigError, SelectionError
+
+FLEET = """
+devices:
+  pixel8:
+    kind: adb
+    serial: 38101FDJH00ABC
+    tags: [android, phone]
+  rpi5:
+    kind: ssh
+    host: rpi5.lab
+    user: pi
+    tags: [linux, board]
+    threads: 4
+    labels: {soc: bcm2712}
+  jetson:
+    kind: ssh
+    host: 10.0.0.7
+    port: 2222
+    user: nvidia
+    tags: [linux, board, gpu]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "devices.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_valid_fleet_has_typed_devices_and_implicit_local(tmp_path):
+    fleet = load_fleet(write(tmp_path, FLEET))
+    assert fleet.names() == ["local", "pixel8", "rpi5", "jetson"]
+    assert isinstance(fleet["local"], LocalDevice)
+    assert fleet["local"].python == sys.executable
+    pixel = fleet["pixel8"]
+    assert isinstance(pixel, AdbDevice)
+    assert (pixel.serial, pixel.adb_host, pixel.adb_port) == ("38101FDJH00ABC", "127.0.0.1", 5037)
+    assert pixel.workdir == "/data/local/tmp/edgelab"
+    rpi = fleet["rpi5"]
+    assert isinstance(rpi, SshDevice)
+    assert (rpi.port, rpi.threads, rpi.labels, rpi.trust_on_first_use) == (22, 4, {"soc": "bcm2712"}, False)
+    assert rpi.workdir == "~/.cache/edgelab/device"
+
+
+def test_missing_default_file_gives_local_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_fleet().names() == ["local"]
+
+
+def test_missing_explicit_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: file not found"):
+        load_fleet(tmp_path / "nope.yaml")
+
+
+def test_missing_required_field_names_file_device_field_and_kind(tmp_path):
+    path = write(tmp_path, "devices:\n  pixel8: {kind: adb, tags: [android]}\n")
+    with pytest.raises(ConfigError) as error:
+        load_fleet(path)
+    assert str(error.value) == f"{path}: device 'pixel8': field 'serial' is required for kind adb"
+
+
+def test_unknown_field_suggests_the_close_name(tmp_path):
+    path = write(tmp_path, "devices:\n  rpi5: {kind: ssh, host: h, user: u, prot: 22}\n")
+    with pytest.raises(ConfigError, match=r"device 'rpi5': unknown field 'prot' for kind ssh \(did you mean 'port'\?\)"):
+        load_fleet(path)
+
+
+def test_bad_kind_lists_the_kinds(tmp_path):
+    path = write(tmp_path, "devices:\n  board: {kind: serial}\n")
+    with pytest.raises(ConfigError, match=r"device 'board': field 'kind' must be one of local, ssh, adb \(got 'serial'\)"):
+        load_fleet(path)
+
+
+def test_wrong_type_names_field_and_value(tmp_path):
+    path = write(tmp_path, "devices:\n  rpi5: {kind: ssh, host: h, user: u, port: 70000}\n")
+    with pytest.raises(ConfigError, match=r"device 'rpi5': field 'port': .*65535.*got 70000"):
+        load_fleet(path)
+
+
+def test_malformed_yaml_reports_line_and_column(tmp_path):
+    path = write(tmp_path, "devices:\n  pixel8: {kind: adb, serial: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"devices\.yaml: line \d+, column \d+: not valid YAML"):
+        load_fleet(path)
+
+
+def test_top_level_must_be_devices_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="expected a top-level mapping"):
+        load_fleet(write(tmp_path, "- pixel8\n- rpi5\n"))
+    with pytest.raises(ConfigError, match=r"unknown top-level key\(s\) \['device'\]"):
+        load_fleet(write(tmp_path, "device:\n  x: {kind: local}\n"))
+
+
+def test_device_entry_must_be_mapping():
+    with pytest.raises(ConfigError, match="device 'x': expected a mapping of fields, got str"):
+        parse_device("x", "adb")
+
+
+def test_selection_by_name_list_tag_and_all(tmp_path):
+    fleet = load_fleet(write(tmp_path, FLEET))
+    assert [d.name for d in fleet.select("pixel8")] == ["pixel8"]
+    assert [d.name for d in fleet.select("rpi5, pixel8,rpi5")] == ["rpi5", "pixel8"]
+    assert [d.name for d in fleet.select("tag:board")] == ["rpi5", "jetson"]
+    assert [d.name for d in fleet.select("tag:gpu,local")] == ["jetson", "local"]
+    assert [d.name for d in fleet.select("all")] == ["local", "pixel8", "rpi5", "jetson"]
+
+
+def test_unknown_device_lists_known_and_suggests(tmp_path):
+    fleet = load_fleet(write(tmp_path, FLEET))
+    with pytest.raises(SelectionError) as error:
+        fleet.select("pixel9")
+    message = str(error.value)
+    assert "unknown device 'pixel9'" in message
+    assert "local, pixel8, rpi5, jetson" in message
+    assert "Did you mean 'pixel8'?" in message
+
+
+def test_unknown_tag_lists_known_tags(tmp_path):
+    fleet = load_fleet(write(tmp_path, FLEET))
+    with pytest.raises(SelectionError, match=r"no device .* has tag 'ios' \(known tags: android, board, gpu, host, linux, phone\)"):
+        fleet.select("tag:ios")
+
+
+def test_empty_selection_is_an_error(tmp_path):
+    with pytest.raises(SelectionError, match="--device is empty"):
+        load_fleet(write(tmp_path, FLEET)).select(" , ")

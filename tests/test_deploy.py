@@ -1,0 +1,127 @@
+"""Content-addressed deployment: misses, hits, corruption on the device and on the wire."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.deploy import Artifact, Deployer, resolve_workdir
+from harness.errors import DeployError
+from harness.transport.base import Transport
+from harness.transport.local import LocalTransport
+
+
+class CorruptingLink(LocalTransport):
+    """A link that flips one byte of every pushed file: what a flaky USB cable does."""
+
+    def push(self, local: Path, remote: str) -> int:
+        sent = super().push(local, remote)
+        with open(os.path.expanduser(remote), "r+b") as handle:
+            first = handle.read(1)
+            handle.seek(0)
+            handle.write(bytes([first[0] ^ 0xFF]))
+        return sent
+
+
+@pytest.fixture
+def transport() -> Transport:
+    return LocalTransport("local")
+
+
+@pytest.fixture
+def artifacts(tmp_path) -> list[Artifact]:
+    made = []
+    for name, size in (("model one.tflite", 200_000), ("inputs.npz", 5_000)):
+        path = tmp_path / "host" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(os.urandom(size))
+        made.append(Artifact.from_file(path))
+    return made
+
+
+def test_first_run_pushes_second_run_moves_zero_bytes(transport, artifacts, tmp_path):
+    deployer = Deployer(transport, str(tmp_path / "device"))
+    first = deployer.ensure(artifacts)
+    assert sorted(first.pushed) == ["inputs.npz", "model one.tflite"]
+    assert first.bytes_pushed == 205_000
+    for artifact in artifacts:
+        placed = Path(deployer.remote_path(artifact))
+        assert placed.read_bytes() == artifact.local.read_bytes()
+        assert placed.parent.name == artifact.sha256
+    second = deployer.ensure(artifacts)
+    assert (second.bytes_pushed, second.pushed, sorted(second.present)) == (
+        0,
+        [],
+        ["inputs.npz", "model one.tflite"],
+    )
+    assert not list((tmp_path / "device").rglob("*.partial-*"))
+
+
+def test_corrupted_file_on_device_is_detected_and_replaced(transport, artifacts, tmp_path):
+    deployer = Deployer(transport, str(tmp_path / "device"))
+    deployer.ensure(artifacts)
+    model = artifacts[0]
+    Path(deployer.remote_path(model)).write_bytes(b"truncated")
+    report = deployer.ensure(artifacts)
+    assert report.replaced == [model.name]
+    assert report.bytes_pushed == model.size_bytes
+    assert Path(deployer.remote_path(model)).read_bytes() == model.local.read_bytes()
+
+
+def test_corruption_on_the_wire_fails_and_leaves_nothing_half_written(artifacts, tmp_path):
+    deployer = Deployer(CorruptingLink("flaky"), str(tmp_path / "device"))
+    with pytest.raises(DeployError) as error:
+        deployer.ensure(artifacts[:1])
+    message = str(error.value)
+    assert "device 'flaky'" in message and "arrived corrupted" in message
+    assert artifacts[0].sha256 in message
+    assert not Path(deployer.remote_path(artifacts[0])).exists()
+    assert not list((tmp_path / "device").rglob("*.partial-*"))
+
+
+def test_hash_check_is_one_round_trip(artifacts, tmp_path):
+    calls = []
+
+    class Counting(LocalTransport):
+        def run(self, argv, **kwargs):
+            calls.append(argv)
+            return super().run(argv, **kwargs)
+
+    deployer = Deployer(Counting("local"), str(tmp_path / "device"))
+    deployer.ensure(artifacts)
+    calls.clear()
+    deployer.ensure(artifacts)
+    assert len(calls) == 1
+
+
+def test_python_fallback_when_sha256sum_is_missing(artifacts, tmp_path):
+    """Old Android builds have no sha256sum; the device's python hashes instead."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "mv", "rm", "cat"):
+        real = next(Path(d, tool) for d in ("/bin", "/usr/bin") if Path(d, tool).exists())
+        (bin_dir / tool).symlink_to(real)
+
+    class NoSha(LocalTransport):
+        def run(self, argv, **kwargs):
+            return super().run(["env", f"PATH={bin_dir}", *argv], **kwargs)
+
+    import sys
+
+    deployer = Deployer(NoSha("old-phone"), str(tmp_path / "device"), python=sys.executable)
+    assert deployer.ensure(artifacts).bytes_pushed == 205_000
+    assert deployer.ensure(artifacts).bytes_pushed == 0
+
+
+def test_resolve_workdir_expands_home_and_rejects_relative(transport):
+    assert resolve_workdir(transport, "~/edgelab") == os.path.expanduser("~/edgelab")
+    assert resolve_workdir(transport, "/data/local/tmp/edgelab/") == "/data/local/tmp/edgelab"
+    with pytest.raises(DeployError, match="workdir 'relative/dir' must be absolute"):
+        resolve_workdir(transport, "relative/dir")
+
+
+def test_missing_host_file_is_named():
+    with pytest.raises(DeployError, match="absent.onnx: file not found on the host"):
+        Artifact.from_file(Path("/nonexistent/absent.onnx"))
