@@ -1,0 +1,114 @@
+"""The agent's output is a device boundary: odd output must become a clear AgentError."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.errors import AgentError
+from harness.measurement import LatencyProtocol
+from harness.runners.python_agent import build_run_argv, parse_agent_output, run_agent
+from harness.transport.base import CommandResult
+
+GOOD_RUN = {
+    "schema_version": 1,
+    "kind": "run",
+    "runtime": {"name": "onnxruntime", "module": "onnxruntime", "version": "1.32.0"},
+    "threads": 2,
+    "load_ms": 12.5,
+    "first_inference_ms": 3.0,
+    "warmup": {"iterations": 10, "seconds": 0.1},
+    "timed": {"iterations": 4, "seconds": 0.008, "stopped_by": "min_reached"},
+    "latencies_ns": [2_000_000, 1_000_000, 3_000_000, 2_000_000],
+    "start_offsets_ns": [0, 2_000_100, 3_000_200, 6_000_300],
+    "memory_kb": {"vmhwm_before_load": 30_720, "vmhwm_after_load": 51_200, "vmhwm_after_run": 61_440},
+    "outputs_file": None,
+}
+
+
+def result(stdout: str, exit_code: int = 0, stderr: str = "") -> CommandResult:
+    return CommandResult(("python3", "agent.py", "run"), exit_code, stdout, stderr, 0.1)
+
+
+class Canned:
+    """A transport that answers every command with one canned result."""
+
+    def __init__(self, canned: CommandResult) -> None:
+        self.canned = canned
+        self.device = "pixel8"
+
+    def run(self, argv, **kwargs):
+        return self.canned
+
+
+def run_with(stdout: str, exit_code: int = 0, stderr: str = ""):
+    return run_agent(
+        Canned(result(stdout, exit_code, stderr)),  # type: ignore[arg-type]
+        ["python3"],
+        timeout_s=10,
+        model="m",
+        model_format="onnx",
+        precision="fp32",
+        protocol=LatencyProtocol(),
+    )
+
+
+def test_good_document_becomes_a_typed_result():
+    measured = run_with(json.dumps(GOOD_RUN))
+    assert measured.latency_ms.median == pytest.approx(2.0)
+    assert measured.latency_ms.samples == 4
+    assert (measured.memory.baseline_mb, measured.memory.load_peak_mb, measured.memory.peak_rss_mb) == (
+        30.0,
+        50.0,
+        60.0,
+    )
+    assert measured.runtime.version == "1.32.0"
+    assert measured.iterations == 4 and measured.stopped_by == "min_reached"
+
+
+def test_non_json_output_quotes_what_the_device_printed():
+    with pytest.raises(AgentError) as error:
+        run_with("", exit_code=127, stderr="/system/bin/sh: python3: not found")
+    message = str(error.value)
+    assert "device 'pixel8'" in message and "exited 127 without a JSON result" in message
+    assert "python3: not found" in message
+
+
+def test_agent_error_document_names_phase_and_cause():
+    document = {"schema_version": 1, "kind": "error", "phase": "load", "error": {"type": "Fail", "message": "bad model"}}
+    with pytest.raises(AgentError, match="agent failed in phase 'load': Fail: bad model"):
+        run_with(json.dumps(document), exit_code=2)
+
+
+def test_other_schema_version_asks_to_clear_the_workdir():
+    with pytest.raises(AgentError, match="schema_version=7 .*clear the device workdir"):
+        run_with(json.dumps({**GOOD_RUN, "schema_version": 7}))
+
+
+def test_invalid_fields_are_rejected():
+    with pytest.raises(AgentError, match="failed validation: .*latencies_ns"):
+        run_with(json.dumps({**GOOD_RUN, "latencies_ns": []}))
+    with pytest.raises(AgentError, match="non-positive latencies"):
+        run_with(json.dumps({**GOOD_RUN, "latencies_ns": [5, 0]}))
+
+
+def test_noise_before_the_document_is_tolerated():
+    noisy = "WARNING: linker: unused DT entry\n" + json.dumps(GOOD_RUN)
+    assert parse_agent_output("pixel8", result(noisy), "run")["kind"] == "run"
+
+
+def test_argv_carries_the_protocol_and_paths_verbatim():
+    argv = build_run_argv(
+        "python3",
+        "/w/agent.py",
+        "/w/cas/ab/my model.onnx",
+        "onnxruntime",
+        LatencyProtocol(warmup_iters=3, warmup_s=0.5, min_iters=20, min_s=1.5, max_s=9.0),
+        threads=2,
+        inputs_path="/w/in.npz",
+    )
+    assert argv[:6] == ["python3", "/w/agent.py", "run", "--model", "/w/cas/ab/my model.onnx", "--runtime"]
+    assert argv[argv.index("--min-s") + 1] == "1.5"
+    assert argv[argv.index("--threads") + 1] == "2"
+    assert argv[-2:] == ["--inputs", "/w/in.npz"]

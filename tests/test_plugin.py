@@ -1,0 +1,187 @@
+"""The pytest plugin end to end, through pytester: real agent, real model, real results.json."""
+
+from __future__ import annotations
+
+import json
+import socket
+import xml.etree.ElementTree as ET
+
+import pytest
+
+FAST = ["--warmup-iters=1", "--warmup-s=0", "--min-iters=5", "--min-s=0", "--max-s=10", "-p", "no:cacheprovider"]
+
+BENCH_TEST = """
+import pytest
+
+@pytest.mark.edge(model="silero_vad")
+def test_latency(edge):
+    result = edge.benchmark()
+    assert result.latency_ms.samples >= 5
+"""
+
+
+def results_of(pytester) -> dict:
+    latest = pytester.path / "reports" / "latest"
+    assert latest.is_symlink()
+    return json.loads((latest / "results.json").read_text())
+
+
+def test_end_to_end_writes_results_and_junit_properties(pytester):
+    pytester.makepyfile(test_edge=BENCH_TEST)
+    junit = pytester.path / "junit.xml"
+    run = pytester.runpytest(*FAST, f"--junitxml={junit}")
+    run.assert_outcomes(passed=1)
+    document = results_of(pytester)
+    assert document["schema_version"] == 1
+    assert document["run"]["devices"] == ["local"]
+    assert document["run"]["harness_version"]
+    (record,) = document["results"]
+    assert record["test"] == "test_edge.py::test_latency[local-silero_vad-onnxruntime-fp32]"
+    assert (record["device"], record["model"], record["format"], record["runtime"], record["precision"]) == (
+        "local",
+        "silero_vad",
+        "onnx",
+        "onnxruntime",
+        "fp32",
+    )
+    assert record["status"] == "passed"
+    assert record["latency_ms"]["samples"] == len(record["latency_samples_ms"]) >= 5
+    assert 0 < record["latency_ms"]["median"] <= record["latency_ms"]["p99"]
+    assert record["peak_rss_mb"] > record["baseline_rss_mb"] > 0
+    assert record["runtime_version"] and record["device_fingerprint"]["system"] == "Linux"
+    assert len(record["model_sha256"]) == 64
+    assert record["run"]["id"] == document["run"]["id"]
+    properties = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
+    assert float(properties["edgelab.latency_median_ms"]) == pytest.approx(record["latency_ms"]["median"], rel=1e-3)
+    assert properties["edgelab.variant"] == "silero_vad-onnxruntime-fp32"
+
+
+def test_second_run_pushes_no_model_bytes(pytester):
+    pytester.makepyfile(test_edge=BENCH_TEST)
+    workdir = pytester.path / "device"
+    pytester.makefile(".yaml", devices=f"devices:\n  local: {{kind: local, workdir: '{workdir}'}}\n")
+    pytester.runpytest(*FAST).assert_outcomes(passed=1)
+    first = results_of(pytester)["results"][0]["deploy"]
+    pytester.runpytest(*FAST).assert_outcomes(passed=1)
+    second = results_of(pytester)["results"][0]["deploy"]
+    assert first["bytes_pushed"] > 0 and "silero_vad.onnx" in first["pushed"]
+    assert second["bytes_pushed"] == 0 and second["pushed"] == []
+
+
+def test_unknown_device_fails_before_any_test_and_lists_known(pytester):
+    pytester.makepyfile(test_edge=BENCH_TEST)
+    run = pytester.runpytest("--device=pixel9")
+    assert run.ret == pytest.ExitCode.USAGE_ERROR
+    run.stderr.fnmatch_lines(["*unknown device 'pixel9' (known in devices.yaml: local)*"])
+    assert not (pytester.path / "reports").exists()
+
+
+def test_unknown_runtime_is_a_usage_error(pytester):
+    run = pytester.runpytest("--runtime=tensorrt")
+    assert run.ret == pytest.ExitCode.USAGE_ERROR
+    run.stderr.fnmatch_lines(["*--runtime: unknown value(s) tensorrt (known: onnxruntime, litert, all)*"])
+
+
+def test_help_shows_one_group_with_defaults(pytester):
+    run = pytester.runpytest("--help")
+    text = run.stdout.str()
+    group = text[text.index("EdgeLab: on-device ML benchmarks") :]
+    for option, default in (
+        ("--device", "(default: local)"),
+        ("--runtime", "(default: all)"),
+        ("--precision", "(default: all)"),
+        ("--reports-dir", "(default: reports)"),
+        ("--min-iters", "(default: 50)"),
+    ):
+        assert option in group
+        assert default in " ".join(group.split())
+
+
+def test_ids_are_device_model_runtime_precision(pytester):
+    pytester.makepyfile(
+        test_edge="""
+import pytest
+
+@pytest.mark.edge(model=["silero_vad", "face_detection"])
+def test_latency(edge):
+    pass
+"""
+    )
+    run = pytester.runpytest("--collect-only", "-q")
+    run.stdout.fnmatch_lines(
+        [
+            "test_edge.py::test_latency[local-silero_vad-onnxruntime-fp32]",
+            "test_edge.py::test_latency[local-face_detection-litert-*]",
+        ]
+    )
+
+
+def test_filtered_out_variants_are_skipped_with_the_reason(pytester):
+    pytester.makepyfile(test_edge=BENCH_TEST)
+    run = pytester.runpytest("--precision=int8-static", "-rs")
+    run.assert_outcomes(skipped=1)
+    run.stdout.fnmatch_lines(["*model 'silero_vad' has no variant for runtime any and precision int8-static*"])
+
+
+def test_failed_budget_is_recorded_with_the_measurement(pytester):
+    pytester.makepyfile(
+        test_edge="""
+import pytest
+
+@pytest.mark.edge(model="silero_vad")
+def test_budget(edge):
+    result = edge.benchmark()
+    assert result.latency_ms.median < 0, "over budget"
+"""
+    )
+    pytester.runpytest(*FAST).assert_outcomes(failed=1)
+    (record,) = results_of(pytester)["results"]
+    assert record["status"] == "failed"
+    assert "over budget" in record["error"]
+    assert record["latency_ms"]["median"] > 0
+
+
+def test_finished_tests_survive_a_killed_pytest(pytester):
+    pytester.makepyfile(
+        test_edge="""
+import os
+import pytest
+
+@pytest.mark.edge(model="silero_vad")
+def test_a_measured(edge):
+    edge.benchmark()
+
+def test_b_crash():
+    os._exit(137)
+"""
+    )
+    run = pytester.runpytest_subprocess(*FAST)
+    assert run.ret == 137
+    (record,) = results_of(pytester)["results"]
+    assert record["test"].startswith("test_edge.py::test_a_measured[") and record["status"] == "passed"
+
+
+def test_unreachable_device_errors_in_setup_naming_it(pytester):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    pytester.makefile(
+        ".yaml",
+        devices=(
+            "devices:\n"
+            f"  board: {{kind: ssh, host: 127.0.0.1, port: {closed_port}, user: pi, connect_timeout_s: 3}}\n"
+        ),
+    )
+    pytester.makepyfile(test_edge=BENCH_TEST)
+    run = pytester.runpytest(*FAST, "--device=board")
+    run.assert_outcomes(errors=1)
+    (record,) = results_of(pytester)["results"]
+    assert record["status"] == "error"
+    assert "device 'board'" in record["error"] and f"127.0.0.1:{closed_port}" in record["error"]
+
+
+def test_edge_fixture_without_marker_is_a_collection_error(pytester):
+    pytester.makepyfile(test_edge="def test_x(edge):\n    pass\n")
+    run = pytester.runpytest()
+    run.stdout.fnmatch_lines(["*uses the 'edge' fixture without @pytest.mark.edge(model=...)*"])
+    assert run.ret == pytest.ExitCode.INTERRUPTED
