@@ -334,8 +334,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         median = f"{latency['median']:.3f}" if latency else "-"
         p90 = f"{latency['p90']:.3f}" if latency else "-"
         peak = record.get("peak_rss_mb")
+        peak_text = f"{peak:.1f}" if peak is not None else "-"
         terminalreporter.write_line(
             f"{record['device']:<16} {record['model']:<18} {record['runtime']:<12} {record['precision']:<6} "
-            f"{median:>10} {p90:>9} {peak if peak is not None else '-':>8}  {record['status']}"
+            f"{median:>10} {p90:>9} {peak_text:>8}  {record['status']}"
         )
     terminalreporter.write_line(f"{len(results)} result(s) in {path}")

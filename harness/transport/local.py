@@ -42,8 +42,9 @@ class LocalRunning:
         self._drain.start()
 
     def _drain_stderr(self) -> None:
-        assert self._process.stderr is not None
-        for chunk in iter(lambda: self._process.stderr.read1(65536), b""):  # type: ignore[union-attr]
+        stream = self._process.stderr
+        assert stream is not None
+        for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
             self._stderr.extend(chunk)
 
     def lines(self) -> Iterator[str]:

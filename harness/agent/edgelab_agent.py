@@ -1,0 +1,619 @@
+"""EdgeLab's on-device runner: load a model, time inferences, print one JSON document.
+
+Shipped to devices alone: stdlib + numpy + a runtime, Python >= 3.9 (boards run old
+distributions), nothing of the harness. Per iteration it adds two clock reads and two appends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+SCHEMA_VERSION = 1
+EXIT_FAILED = 2
+
+Feed = Callable[[int], None]
+
+
+class AgentFailure(Exception):
+    """A failure with the phase it happened in; becomes the ``kind: error`` document."""
+
+    def __init__(self, phase: str, message: str, error_type: str = "AgentFailure") -> None:
+        super().__init__(message)
+        self.phase = phase
+        self.error_type = error_type
+
+
+# -- device facts -------------------------------------------------------------------------------
+
+
+def read_status_kb() -> dict[str, int | None]:
+    """VmHWM / VmRSS of this process in kB; None where /proc is absent (macOS)."""
+    found: dict[str, int | None] = {"VmHWM": None, "VmRSS": None}
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                key, _, rest = line.partition(":")
+                if key in found:
+                    found[key] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return found
+
+
+def _read_first(path: str) -> str | None:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    text = _read_first("/proc/cpuinfo") or ""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    for key in ("model name", "Hardware", "Model", "cpu model", "CPU part"):
+        if fields.get(key):
+            return fields[key]
+    return platform.processor() or None
+
+
+def _getprop(key: str) -> str | None:
+    try:
+        completed = subprocess.run(["getprop", key], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    value = completed.stdout.strip()
+    return value or None
+
+
+def _android() -> dict[str, str | None] | None:
+    if _getprop("ro.build.version.sdk") is None:
+        return None
+    return {
+        "sdk": _getprop("ro.build.version.sdk"),
+        "release": _getprop("ro.build.version.release"),
+        "model": _getprop("ro.product.model"),
+        "manufacturer": _getprop("ro.product.manufacturer"),
+        "soc": _getprop("ro.soc.model") or _getprop("ro.board.platform"),
+        "fingerprint": _getprop("ro.build.fingerprint"),
+        "virtual": _getprop("ro.edgelab.virtual"),
+    }
+
+
+def _meminfo_kb() -> dict[str, int]:
+    found: dict[str, int] = {}
+    for line in (_read_first("/proc/meminfo") or "").splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("MemTotal", "MemAvailable") and rest.split():
+            found[key] = int(rest.split()[0])
+    return found
+
+
+def _distribution_version(name: str) -> str | None:
+    try:
+        from importlib import metadata
+
+        return metadata.version(name)
+    except Exception:
+        return None
+
+
+# -- runtimes -----------------------------------------------------------------------------------
+
+LITERT_MODULES = (
+    ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow.lite", "tensorflow"),
+)
+
+
+def _onnxruntime_info() -> dict[str, Any]:
+    try:
+        ort = importlib.import_module("onnxruntime")
+    except Exception as exc:
+        return {"available": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "available": True,
+        "module": "onnxruntime",
+        "version": str(getattr(ort, "__version__", "unknown")),
+        "providers": list(ort.get_available_providers()),
+    }
+
+
+def load_litert() -> tuple[Any, str, str, list[str]]:
+    """The first LiteRT interpreter module that imports: (Interpreter class, module, version,
+    what failed before it). LiteRT is the maintained one; tflite_runtime 2.14 breaks on numpy 2."""
+    tried: list[str] = []
+    for module_name, distribution in LITERT_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+            interpreter = module.Interpreter
+        except Exception as exc:
+            tried.append(f"{module_name}: {type(exc).__name__}: {exc}")
+            continue
+        root = module_name.split(".")[0]
+        version = (
+            _distribution_version(distribution)
+            or str(getattr(sys.modules.get(root), "__version__", ""))
+            or "unknown"
+        )
+        return interpreter, module_name, version, tried
+    raise AgentFailure("runtime", "no LiteRT interpreter could be imported; tried " + "; ".join(tried))
+
+
+def _litert_info() -> dict[str, Any]:
+    try:
+        _, module, version, tried = load_litert()
+    except AgentFailure as exc:
+        return {"available": False, "error": str(exc)}
+    return {"available": True, "module": module, "version": version, "fallbacks_tried": tried}
+
+
+def probe() -> dict[str, Any]:
+    numpy_version = None
+    try:
+        import numpy
+
+        numpy_version = numpy.__version__
+    except Exception:
+        pass
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "probe",
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
+        "os": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+            "platform": platform.platform(),
+            "android": _android(),
+        },
+        "cpu": {
+            "model": _cpu_model(),
+            "cores": os.cpu_count(),
+            "online": _read_first("/sys/devices/system/cpu/online"),
+        },
+        "numpy": numpy_version,
+        "runtimes": {"onnxruntime": _onnxruntime_info(), "litert": _litert_info()},
+        "memory_kb": _meminfo_kb(),
+    }
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+def sample_of(batch: Any, index: int) -> Any:
+    """Sample ``index`` as a C-contiguous array, 0-d for scalar inputs (numpy would give a
+    numpy scalar, which runtimes reject)."""
+    import numpy
+
+    return numpy.array(batch[index], order="C")
+
+
+class Model:
+    """One loaded model behind the three calls the timing loop needs."""
+
+    runtime: dict[str, Any]
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+
+    def prepare(self, batch: dict[str, Any], samples: int) -> Feed:
+        """Build, outside the timed loop, a callable that runs sample ``i`` (inputs fed,
+        inference run, outputs available)."""
+        raise NotImplementedError
+
+    def outputs_of(self, batch: dict[str, Any], sample: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+
+class OrtModel(Model):
+    def __init__(self, path: str, threads: int, provider: str | None) -> None:
+        try:
+            ort = importlib.import_module("onnxruntime")
+        except Exception as exc:
+            raise AgentFailure(
+                "runtime", f"onnxruntime cannot be imported: {exc}", type(exc).__name__
+            ) from None
+        options = ort.SessionOptions()
+        if threads > 0:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        providers = [provider or "CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(path, sess_options=options, providers=providers)
+        except Exception as exc:
+            raise AgentFailure("load", f"onnxruntime cannot load {path}: {exc}", type(exc).__name__) from None
+        self.runtime = {
+            "name": "onnxruntime",
+            "module": "onnxruntime",
+            "version": str(ort.__version__),
+            "providers": list(self.session.get_providers()),
+        }
+        self.inputs = [
+            {
+                "name": i.name,
+                "shape": [d if isinstance(d, int) else None for d in i.shape],
+                "dtype": _ORT_TYPES.get(i.type, i.type),
+            }
+            for i in self.session.get_inputs()
+        ]
+        self.outputs = [{"name": o.name} for o in self.session.get_outputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def prepare(self, batch: dict[str, Any], samples: int) -> Feed:
+        feeds = [{name: sample_of(array, i) for name, array in batch.items()} for i in range(samples)]
+        run = self.session.run
+        names = self.output_names
+
+        def feed(i: int) -> None:
+            run(names, feeds[i])
+
+        return feed
+
+    def outputs_of(self, batch: dict[str, Any], sample: int) -> dict[str, Any]:
+        values = self.session.run(
+            self.output_names, {name: sample_of(array, sample) for name, array in batch.items()}
+        )
+        return dict(zip(self.output_names, values))
+
+
+class LiteRtModel(Model):
+    def __init__(self, path: str, threads: int, delegate: str | None) -> None:
+        interpreter_class, module_name, version, tried = load_litert()
+        kwargs: dict[str, Any] = {"model_path": path}
+        if threads > 0:
+            kwargs["num_threads"] = threads
+        if delegate:
+            module = importlib.import_module(module_name)
+            try:
+                kwargs["experimental_delegates"] = [module.load_delegate(delegate)]
+            except Exception as exc:
+                raise AgentFailure(
+                    "load", f"cannot load delegate {delegate}: {exc}", type(exc).__name__
+                ) from None
+        try:
+            self.interpreter = interpreter_class(**kwargs)
+            self.interpreter.allocate_tensors()
+        except Exception as exc:
+            raise AgentFailure(
+                "load", f"{module_name} cannot load {path}: {exc}", type(exc).__name__
+            ) from None
+        self.runtime = {
+            "name": "litert",
+            "module": module_name,
+            "version": version,
+            "delegate": delegate,
+            "fallbacks_tried": tried,
+        }
+        self.input_details = self.interpreter.get_input_details()
+        self.output_details = self.interpreter.get_output_details()
+        self.inputs = [
+            {"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": str(d["dtype"].__name__)}
+            for d in self.input_details
+        ]
+        self.outputs = [
+            {"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": str(d["dtype"].__name__)}
+            for d in self.output_details
+        ]
+
+    def prepare(self, batch: dict[str, Any], samples: int) -> Feed:
+
+        indices = [(d["index"], d["name"]) for d in self.input_details]
+        per_sample = [[(index, sample_of(batch[name], i)) for index, name in indices] for i in range(samples)]
+        set_tensor = self.interpreter.set_tensor
+        invoke = self.interpreter.invoke
+
+        def feed(i: int) -> None:
+            for index, value in per_sample[i]:
+                set_tensor(index, value)
+            invoke()
+
+        return feed
+
+    def outputs_of(self, batch: dict[str, Any], sample: int) -> dict[str, Any]:
+        self.prepare(batch, sample + 1)(sample)
+        return {d["name"]: self.interpreter.get_tensor(d["index"]).copy() for d in self.output_details}
+
+
+def load_model(runtime: str, path: str, threads: int, delegate: str | None) -> Model:
+    if not os.path.isfile(path):
+        raise AgentFailure("load", f"model file not found: {path}", "FileNotFoundError")
+    if runtime == "onnxruntime":
+        return OrtModel(path, threads, delegate)
+    if runtime == "litert":
+        return LiteRtModel(path, threads, delegate)
+    raise AgentFailure("args", f"unknown runtime {runtime!r} (known: onnxruntime, litert)")
+
+
+# -- inputs -------------------------------------------------------------------------------------
+
+
+def load_inputs(model: Model, path: str | None) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
+    """The input batch (arrays with a leading sample axis), its size, and where each came from."""
+    import numpy
+
+    given: dict[str, Any] = {}
+    if path:
+        try:
+            if path.endswith(".npy"):
+                if len(model.inputs) != 1:
+                    raise AgentFailure(
+                        "inputs", "a .npy input needs a single-input model; use .npz keyed by name"
+                    )
+                given = {model.inputs[0]["name"]: numpy.load(path, allow_pickle=False)}
+            else:
+                with numpy.load(path, allow_pickle=False) as archive:
+                    given = {key: archive[key] for key in archive.files}
+        except AgentFailure:
+            raise
+        except Exception as exc:
+            raise AgentFailure("inputs", f"cannot read inputs {path}: {exc}", type(exc).__name__) from None
+    known = [spec["name"] for spec in model.inputs]
+    unknown = [key for key in given if key not in known]
+    if unknown:
+        raise AgentFailure(
+            "inputs", f"inputs file has {unknown}, which the model does not take (inputs: {known})"
+        )
+    samples = {int(array.shape[0]) for array in given.values() if array.ndim > 0}
+    if len(samples) > 1 or any(array.ndim == 0 for array in given.values()):
+        raise AgentFailure(
+            "inputs",
+            "every input array needs the same leading sample axis; got shapes %s"
+            % {k: list(v.shape) for k, v in given.items()},
+        )
+    count = samples.pop() if samples else 1
+    if count < 1:
+        raise AgentFailure("inputs", "the input batch is empty")
+    generator = numpy.random.default_rng(0)
+    batch: dict[str, Any] = {}
+    described: list[dict[str, Any]] = []
+    for spec in model.inputs:
+        name, dtype = spec["name"], numpy.dtype(spec["dtype"])
+        expected = [d if d is not None and d >= 0 else None for d in spec["shape"]]
+        if name in given:
+            array = given[name]
+            sample_shape = list(array.shape[1:])
+            mismatch = len(sample_shape) != len(expected) or any(
+                want is not None and want != got for want, got in zip(expected, sample_shape)
+            )
+            if mismatch or array.dtype != dtype:
+                raise AgentFailure(
+                    "inputs",
+                    f"input '{name}': model expects shape {expected} {dtype.name}, "
+                    f"file has {sample_shape} {array.dtype.name} per sample",
+                )
+            batch[name] = array
+            described.append({"name": name, "shape": sample_shape, "dtype": dtype.name, "source": "file"})
+            continue
+        shape = [count] + [d if d is not None else 1 for d in expected]
+        if dtype.kind == "f":
+            batch[name] = generator.random(shape).astype(dtype)
+        else:
+            batch[name] = numpy.zeros(shape, dtype=dtype)
+        described.append({"name": name, "shape": shape[1:], "dtype": dtype.name, "source": "synthetic"})
+    return batch, count, described
+
+
+# -- timing -------------------------------------------------------------------------------------
+
+
+def warm_up(feed: Feed, samples: int, min_iters: int, min_s: float) -> tuple[int, float]:
+    clock = time.perf_counter
+    started = clock()
+    deadline = started + min_s
+    count = 0
+    while count < min_iters or clock() < deadline:
+        feed(count % samples)
+        count += 1
+    return count, clock() - started
+
+
+def timed_loop(
+    feed: Feed, samples: int, *, min_iters: int, min_s: float, max_s: float, max_iters: int
+) -> tuple[list[int], list[int], str]:
+    """Start time and duration of every iteration, in ns; stops when both minimums are met."""
+    clock = time.perf_counter_ns
+    starts: list[int] = []
+    durations: list[int] = []
+    add_start = starts.append
+    add_duration = durations.append
+    first = clock()
+    min_until = first + int(min_s * 1e9)
+    max_until = first + int(max_s * 1e9)
+    count = 0
+    stopped_by = "min_reached"
+    while True:
+        begin = clock()
+        feed(count % samples)
+        end = clock()
+        add_start(begin)
+        add_duration(end - begin)
+        count += 1
+        if count >= min_iters and end >= min_until:
+            break
+        if end >= max_until:
+            stopped_by = "max_s"
+            break
+        if count >= max_iters:
+            stopped_by = "max_iters"
+            break
+    return [start - first for start in starts], durations, stopped_by
+
+
+def save_outputs(model: Model, batch: dict[str, Any], samples: int, path: str) -> None:
+    import numpy
+
+    collected: dict[str, list[Any]] = {}
+    for sample in range(samples):
+        for name, value in model.outputs_of(batch, sample).items():
+            collected.setdefault(name, []).append(numpy.asarray(value))
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = path + ".partial.npz"
+    stacked = {name: numpy.stack(values) for name, values in collected.items()}
+    numpy.savez(temporary, **stacked)  # type: ignore[arg-type]
+    os.replace(temporary, path)
+
+
+def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    before = read_status_kb()
+    started = time.perf_counter()
+    model = load_model(arguments.runtime, arguments.model, arguments.threads, arguments.delegate)
+    load_ms = (time.perf_counter() - started) * 1e3
+    after_load = read_status_kb()
+    batch, samples, described_inputs = load_inputs(model, arguments.inputs)
+    try:
+        feed = model.prepare(batch, samples)
+        first_started = time.perf_counter()
+        feed(0)
+        first_inference_ms = (time.perf_counter() - first_started) * 1e3
+        warmup_iters, warmup_s = warm_up(feed, samples, arguments.warmup_iters, arguments.warmup_s)
+        unix_start = time.time()
+        perf_start = time.perf_counter_ns()
+        offsets, durations, stopped_by = timed_loop(
+            feed,
+            samples,
+            min_iters=arguments.min_iters,
+            min_s=arguments.min_s,
+            max_s=arguments.max_s,
+            max_iters=arguments.max_iters,
+        )
+    except AgentFailure:
+        raise
+    except Exception as exc:
+        raise AgentFailure("inference", f"{type(exc).__name__}: {exc}", type(exc).__name__) from None
+    after_run = read_status_kb()
+    if arguments.outputs:
+        try:
+            save_outputs(model, batch, samples, arguments.outputs)
+        except Exception as exc:
+            raise AgentFailure("outputs", f"cannot save outputs to {arguments.outputs}: {exc}") from None
+    import numpy
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "run",
+        "runtime": model.runtime,
+        "model": {"path": arguments.model, "size_bytes": os.path.getsize(arguments.model)},
+        "threads": arguments.threads,
+        "inputs": described_inputs,
+        "outputs": model.outputs,
+        "samples_in_batch": samples,
+        "load_ms": load_ms,
+        "first_inference_ms": first_inference_ms,
+        "warmup": {"iterations": warmup_iters, "seconds": warmup_s},
+        "timed": {"iterations": len(durations), "seconds": sum(durations) / 1e9, "stopped_by": stopped_by},
+        "latencies_ns": durations,
+        "start_offsets_ns": offsets,
+        "clock": {"perf_counter_start_ns": perf_start, "unix_time_start_s": unix_start},
+        "memory_kb": {
+            "vmhwm_before_load": before["VmHWM"],
+            "vmhwm_after_load": after_load["VmHWM"],
+            "vmhwm_after_run": after_run["VmHWM"],
+            "vmrss_after_run": after_run["VmRSS"],
+        },
+        "outputs_file": arguments.outputs,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "pid": os.getpid(),
+    }
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits 2 with text; we answer in JSON
+        raise AgentFailure("args", message, "ArgumentError")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="edgelab_agent", description="EdgeLab on-device runner")
+    commands = parser.add_subparsers(dest="command")
+    commands.required = True
+    probe_parser = commands.add_parser("probe", help="report what this device has")
+    probe_parser.add_argument("--result", default=None)
+    run_parser = commands.add_parser("run", help="benchmark one model")
+    run_parser.add_argument("--model", required=True)
+    run_parser.add_argument("--runtime", required=True, choices=["onnxruntime", "litert"])
+    run_parser.add_argument("--threads", type=int, default=0)
+    run_parser.add_argument("--delegate", default=None)
+    run_parser.add_argument("--inputs", default=None)
+    run_parser.add_argument("--outputs", default=None)
+    run_parser.add_argument("--warmup-iters", type=int, default=10)
+    run_parser.add_argument("--warmup-s", type=float, default=1.0)
+    run_parser.add_argument("--min-iters", type=int, default=50)
+    run_parser.add_argument("--min-s", type=float, default=2.0)
+    run_parser.add_argument("--max-s", type=float, default=60.0)
+    run_parser.add_argument("--max-iters", type=int, default=100000)
+    run_parser.add_argument("--result", default=None)
+    return parser
+
+
+def _emit(document: dict[str, Any], result_path: str | None) -> None:
+    text = json.dumps(document)
+    if result_path:
+        temporary = result_path + ".partial"
+        with open(temporary, "w") as handle:
+            handle.write(text)
+        os.replace(temporary, result_path)
+    else:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    result_path: str | None = None
+    try:
+        arguments = build_parser().parse_args(argv)
+        result_path = arguments.result
+        if arguments.command == "probe":
+            _emit(probe(), result_path)
+        else:
+            if arguments.min_iters < 1 or arguments.max_s <= 0 or arguments.max_iters < 1:
+                raise AgentFailure("args", "--min-iters and --max-iters must be >= 1 and --max-s > 0")
+            _emit(run(arguments), result_path)
+        return 0
+    except AgentFailure as failure:
+        _emit(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "kind": "error",
+                "phase": failure.phase,
+                "error": {"type": failure.error_type, "message": str(failure)},
+            },
+            result_path,
+        )
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
