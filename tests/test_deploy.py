@@ -125,3 +125,19 @@ def test_resolve_workdir_expands_home_and_rejects_relative(transport):
 def test_missing_host_file_is_named():
     with pytest.raises(DeployError, match="absent.onnx: file not found on the host"):
         Artifact.from_file(Path("/nonexistent/absent.onnx"))
+
+
+def test_over_ssh_miss_hit_and_corruption(sshd, artifacts, tmp_path):
+    """The same cache contract through the real ssh transport (sha256sum on the board)."""
+    from harness.transport.ssh import SshTransport
+
+    transport = SshTransport(sshd.device())
+    try:
+        deployer = Deployer(transport, resolve_workdir(transport, str(tmp_path / "board")))
+        assert deployer.ensure(artifacts).bytes_pushed == 205_000
+        assert deployer.ensure(artifacts).bytes_pushed == 0
+        Path(deployer.remote_path(artifacts[1])).write_bytes(b"bit rot")
+        report = deployer.ensure(artifacts)
+        assert (report.replaced, report.bytes_pushed) == (["inputs.npz"], 5_000)
+    finally:
+        transport.close()
