@@ -27,8 +27,14 @@ def _ensure_system_packages(session: nox.Session) -> None:
         session.error(f"install these system packages first: {' '.join(missing)}")
     session.run("apt-get", "update", "-qq", external=True)
     session.run(
-        "apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing,
-        external=True, env={"DEBIAN_FRONTEND": "noninteractive"},
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        *missing,
+        external=True,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
     )
 
 

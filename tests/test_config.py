@@ -72,13 +72,17 @@ def test_missing_required_field_names_file_device_field_and_kind(tmp_path):
 
 def test_unknown_field_suggests_the_close_name(tmp_path):
     path = write(tmp_path, "devices:\n  rpi5: {kind: ssh, host: h, user: u, prot: 22}\n")
-    with pytest.raises(ConfigError, match=r"device 'rpi5': unknown field 'prot' for kind ssh \(did you mean 'port'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"device 'rpi5': unknown field 'prot' for kind ssh \(did you mean 'port'\?\)"
+    ):
         load_fleet(path)
 
 
 def test_bad_kind_lists_the_kinds(tmp_path):
     path = write(tmp_path, "devices:\n  board: {kind: serial}\n")
-    with pytest.raises(ConfigError, match=r"device 'board': field 'kind' must be one of local, ssh, adb \(got 'serial'\)"):
+    with pytest.raises(
+        ConfigError, match=r"device 'board': field 'kind' must be one of local, ssh, adb \(got 'serial'\)"
+    ):
         load_fleet(path)
 
 
@@ -127,7 +131,10 @@ def test_unknown_device_lists_known_and_suggests(tmp_path):
 
 def test_unknown_tag_lists_known_tags(tmp_path):
     fleet = load_fleet(write(tmp_path, FLEET))
-    with pytest.raises(SelectionError, match=r"no device .* has tag 'ios' \(known tags: android, board, gpu, host, linux, phone\)"):
+    with pytest.raises(
+        SelectionError,
+        match=r"no device .* has tag 'ios' \(known tags: android, board, gpu, host, linux, phone\)",
+    ):
         fleet.select("tag:ios")
 
 

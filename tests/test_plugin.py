@@ -8,7 +8,15 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-FAST = ["--warmup-iters=1", "--warmup-s=0", "--min-iters=5", "--min-s=0", "--max-s=10", "-p", "no:cacheprovider"]
+FAST = [
+    "--warmup-iters=1",
+    "--warmup-s=0",
+    "--min-iters=5",
+    "--min-s=0",
+    "--max-s=10",
+    "-p",
+    "no:cacheprovider",
+]
 
 BENCH_TEST = """
 import pytest
@@ -52,7 +60,9 @@ def test_end_to_end_writes_results_and_junit_properties(pytester):
     assert len(record["model_sha256"]) == 64
     assert record["run"]["id"] == document["run"]["id"]
     properties = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
-    assert float(properties["edgelab.latency_median_ms"]) == pytest.approx(record["latency_ms"]["median"], rel=1e-3)
+    assert float(properties["edgelab.latency_median_ms"]) == pytest.approx(
+        record["latency_ms"]["median"], rel=1e-3
+    )
     assert properties["edgelab.variant"] == "silero_vad-onnxruntime-fp32"
 
 
@@ -119,7 +129,9 @@ def test_filtered_out_variants_are_skipped_with_the_reason(pytester):
     pytester.makepyfile(test_edge=BENCH_TEST)
     run = pytester.runpytest("--precision=int8-static", "-rs")
     run.assert_outcomes(skipped=1)
-    run.stdout.fnmatch_lines(["*model 'silero_vad' has no variant for runtime any and precision int8-static*"])
+    run.stdout.fnmatch_lines(
+        ["*model 'silero_vad' has no variant for runtime any and precision int8-static*"]
+    )
 
 
 def test_failed_budget_is_recorded_with_the_measurement(pytester):

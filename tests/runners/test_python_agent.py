@@ -76,7 +76,12 @@ def test_non_json_output_quotes_what_the_device_printed():
 
 
 def test_agent_error_document_names_phase_and_cause():
-    document = {"schema_version": 1, "kind": "error", "phase": "load", "error": {"type": "Fail", "message": "bad model"}}
+    document = {
+        "schema_version": 1,
+        "kind": "error",
+        "phase": "load",
+        "error": {"type": "Fail", "message": "bad model"},
+    }
     with pytest.raises(AgentError, match="agent failed in phase 'load': Fail: bad model"):
         run_with(json.dumps(document), exit_code=2)
 

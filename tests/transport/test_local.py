@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +44,8 @@ def test_timeout_kills_the_whole_process_group(local, tmp_path):
     assert "timed out after 0.5s" in str(error.value)
     child = int(marker.read_text())
     for _ in range(50):
-        if not os.path.exists(f"/proc/{child}") or "Z" in open(f"/proc/{child}/stat").read().split()[2]:
+        stat = Path(f"/proc/{child}/stat")
+        if not stat.exists() or stat.read_text().split()[2] == "Z":
             break
         time.sleep(0.1)
     else:
@@ -81,7 +83,9 @@ def test_push_of_missing_file_names_the_path(local, tmp_path):
 
 def test_spawn_streams_lines_before_exit(local, tmp_path):
     gate = tmp_path / "gate"
-    running = local.spawn(["sh", "-c", f"echo first; while [ ! -e {gate} ]; do sleep 0.05; done; echo second; exit 4"])
+    running = local.spawn(
+        ["sh", "-c", f"echo first; while [ ! -e {gate} ]; do sleep 0.05; done; echo second; exit 4"]
+    )
     lines = running.lines()
     assert next(lines) == "first"  # the command is still blocked on the gate here
     gate.touch()

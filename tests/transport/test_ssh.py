@@ -104,7 +104,9 @@ def test_pull_of_missing_file_names_it(board, tmp_path):
 
 def test_spawn_streams_before_exit(board, tmp_path):
     gate = tmp_path / "gate"
-    running = board.spawn(["sh", "-c", f"echo first; while [ ! -e {gate} ]; do sleep 0.05; done; echo second; exit 5"])
+    running = board.spawn(
+        ["sh", "-c", f"echo first; while [ ! -e {gate} ]; do sleep 0.05; done; echo second; exit 5"]
+    )
     lines = running.lines()
     assert next(lines) == "first"
     gate.touch()

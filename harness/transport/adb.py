@@ -1,0 +1,363 @@
+"""Android devices through an adb server (adbutils), commands over the shell v2 protocol.
+
+Shell v2 frames stdout, stderr and the exit code, so exit codes and stderr are real; devices
+without ``shell_v2`` fall back to v1 with an exit-code sentinel (stderr merged into stdout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import shlex
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import adbutils
+
+from harness.config import AdbDevice
+from harness.errors import CommandFailed, CommandTimeout, ConnectError, TransportError
+from harness.transport.base import CommandResult
+
+# Shell protocol packet ids (AOSP adb shell_protocol.h).
+STDIN, STDOUT, STDERR, EXIT, CLOSE_STDIN, WINDOW_SIZE = range(6)
+_HEADER = struct.Struct("<BI")
+_V1_SENTINEL = "EDGELAB-EXIT:"
+_SERVER_TIMEOUT_S = 10.0
+
+
+class ShellProtocolError(TransportError):
+    """The device sent something that is not a shell v2 packet."""
+
+
+def encode_packet(kind: int, payload: bytes = b"") -> bytes:
+    return _HEADER.pack(kind, len(payload)) + payload
+
+
+@dataclass(frozen=True)
+class Packet:
+    kind: int
+    payload: bytes
+
+
+class ShellV2Decoder:
+    """Incremental: packets arrive split across socket reads at arbitrary boundaries."""
+
+    def __init__(self, device: str = "?") -> None:
+        self._buffer = bytearray()
+        self._device = device
+
+    def feed(self, data: bytes) -> list[Packet]:
+        self._buffer.extend(data)
+        packets: list[Packet] = []
+        while len(self._buffer) >= _HEADER.size:
+            kind, length = _HEADER.unpack_from(self._buffer)
+            if kind > WINDOW_SIZE:
+                raise ShellProtocolError(
+                    self._device,
+                    f"shell v2: unknown packet id {kind} (is the device's adbd shell_v2-capable?)",
+                )
+            if len(self._buffer) < _HEADER.size + length:
+                break
+            payload = bytes(self._buffer[_HEADER.size : _HEADER.size + length])
+            del self._buffer[: _HEADER.size + length]
+            packets.append(Packet(kind, payload))
+        return packets
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+
+class ShellV2Session:
+    """One shell v2 command on an already-open service socket: feeds stdin, collects output."""
+
+    def __init__(self, device: str, argv: tuple[str, ...], sock: socket.socket) -> None:
+        self.device = device
+        self.argv = argv
+        self.sock = sock
+        self.decoder = ShellV2Decoder(device)
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.exit_code: int | None = None
+        self.started = time.monotonic()
+
+    def send_stdin(self, data: bytes | None) -> None:
+        if data:
+            for start in range(0, len(data), 1 << 16):
+                self.sock.sendall(encode_packet(STDIN, data[start : start + (1 << 16)]))
+        self.sock.sendall(encode_packet(CLOSE_STDIN))
+
+    def _take(self, packets: list[Packet]) -> list[bytes]:
+        out: list[bytes] = []
+        for packet in packets:
+            if packet.kind == STDOUT:
+                out.append(packet.payload)
+            elif packet.kind == STDERR:
+                self.stderr.extend(packet.payload)
+            elif packet.kind == EXIT:
+                self.exit_code = packet.payload[0] if packet.payload else 255
+        return out
+
+    def chunks(self, deadline: float | None = None) -> Iterator[bytes]:
+        """stdout payloads as they arrive, until the exit packet or the socket closes."""
+        while self.exit_code is None:
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                self.sock.settimeout(remaining)
+            data = self.sock.recv(1 << 16)
+            if not data:
+                break
+            yield from self._take(self.decoder.feed(data))
+
+    def finish(self, timeout: float) -> CommandResult:
+        deadline = self.started + timeout
+        try:
+            for chunk in self.chunks(deadline):
+                self.stdout.extend(chunk)
+        except TimeoutError:
+            self.close()
+            raise CommandTimeout(self.device, shlex.join(self.argv), timeout) from None
+        except OSError as exc:
+            self.close()
+            raise TransportError(
+                self.device, f"connection lost during {shlex.join(self.argv)}: {exc}"
+            ) from None
+        self.close()
+        if self.exit_code is None:
+            raise TransportError(
+                self.device,
+                f"shell closed without an exit code during {shlex.join(self.argv)} (device gone?)",
+            )
+        return self.result()
+
+    def result(self) -> CommandResult:
+        return CommandResult(
+            argv=self.argv,
+            exit_code=self.exit_code if self.exit_code is not None else 255,
+            stdout=self.stdout.decode("utf-8", errors="replace"),
+            stderr=self.stderr.decode("utf-8", errors="replace"),
+            duration_s=time.monotonic() - self.started,
+        )
+
+    def close(self) -> None:
+        """Closing the socket makes adbd hang up the command (SIGHUP to its process group)."""
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class AdbRunning:
+    """A spawned command streaming stdout over shell v2."""
+
+    def __init__(self, session: ShellV2Session) -> None:
+        self._session = session
+        self._lock = threading.Lock()
+        self._consumed = False
+
+    def lines(self) -> Iterator[str]:
+        buffer = bytearray()
+        self._consumed = True
+        for chunk in self._session.chunks():
+            buffer.extend(chunk)
+            while b"\n" in buffer:
+                line, _, rest = buffer.partition(b"\n")
+                buffer = bytearray(rest)
+                yield line.decode("utf-8", errors="replace")
+        if buffer:
+            yield buffer.decode("utf-8", errors="replace")
+
+    def wait(self, timeout: float) -> CommandResult:
+        self._session.started = time.monotonic()
+        return self._session.finish(timeout)
+
+    def kill(self) -> None:
+        self._session.close()
+
+
+def device_shell_command(argv: Sequence[str], cwd: str | None) -> str:
+    """Quoted for the device's mksh/toybox sh; POSIX single quotes are enough there."""
+    command = shlex.join(argv)
+    return f"cd {shlex.quote(cwd)} && {command}" if cwd else command
+
+
+class AdbTransport:
+    """One Android device behind an adb server; checks server, serial and state up front."""
+
+    def __init__(self, config: AdbDevice) -> None:
+        self.config = config
+        self._device_name = config.name
+        self._client = adbutils.AdbClient(
+            host=config.adb_host, port=config.adb_port, socket_timeout=_SERVER_TIMEOUT_S
+        )
+        self._server = f"{config.adb_host}:{config.adb_port}"
+        self._check_server()
+        if config.connect:
+            self._adb_connect()
+        self._check_state()
+        self._adb = self._client.device(serial=config.serial)
+        try:
+            features = set(self._adb.get_features().split(","))
+        except adbutils.AdbError as exc:
+            raise ConnectError(self._device_name, f"cannot read features of {config.serial}: {exc}") from None
+        self.shell_protocol = "v2" if "shell_v2" in features else "v1"
+        self.features = features
+
+    @property
+    def device(self) -> str:
+        return self._device_name
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _check_server(self) -> None:
+        try:
+            self._client.server_version()
+        except (adbutils.AdbError, OSError) as exc:
+            raise ConnectError(
+                self._device_name,
+                f"no adb server at {self._server} ({exc}); start one with `adb -P {self.config.adb_port} "
+                "start-server` or fix adb_host/adb_port in devices.yaml",
+            ) from None
+
+    def _adb_connect(self) -> None:
+        try:
+            answer = self._client.connect(self.config.serial, timeout=_SERVER_TIMEOUT_S)
+        except (adbutils.AdbError, OSError) as exc:
+            raise ConnectError(self._device_name, f"adb connect {self.config.serial} failed: {exc}") from None
+        if "connected" not in answer:
+            raise ConnectError(self._device_name, f"adb connect {self.config.serial}: {answer.strip()}")
+
+    def _check_state(self) -> None:
+        try:
+            listed = {info.serial: info.state for info in self._client.list()}
+        except (adbutils.AdbError, OSError) as exc:
+            raise ConnectError(
+                self._device_name, f"adb server {self._server} cannot list devices: {exc}"
+            ) from None
+        serial = self.config.serial
+        state = listed.get(serial)
+        if state is None:
+            seen = ", ".join(f"{s} ({st})" for s, st in sorted(listed.items())) or "none"
+            hint = " or set connect: true for a host:port serial" if ":" in serial else ""
+            raise ConnectError(
+                self._device_name,
+                f"serial {serial} is not attached to the adb server {self._server} (it sees: {seen}); "
+                f"check the cable and `adb devices`{hint}",
+            )
+        if state == "unauthorized":
+            raise ConnectError(
+                self._device_name,
+                f"{serial} is unauthorized: unlock the phone and accept the USB debugging prompt",
+            )
+        if state != "device":
+            raise ConnectError(self._device_name, f"{serial} is {state}; reconnect it (adb reconnect)")
+
+    def _open(self, service: str, timeout: float) -> socket.socket:
+        try:
+            connection = self._adb.open_transport(timeout=timeout)
+            connection.send_command(service)
+            connection.check_okay()
+        except (adbutils.AdbError, OSError) as exc:
+            raise TransportError(
+                self._device_name, f"cannot open {service.partition(':')[0]} on {self.config.serial}: {exc}"
+            ) from None
+        sock: socket.socket = connection.conn
+        return sock
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        check: bool = False,
+        stdin: bytes | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        args = tuple(argv)
+        command = device_shell_command(args, cwd)
+        if self.shell_protocol == "v2":
+            session = ShellV2Session(self._device_name, args, self._open(f"shell,v2,raw:{command}", timeout))
+            session.send_stdin(stdin)
+            result = session.finish(timeout)
+        else:
+            result = self._run_v1(args, command, timeout, stdin)
+        if check and not result.ok:
+            raise CommandFailed(self._device_name, shlex.join(args), result.exit_code, result.stderr)
+        return result
+
+    def _run_v1(
+        self, args: tuple[str, ...], command: str, timeout: float, stdin: bytes | None
+    ) -> CommandResult:
+        """Old adbd: the command runs in its own sh so its `exit` cannot eat the sentinel."""
+        if stdin is not None:
+            raise TransportError(self._device_name, "stdin needs shell v2, which this device's adbd lacks")
+        started = time.monotonic()
+        wrapped = f"sh -c {shlex.quote(command)}; echo {_V1_SENTINEL}$?"
+        sock = self._open(f"shell:{wrapped}", timeout)
+        output = bytearray()
+        try:
+            while True:
+                remaining = started + timeout - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                sock.settimeout(remaining)
+                data = sock.recv(1 << 16)
+                if not data:
+                    break
+                output.extend(data)
+        except TimeoutError:
+            raise CommandTimeout(self._device_name, shlex.join(args), timeout) from None
+        finally:
+            sock.close()
+        text = output.decode("utf-8", errors="replace")
+        body, marker, code = text.rpartition(_V1_SENTINEL)
+        if not marker or not code.strip().isdigit():
+            raise TransportError(self._device_name, f"shell v1 output has no exit sentinel: {text[-300:]!r}")
+        return CommandResult(args, int(code.strip()), body, "", time.monotonic() - started)
+
+    def spawn(self, argv: Sequence[str], *, cwd: str | None = None) -> AdbRunning:
+        if self.shell_protocol != "v2":
+            raise TransportError(
+                self._device_name, "streaming needs shell v2, which this device's adbd lacks"
+            )
+        args = tuple(argv)
+        session = ShellV2Session(
+            self._device_name, args, self._open(f"shell,v2,raw:{device_shell_command(args, cwd)}", 30)
+        )
+        session.sock.settimeout(None)
+        session.send_stdin(None)
+        return AdbRunning(session)
+
+    # -- files --------------------------------------------------------------------------------
+
+    def push(self, local: Path, remote: str) -> int:
+        if not Path(local).is_file():
+            raise TransportError(self._device_name, f"no such file on the host: {local}")
+        self.run(["mkdir", "-p", posixpath.dirname(remote) or "/"], timeout=60, check=True)
+        try:
+            self._adb.sync.push(str(local), remote, mode=0o644)
+        except (adbutils.AdbError, OSError) as exc:
+            raise TransportError(self._device_name, f"push {local} -> {remote} failed: {exc}") from None
+        size = self._adb.sync.stat(remote).size
+        return int(size)
+
+    def pull(self, remote: str, local: Path) -> int:
+        info = self._adb.sync.stat(remote)
+        if info.mode == 0:
+            raise TransportError(self._device_name, f"no such file on the device: {remote}")
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._adb.sync.pull(remote, str(local))
+        except (adbutils.AdbError, OSError) as exc:
+            raise TransportError(self._device_name, f"pull {remote} -> {local} failed: {exc}") from None
+        return Path(local).stat().st_size
+
+    def close(self) -> None:
+        """Each command owns its socket; nothing is held between commands."""
