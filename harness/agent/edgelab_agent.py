@@ -465,7 +465,8 @@ def timed_loop(
         if count >= max_iters:
             stopped_by = "max_iters"
             break
-    return [start - first for start in starts], durations, stopped_by
+    origin = starts[0]
+    return [start - origin for start in starts], durations, stopped_by
 
 
 def save_outputs(model: Model, batch: dict[str, Any], samples: int, path: str) -> None:

@@ -1,0 +1,181 @@
+"""The on-device agent, run as a subprocess exactly as the harness runs it, on both runtimes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from harness.models import zoo
+from harness.runners.python_agent import AGENT_FILE
+
+FAST = ["--warmup-iters", "2", "--warmup-s", "0", "--min-iters", "20", "--min-s", "0"]
+WEIGHTS = np.arange(12, dtype=np.float32).reshape(4, 3) / 10 - 0.5
+
+
+def agent(*args: str, python: list[str] | None = None) -> tuple[int, dict]:
+    completed = subprocess.run(
+        [*(python or [sys.executable, str(AGENT_FILE)]), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return completed.returncode, json.loads(completed.stdout)
+
+
+@pytest.fixture(scope="module")
+def matmul_relu(tmp_path_factory) -> Path:
+    """y = relu(x @ W) with x: [1, 4] float32; small enough to check numerically."""
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+        "matmul_relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor("W", TensorProto.FLOAT, [4, 3], WEIGHTS.flatten().tolist())],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp_path_factory.mktemp("models") / "matmul relu.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def face_detection() -> Path:
+    return zoo.fetch(zoo.get("face_detection"))
+
+
+def test_onnxruntime_run_reports_timings_memory_and_synthetic_inputs(matmul_relu):
+    code, document = agent("run", "--model", str(matmul_relu), "--runtime", "onnxruntime", *FAST)
+    assert code == 0 and document["kind"] == "run" and document["schema_version"] == 1
+    assert document["runtime"]["name"] == "onnxruntime"
+    assert document["runtime"]["version"] == __import__("onnxruntime").__version__
+    assert document["timed"]["iterations"] == len(document["latencies_ns"]) >= 20
+    assert document["timed"]["stopped_by"] == "min_reached"
+    assert all(value > 0 for value in document["latencies_ns"])
+    offsets = document["start_offsets_ns"]
+    assert offsets[0] == 0 and offsets == sorted(offsets)
+    memory = document["memory_kb"]
+    assert 0 < memory["vmhwm_before_load"] <= memory["vmhwm_after_load"] <= memory["vmhwm_after_run"]
+    assert document["load_ms"] > 0 and document["first_inference_ms"] > 0
+    assert document["inputs"] == [{"name": "x", "shape": [1, 4], "dtype": "float32", "source": "synthetic"}]
+
+
+def test_outputs_match_numpy_for_a_three_sample_batch(matmul_relu, tmp_path):
+    batch = np.random.default_rng(3).normal(size=(3, 1, 4)).astype(np.float32)
+    np.savez(tmp_path / "inputs.npz", x=batch)
+    outputs = tmp_path / "out" / "outputs.npz"
+    code, document = agent(
+        "run", "--model", str(matmul_relu), "--runtime", "onnxruntime", *FAST,
+        "--inputs", str(tmp_path / "inputs.npz"), "--outputs", str(outputs),
+    )  # fmt: skip
+    assert code == 0 and document["samples_in_batch"] == 3 and document["outputs_file"] == str(outputs)
+    assert document["inputs"][0]["source"] == "file"
+    with np.load(outputs) as saved:
+        np.testing.assert_allclose(saved["y"], np.maximum(batch @ WEIGHTS, 0), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"z": np.zeros((1, 1, 4), np.float32)}, "inputs file has ['z'], which the model does not take"),
+        (
+            {"x": np.zeros((1, 1, 5), np.float32)},
+            "input 'x': model expects shape [1, 4] float32, file has [1, 5] float32",
+        ),
+        ({"x": np.zeros((1, 1, 4), np.float64)}, "file has [1, 4] float64"),
+    ],
+)
+def test_bad_inputs_name_the_input_and_the_expectation(matmul_relu, tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    code, document = agent(
+        "run", "--model", str(matmul_relu), "--runtime", "onnxruntime", "--inputs", str(tmp_path / "bad.npz")
+    )
+    assert code == 2 and document["kind"] == "error" and document["phase"] == "inputs"
+    assert message in document["error"]["message"]
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "litert"])
+def test_corrupt_model_fails_in_load(tmp_path, runtime):
+    corrupt = tmp_path / "corrupt.bin"
+    corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
+    code, document = agent("run", "--model", str(corrupt), "--runtime", runtime)
+    assert code == 2 and document["phase"] == "load"
+    assert str(corrupt) in document["error"]["message"]
+
+
+def test_missing_model_and_bad_arguments_are_json_errors(tmp_path):
+    code, document = agent("run", "--model", str(tmp_path / "absent.onnx"), "--runtime", "onnxruntime")
+    assert (code, document["phase"], document["error"]["type"]) == (2, "load", "FileNotFoundError")
+    code, document = agent("run", "--model", "m", "--runtime", "tensorrt")
+    assert code == 2 and document["phase"] == "args" and "tensorrt" in document["error"]["message"]
+
+
+def test_max_s_caps_the_timed_phase(matmul_relu):
+    code, document = agent(
+        "run", "--model", str(matmul_relu), "--runtime", "onnxruntime",
+        "--warmup-iters", "0", "--warmup-s", "0", "--min-iters", "100000000", "--min-s", "0", "--max-s", "0.3",
+    )  # fmt: skip
+    assert code == 0 and document["timed"]["stopped_by"] == "max_s"
+    assert 0 < document["timed"]["iterations"] < 100000000
+
+
+def test_litert_runs_a_real_mediapipe_model(face_detection, tmp_path):
+    outputs = tmp_path / "outputs.npz"
+    code, document = agent(
+        "run", "--model", str(face_detection), "--runtime", "litert", *FAST, "--outputs", str(outputs)
+    )
+    assert code == 0
+    assert (document["runtime"]["name"], document["runtime"]["module"]) == (
+        "litert",
+        "ai_edge_litert.interpreter",
+    )
+    assert document["runtime"]["fallbacks_tried"] == []
+    assert document["inputs"][0]["shape"] == [1, 128, 128, 3]
+    with np.load(outputs) as saved:
+        assert {name: list(saved[name].shape) for name in saved.files} == {
+            "regressors": [1, 1, 896, 16],
+            "classificators": [1, 1, 896, 1],
+        }
+
+
+def test_litert_falls_back_and_says_what_it_tried(face_detection, tmp_path):
+    """With ai_edge_litert unimportable the agent tries tflite_runtime, then tensorflow.lite."""
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text(
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'ai_edge_litert':\n"
+        "            raise ImportError('blocked for the test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+    )
+    wrapper = [sys.executable, "-c", f"import runpy, sys; sys.path.insert(0, {str(tmp_path)!r}); import sitecustomize; "
+               f"sys.argv = ['agent'] + sys.argv[1:]; runpy.run_path({str(AGENT_FILE)!r}, run_name='__main__')"]  # fmt: skip
+    code, document = agent(
+        "run", "--model", str(face_detection), "--runtime", "litert", *FAST, python=wrapper
+    )
+    if code == 0:  # a fallback module is installed here: it must say so
+        assert document["runtime"]["module"] != "ai_edge_litert.interpreter"
+        assert "ai_edge_litert.interpreter" in document["runtime"]["fallbacks_tried"][0]
+    else:
+        message = document["error"]["message"]
+        assert document["phase"] == "runtime"
+        for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"):
+            assert module in message
+
+
+def test_probe_reports_runtimes_and_the_machine():
+    code, document = agent("probe")
+    assert code == 0 and document["kind"] == "probe"
+    assert document["runtimes"]["onnxruntime"]["available"] is True
+    assert document["runtimes"]["litert"]["module"] == "ai_edge_litert.interpreter"
+    assert document["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
+    assert document["cpu"]["cores"] > 0 and document["os"]["system"] == "Linux"
+    assert document["memory_kb"]["MemTotal"] > 0
