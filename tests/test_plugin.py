@@ -196,3 +196,25 @@ def test_edge_fixture_without_marker_is_a_collection_error(pytester):
     run = pytester.runpytest()
     run.stdout.fnmatch_lines(["*uses the 'edge' fixture without @pytest.mark.edge(model=...)*"])
     assert run.ret == pytest.ExitCode.INTERRUPTED
+
+
+def test_benchmark_over_ssh_on_a_real_sshd(pytester, sshd):
+    """The same suite through the ssh transport: deploy over SFTP, agent over an exec channel."""
+    import sys
+
+    workdir = pytester.path / "board-workdir"
+    pytester.makefile(
+        ".yaml",
+        devices=(
+            "devices:\n"
+            f"  board: {{kind: ssh, host: 127.0.0.1, port: {sshd.port}, user: {sshd.user}, "
+            f"key_file: '{sshd.client_key}', known_hosts: '{sshd.known_hosts}', python: '{sys.executable}', "
+            f"workdir: '{workdir}', tags: [board]}}\n"
+        ),
+    )
+    pytester.makepyfile(test_edge=BENCH_TEST)
+    pytester.runpytest(*FAST, "--device=tag:board").assert_outcomes(passed=1)
+    (record,) = results_of(pytester)["results"]
+    assert (record["device"], record["device_kind"], record["status"]) == ("board", "ssh", "passed")
+    assert record["latency_ms"]["median"] > 0 and record["peak_rss_mb"] > 0
+    assert list(workdir.glob("cas/*/silero_vad.onnx"))

@@ -98,7 +98,7 @@ def test_make_inputs_is_deterministic_and_typed(tmp_path):
         for name in a.files:
             np.testing.assert_array_equal(a[name], b[name])
         assert (a["input"].shape, a["input"].dtype) == ((4, 1, 512), np.float32)
-        assert -0.5 <= a["input"].min() and a["input"].max() < 0.5
+        assert a["input"].min() >= -0.5 and a["input"].max() < 0.5
         assert a["sr"].tolist() == [16000] * 4 and a["sr"].dtype == np.int64
         assert not a["state"].any()
 

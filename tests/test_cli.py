@@ -1,0 +1,77 @@
+"""The `edgelab` command: devices and doctor against real transports."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import onnxruntime
+
+from harness.cli import main
+
+
+def fleet_file(tmp_path, body: str):
+    path = tmp_path / "devices.yaml"
+    path.write_text("devices:\n" + body)
+    return str(path)
+
+
+def test_devices_lists_the_fleet(tmp_path, capsys):
+    path = fleet_file(
+        tmp_path,
+        "  pixel8: {kind: adb, serial: 38101FDJH00ABC, tags: [android]}\n"
+        "  rpi5: {kind: ssh, host: rpi5.lab, user: pi, tags: [board]}\n",
+    )
+    assert main(["--devices-file", path, "devices"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "KIND", "ADDRESS", "TAGS", "WORKDIR"]
+    assert lines[1].split()[:2] == ["local", "local"]
+    assert "38101FDJH00ABC (adb server 127.0.0.1:5037)" in lines[2]
+    assert lines[3].split()[:3] == ["rpi5", "ssh", "pi@rpi5.lab:22"]
+    assert lines[-1] == f"3 device(s) in {path}"
+
+
+def test_doctor_local_reports_runtimes(capsys):
+    assert main(["doctor", "local"]) == 0
+    out = capsys.readouterr().out
+    assert f"runtime:  onnxruntime {onnxruntime.__version__} (module onnxruntime)" in out
+    assert "runtime:  litert " in out and "(module ai_edge_litert.interpreter)" in out
+    assert f"python:   {sys.version.split()[0]} at {sys.executable}" in out
+
+
+def test_doctor_over_ssh_runs_the_agent_on_the_board(sshd, tmp_path, capsys):
+    path = fleet_file(
+        tmp_path,
+        f"  board: {{kind: ssh, host: 127.0.0.1, port: {sshd.port}, user: {sshd.user}, "
+        f"key_file: '{sshd.client_key}', known_hosts: '{sshd.known_hosts}', python: '{sys.executable}', "
+        f"workdir: '{tmp_path / 'board'}'}}\n",
+    )
+    assert main(["--devices-file", path, "doctor", "board"]) == 0
+    out = capsys.readouterr().out
+    assert "device:   board" in out and f"workdir:  {tmp_path / 'board'}" in out
+    assert f"runtime:  onnxruntime {onnxruntime.__version__}" in out
+    assert list((tmp_path / "board" / "cas").glob("*/edgelab_agent.py"))
+
+
+def test_doctor_says_exactly_why_it_cannot(tmp_path, capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = fleet_file(tmp_path, f"  board: {{kind: ssh, host: 127.0.0.1, port: {port}, user: pi}}\n")
+    assert main(["--devices-file", path, "doctor", "board"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"edgelab: error: device 'board': cannot connect to pi@127.0.0.1:{port}")
+
+
+def test_doctor_unknown_device_lists_known(capsys):
+    assert main(["doctor", "pixel9"]) == 1
+    assert "unknown device 'pixel9'" in capsys.readouterr().err
+
+
+def test_doctor_with_a_broken_python_names_it(tmp_path, capsys):
+    path = fleet_file(
+        tmp_path, f"  oldbox: {{kind: local, python: /nonexistent/python3, workdir: '{tmp_path}/w'}}\n"
+    )
+    assert main(["--devices-file", path, "doctor", "oldbox"]) == 1
+    err = capsys.readouterr().err
+    assert "device 'oldbox'" in err and "/nonexistent/python3" in err
