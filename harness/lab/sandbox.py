@@ -1,0 +1,205 @@
+"""A device's filesystem view: its own root (/data, /sdcard, /system, /sys) over the host's /usr.
+
+As root: one persistent private mount namespace per device (bind-mounted on a file in the lab
+folder), entered with nsenter + chroot for every command, so no device mount ever shows in the
+host's mount table. Without root: path mapping only, which the status reports.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from harness.errors import EdgeLabError
+
+# Host directories every device sees read-only at the same path (tools, libraries, certs).
+SHARED_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc")
+MAX_SYMLINK_HOPS = 40
+
+
+class SandboxError(EdgeLabError):
+    """The device root could not be built or entered."""
+
+
+def python_prefixes() -> list[str]:
+    """Where this interpreter and its packages live, so the agent runs inside the device root."""
+    prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
+    executable = os.path.realpath(sys.executable)
+    prefixes.add(os.path.dirname(os.path.dirname(executable)))
+    return sorted(p for p in prefixes if not any(p == d or p.startswith(d + "/") for d in SHARED_DIRS))
+
+
+def _run(argv: list[str]) -> None:
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    if completed.returncode != 0:
+        raise SandboxError(f"{' '.join(argv)} failed: {completed.stderr.strip()}")
+
+
+class DeviceRoot:
+    """The on-disk state of one virtual device (``state_dir``) and how to run commands in it."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        writable: Mapping[str, str],
+        extra_shared: tuple[str, ...] = (),
+        isolate: bool | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.rootfs = state_dir / "rootfs"
+        self.nsdir = state_dir / "ns"
+        self.nsfile = self.nsdir / "mnt"
+        # device path -> folder of state_dir (persistent across lab restarts)
+        self.writable = dict(writable)
+        self.shared = tuple(d for d in (*SHARED_DIRS, *python_prefixes(), *extra_shared) if os.path.isdir(d))
+        self.isolated = (os.geteuid() == 0) if isolate is None else isolate
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        for device_path, folder in self.writable.items():
+            (self.state_dir / folder).mkdir(parents=True, exist_ok=True)
+            (self.rootfs / device_path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        for shared in self.shared:
+            (self.rootfs / shared.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        for name in ("proc", "dev", "sys"):
+            (self.rootfs / name).mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "sys").mkdir(exist_ok=True)
+        if self.isolated:
+            self._make_namespace()
+
+    def _make_namespace(self) -> None:
+        if self.nsfile.exists() and self._namespace_alive():
+            return
+        self.nsdir.mkdir(parents=True, exist_ok=True)
+        # A private bind of the folder that holds the ns file: unshare refuses a shared parent.
+        if not self._is_mountpoint(self.nsdir):
+            _run(["mount", "--bind", str(self.nsdir), str(self.nsdir)])
+        _run(["mount", "--make-private", str(self.nsdir)])
+        self.nsfile.touch()
+        _run(["unshare", f"--mount={self.nsfile}", "--propagation", "private", "true"])
+        script = [f"set -e; root={_q(str(self.rootfs))}"]
+        for shared in self.shared:
+            target = f'"$root"{_q(shared)}'
+            script.append(f"mount --rbind {_q(shared)} {target}; mount -o remount,bind,ro {target} || true")
+        for device_path, folder in self.writable.items():
+            script.append(f'mount --bind {_q(str(self.state_dir / folder))} "$root"{_q(device_path)}')
+        script.append(f'mount --bind {_q(str(self.state_dir / "sys"))} "$root"/sys')
+        script.append('mount --rbind /dev "$root"/dev')
+        script.append('mount -t proc proc "$root"/proc')
+        _run(["nsenter", f"--mount={self.nsfile}", "sh", "-c", "\n".join(script)])
+
+    def _namespace_alive(self) -> bool:
+        return self._is_mountpoint(self.nsfile)
+
+    @staticmethod
+    def _is_mountpoint(path: Path) -> bool:
+        target = os.path.realpath(path)
+        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+            return any(line.split()[4] == target for line in handle)
+
+    def destroy(self) -> None:
+        """Drop the namespace (and with it every mount inside), then the folder's own bind."""
+        if self._is_mountpoint(self.nsfile):
+            _run(["umount", str(self.nsfile)])
+        if self._is_mountpoint(self.nsdir):
+            _run(["umount", str(self.nsdir)])
+
+    def host_mounts(self) -> list[str]:
+        """Mount points of the host table under this device's folder (empty after destroy)."""
+        base = os.path.realpath(self.state_dir)
+        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+            points = [line.split()[4] for line in handle]
+        return [p for p in points if p == base or p.startswith(base + "/")]
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def command(self, script: str) -> list[str]:
+        """argv that runs ``script`` with /bin/sh as the device would."""
+        if self.isolated:
+            return [
+                "nsenter",
+                f"--mount={self.nsfile}",
+                "--",
+                "chroot",
+                str(self.rootfs),
+                "/bin/sh",
+                "-c",
+                f"cd / && {script}",
+            ]
+        return ["/bin/sh", "-c", script]
+
+    def environment(self, extra: Mapping[str, str]) -> dict[str, str]:
+        path_dirs = ["/system/bin", "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        if not self.isolated:
+            path_dirs.insert(0, str(self.rootfs / "system" / "bin"))
+        return {"PATH": ":".join(path_dirs), "LANG": "C.UTF-8", **extra}
+
+    def working_directory(self) -> str:
+        if self.isolated:
+            return "/"
+        return str(self.state_dir)
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def host_path(self, device_path: str) -> Path:
+        """Where a device path lives on the host, without following the last component."""
+        clean = os.path.normpath("/" + device_path.lstrip("/"))
+        best = ""
+        for prefix in self.writable:
+            if (clean == prefix or clean.startswith(prefix.rstrip("/") + "/")) and len(prefix) > len(best):
+                best = prefix
+        if best:
+            rest = clean[len(best) :].lstrip("/")
+            return self.state_dir / self.writable[best] / rest
+        if clean == "/sys" or clean.startswith("/sys/"):
+            return self.state_dir / "sys" / clean[len("/sys") :].lstrip("/")
+        for shared in self.shared:
+            if clean == shared or clean.startswith(shared + "/"):
+                return Path(clean)
+        return self.rootfs / clean.lstrip("/")
+
+    def resolve(self, device_path: str, *, follow_last: bool = True) -> Path:
+        """Follow device symlinks in the device's namespace (an absolute link target is a device
+        path, not a host path)."""
+        pending = [part for part in device_path.split("/") if part]
+        current = "/"
+        hops = 0
+        while pending:
+            part = pending.pop(0)
+            if part == ".":
+                continue
+            if part == "..":
+                current = os.path.dirname(current.rstrip("/")) or "/"
+                continue
+            candidate = os.path.join(current, part)
+            host = self.host_path(candidate)
+            if host.is_symlink() and (pending or follow_last):
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    raise OSError(40, "Too many levels of symbolic links", device_path)
+                target = os.readlink(host)
+                pending = [p for p in target.split("/") if p] + pending
+                if target.startswith("/"):
+                    current = "/"
+                continue
+            current = candidate
+        return self.host_path(current)
+
+    def is_writable(self, device_path: str) -> bool:
+        clean = os.path.normpath("/" + device_path.lstrip("/"))
+        return any(clean == p or clean.startswith(p.rstrip("/") + "/") for p in self.writable)
+
+    def remove_state(self) -> None:
+        if self.host_mounts():
+            raise SandboxError(f"refusing to delete {self.state_dir}: mounts remain {self.host_mounts()}")
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
