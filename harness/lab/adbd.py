@@ -243,10 +243,12 @@ def _kill_tree(process: asyncio.subprocess.Process) -> None:
 class VirtualAdbDevice:
     """The phone: a profile, a device root, a cgroup, and a listening port."""
 
-    def __init__(self, profile: DeviceProfile, state_dir: Path, *, cgroup_procs: Path | None = None) -> None:
+    def __init__(
+        self, profile: DeviceProfile, state_dir: Path, *, preexec: Callable[[], None] | None = None
+    ) -> None:
         self.profile = profile
         self.root = android_root(state_dir)
-        self.cgroup_procs = cgroup_procs
+        self.preexec = preexec  # joins the device's cgroup, so its CPU time is metered and capped
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -279,13 +281,6 @@ class VirtualAdbDevice:
 
     async def spawn(self, command: str, *, merge_stderr: bool) -> asyncio.subprocess.Process:
         script = command if command.strip() else "exec /bin/sh -i"
-        procs = self.cgroup_procs
-
-        def enter_cgroup() -> None:
-            if procs is not None:
-                with contextlib.suppress(OSError):
-                    procs.write_text(str(os.getpid()))
-
         return await asyncio.create_subprocess_exec(
             *self.root.command(script),
             stdin=asyncio.subprocess.PIPE,
@@ -294,7 +289,7 @@ class VirtualAdbDevice:
             env=self.root.environment({"HOME": "/", "TMPDIR": "/data/local/tmp", "ANDROID_DATA": "/data"}),
             cwd=self.root.working_directory(),
             start_new_session=True,
-            preexec_fn=enter_cgroup,
+            preexec_fn=self.preexec,
         )
 
     async def shell_v1(self, stream: Stream, command: str) -> None:
@@ -523,15 +518,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="pixel8")
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any; avoid 5555-5585)")
     parser.add_argument("--state", required=True, help="the device's folder (persists /data across restarts)")
-    parser.add_argument("--cgroup-procs", default=None, help="cgroup.procs file every command joins")
     parser.add_argument("--port-file", default=None, help="write the bound port here once listening")
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    device = VirtualAdbDevice(
-        get_profile(arguments.profile),
-        Path(arguments.state),
-        cgroup_procs=Path(arguments.cgroup_procs) if arguments.cgroup_procs else None,
-    )
+    device = VirtualAdbDevice(get_profile(arguments.profile), Path(arguments.state))
 
     async def serve() -> None:
         port = await device.start(arguments.port)

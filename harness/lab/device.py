@@ -1,0 +1,196 @@
+"""One virtual device as one process: its cgroup, its server (adbd or sshd) and its sensor loop.
+
+``python -m harness.lab.device --name virtual-pixel8 --profile pixel8 --state DIR --ready FILE``;
+SIGTERM stops the server, kills the device's processes and removes its cgroup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+from harness.lab import network
+from harness.lab.adbd import VirtualAdbDevice
+from harness.lab.profiles import DeviceProfile, get_profile
+from harness.lab.sandbox import DeviceRoot
+from harness.lab.sensors import DeviceCgroup, SensorModel
+
+LOG = logging.getLogger("edgelab.lab.device")
+SENSOR_PERIOD_S = 0.2
+BOARD_WRITABLE = {"/home": "home", "/tmp": "tmp", "/var/tmp": "vartmp"}
+
+
+def board_root(state_dir: Path) -> DeviceRoot:
+    return DeviceRoot(state_dir, writable=BOARD_WRITABLE)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def sshd_config(state: Path, root: DeviceRoot, address: str, port: int, authorized_keys: Path) -> Path:
+    ssh = state / "ssh"
+    ssh.mkdir(parents=True, exist_ok=True)
+    host_key = ssh / "host_ed25519"
+    if not host_key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
+    lines = [
+        f"ListenAddress {address}",
+        f"Port {port}",
+        f"HostKey {host_key}",
+        f"AuthorizedKeysFile {authorized_keys}",
+        f"PidFile {ssh / 'sshd.pid'}",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PermitRootLogin prohibit-password",
+        "StrictModes no",
+        "UsePAM no",
+        "UseDNS no",
+        "Subsystem sftp internal-sftp",
+        "LogLevel ERROR",
+    ]
+    if root.isolated:
+        lines.append(f"ChrootDirectory {root.rootfs}")
+    config = ssh / "sshd_config"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+class Supervisor:
+    def __init__(self, arguments: argparse.Namespace) -> None:
+        profile = get_profile(arguments.profile)
+        if arguments.tau_s:
+            profile = dataclasses.replace(
+                profile, thermal=dataclasses.replace(profile.thermal, tau_s=arguments.tau_s)
+            )
+        self.profile: DeviceProfile = profile
+        self.name: str = arguments.name
+        self.state = Path(arguments.state)
+        self.ready_file = Path(arguments.ready)
+        self.arguments = arguments
+        self.cgroup = DeviceCgroup(self.name) if DeviceCgroup.available() else None
+        self.sshd: subprocess.Popen[bytes] | None = None
+
+    async def run(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.create(self.profile.cpu_quota)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            if self.profile.kind == "android":
+                await self.run_android(stop)
+            else:
+                await self.run_board(stop)
+        finally:
+            if self.sshd is not None and self.sshd.poll() is None:
+                self.sshd.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.sshd.wait(10)
+            if self.cgroup is not None:
+                self.cgroup.destroy()
+
+    async def sensor_loop(self, model: SensorModel, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            model.step()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SENSOR_PERIOD_S)
+
+    def announce(self, details: dict[str, object]) -> None:
+        document = {"name": self.name, "profile": self.profile.name, "pid": os.getpid(), **details}
+        temporary = self.ready_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(document))
+        os.replace(temporary, self.ready_file)
+
+    async def run_android(self, stop: asyncio.Event) -> None:
+        device = VirtualAdbDevice(
+            self.profile, self.state, preexec=self.cgroup.enter if self.cgroup else None
+        )
+        port = await device.start(self.arguments.port)
+        model = SensorModel(
+            self.profile, self.state / "sys", self.state / "data/vendor/edgelab/dumpsys", self.cgroup
+        )
+        self.announce(
+            {"kind": "adb", "port": port, "isolated": device.root.isolated, "cgroup": bool(self.cgroup)}
+        )
+        try:
+            await self.sensor_loop(model, stop)
+        finally:
+            await device.stop()
+
+    async def run_board(self, stop: asyncio.Event) -> None:
+        root = board_root(self.state)
+        root.prepare()
+        (self.state / "home").mkdir(exist_ok=True)
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        link = network.BoardLink(self.arguments.board_index) if root.isolated else None
+        if link is not None:
+            network.create(link)
+            address, port = link.board_address, 22
+        else:
+            address, port = "127.0.0.1", _free_port()
+        config = sshd_config(self.state, root, address, port, Path(self.arguments.authorized_keys))
+        command = [sshd, "-D", "-e", "-f", str(config)]
+        if link is not None:
+            command = ["nsenter", f"--mount={root.nsfile}", f"--net={link.namespace_file}", "--", *command]
+        log = (self.state / "ssh" / "sshd.log").open("ab")
+        self.sshd = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=self.cgroup.enter if self.cgroup else None,  # noqa: PLW1509 (no threads here)
+        )
+        model = SensorModel(self.profile, self.state / "sys", None, self.cgroup)
+        host_key = (self.state / "ssh" / "host_ed25519.pub").read_text().split()
+        self.announce(
+            {
+                "kind": "ssh",
+                "host": address,
+                "port": port,
+                "host_key": f"{host_key[0]} {host_key[1]}",
+                "isolated": root.isolated,
+                "cgroup": bool(self.cgroup),
+                "namespace": link.namespace if link else None,
+            }
+        )
+        try:
+            await self.sensor_loop(model, stop)
+        finally:
+            if link is not None:
+                self.sshd.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.sshd.wait(10)
+                network.destroy(link)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.lab.device", description=__doc__)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--profile", required=True)
+    parser.add_argument("--state", required=True)
+    parser.add_argument("--ready", required=True, help="JSON written here once the device serves")
+    parser.add_argument("--port", type=int, default=0, help="adbd port on 127.0.0.1 (0: any)")
+    parser.add_argument("--board-index", type=int, default=1, help="selects the board's 10.213.N.0/30")
+    parser.add_argument("--authorized-keys", default="", help="public keys allowed to log in (boards)")
+    parser.add_argument("--tau-s", type=float, default=None, help="override the thermal time constant")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(Supervisor(arguments).run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
