@@ -1,4 +1,4 @@
-"""``edgelab``: the command-line face (devices, doctor, models).
+"""``edgelab``: the command-line face (devices, doctor, models, lab).
 
 Parses arguments and calls the library; every EdgeLabError becomes one clear line and exit 1.
 """
@@ -34,7 +34,7 @@ def cmd_devices(arguments: argparse.Namespace) -> int:
     fleet = _fleet(arguments)
     rows = [("NAME", "KIND", "ADDRESS", "TAGS", "WORKDIR")]
     for device in fleet.devices.values():
-        tags = ",".join(device.tags) + (",virtual" if device.virtual else "")
+        tags = ",".join(device.tags) + (",virtual" if device.virtual and "virtual" not in device.tags else "")
         rows.append((device.name, device.kind, _address(device), tags.strip(",") or "-", device.workdir))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
@@ -115,6 +115,38 @@ def cmd_models(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab(arguments: argparse.Namespace) -> int:
+    from harness.lab.manager import VirtualLab
+
+    lab = VirtualLab(Path(arguments.lab_dir) if arguments.lab_dir else None)
+    if arguments.action == "up":
+        state = lab.up(arguments.profile or ["pixel8", "rpi5"], tau_s=arguments.tau_s)
+        for device in state.devices:
+            where = device.serial if device.kind == "adb" else f"root@{device.host}:{device.port}"
+            mode = "isolated" if device.isolated else "NOT isolated (path mapping only: run as root)"
+            print(f"{device.name:<24} {device.kind:<4} {where:<22} {mode}")
+        print(f"devices file: {lab.devices_file} (merged into every fleet while the lab is up)")
+        return 0
+    if arguments.action == "down":
+        for line in lab.down(purge=arguments.purge):
+            print(line)
+        print(f"lab in {lab.root} is down; nothing left behind")
+        return 0
+    rows = lab.status()
+    if not rows:
+        print(f"no lab in {lab.root}; start one with `edgelab lab up`")
+        return 0
+    for row in rows:
+        temperature = f"{row.temp_c:.1f} C" if row.temp_c is not None else "-"
+        throttled = {True: "THROTTLED", False: "ok", None: "-"}[row.throttled]
+        quota = f"{row.cpu_quota:.2f} cpu" if row.cpu_quota is not None else "unmetered"
+        print(
+            f"{row.name:<24} {row.kind:<4} {row.connection:<10} {temperature:>8} {throttled:<9} "
+            f"{quota:<10} {row.address}"
+        )
+    return 0 if all(row.alive for row in rows) else 3
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgelab", description="EdgeLab device-lab harness")
     parser.add_argument("--version", action="version", version=f"edgelab {__version__}")
@@ -131,6 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("action", choices=["list", "fetch"], nargs="?", default="list")
     models.add_argument("names", nargs="*", help="zoo names to fetch (default: all)")
     models.set_defaults(handler=cmd_models)
+    lab = commands.add_parser("lab", help="the virtual device lab: up, status, down")
+    lab.add_argument("action", choices=["up", "status", "down"])
+    lab.add_argument(
+        "--profile",
+        action="append",
+        help="device profile to start, repeatable (default: pixel8 and rpi5; also jetson-orin-nano)",
+    )
+    lab.add_argument(
+        "--lab-dir", default=None, help="lab folder (default: $EDGELAB_LAB_DIR or ~/.cache/edgelab/lab)"
+    )
+    lab.add_argument("--tau-s", type=float, default=None, help="thermal time constant override (seconds)")
+    lab.add_argument("--purge", action="store_true", help="with down: also delete the devices' stored files")
+    lab.set_defaults(handler=cmd_lab)
     return parser
 
 

@@ -175,16 +175,7 @@ class Fleet:
         return list(chosen.values())
 
 
-def load_fleet(path: str | os.PathLike[str] | None = None) -> Fleet:
-    """Read devices.yaml. A missing default file gives the fleet of ``local`` alone;
-    an explicitly named file that is missing is an error."""
-    explicit = path is not None
-    file = Path(path) if path is not None else Path(DEFAULT_DEVICES_FILE)
-    source = str(file) if explicit else file.name
-    if not file.exists():
-        if explicit:
-            raise ConfigError(f"{source}: file not found (pass --devices-file with an existing file)")
-        return Fleet([parse_device(LOCAL_DEVICE, {"kind": "local", "tags": ["host"]}, source)], source)
+def _read_devices(file: Path, source: str) -> list[LocalDevice | SshDevice | AdbDevice]:
     try:
         document = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -200,7 +191,40 @@ def load_fleet(path: str | os.PathLike[str] | None = None) -> Fleet:
     if unknown_top:
         raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown_top)}; only 'devices' is read")
     entries: Mapping[str, object] = document.get("devices") or {}
-    devices = [parse_device(str(name), raw, source) for name, raw in entries.items()]
-    if LOCAL_DEVICE not in entries:
+    return [parse_device(str(name), raw, source) for name, raw in entries.items()]
+
+
+def load_fleet(
+    path: str | os.PathLike[str] | None = None, *, lab_file: str | os.PathLike[str] | None = None
+) -> Fleet:
+    """Read devices.yaml. A missing default file gives the fleet of ``local`` alone;
+    an explicitly named file that is missing is an error.
+
+    The virtual lab's devices file (``lab_file``, by default the one ``edgelab lab up`` wrote)
+    is merged in while it exists, so ``--device=virtual-pixel8`` works next to the real fleet.
+    """
+    from harness.lab import lab_devices_file
+
+    explicit = path is not None
+    file = Path(path) if path is not None else Path(DEFAULT_DEVICES_FILE)
+    source = str(file) if explicit else file.name
+    if file.exists():
+        devices = _read_devices(file, source)
+    elif explicit:
+        raise ConfigError(f"{source}: file not found (pass --devices-file with an existing file)")
+    else:
+        devices = []
+    if not any(device.name == LOCAL_DEVICE for device in devices):
         devices.insert(0, parse_device(LOCAL_DEVICE, {"kind": "local", "tags": ["host"]}, source))
+    lab = Path(lab_file) if lab_file is not None else lab_devices_file()
+    if lab.exists():
+        known = {device.name for device in devices}
+        for device in _read_devices(lab, str(lab)):
+            if device.name in known:
+                raise ConfigError(
+                    f"{source}: device '{device.name}' is also defined by the virtual lab in {lab}; "
+                    "rename it in devices.yaml or run `edgelab lab down`"
+                )
+            devices.append(device)
+        source = f"{source} + {lab}"
     return Fleet(devices, source)

@@ -80,7 +80,7 @@ class Supervisor:
         self.state = Path(arguments.state)
         self.ready_file = Path(arguments.ready)
         self.arguments = arguments
-        self.cgroup = DeviceCgroup(self.name) if DeviceCgroup.available() else None
+        self.cgroup = DeviceCgroup(arguments.cgroup or self.name) if DeviceCgroup.available() else None
         self.sshd: subprocess.Popen[bytes] | None = None
 
     async def run(self) -> None:
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="adbd port on 127.0.0.1 (0: any)")
     parser.add_argument("--board-index", type=int, default=1, help="selects the board's 10.213.N.0/30")
     parser.add_argument("--authorized-keys", default="", help="public keys allowed to log in (boards)")
+    parser.add_argument("--cgroup", default="", help="cgroup path under edgelab/ (default: the name)")
     parser.add_argument("--tau-s", type=float, default=None, help="override the thermal time constant")
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -80,3 +80,19 @@ def exists(link: BoardLink) -> bool:
     listed = _ip("netns", "list", check=False).stdout.split()
     interfaces = _ip("link", "show", link.host_interface, check=False).returncode == 0
     return link.namespace in listed or interfaces
+
+
+def existing_indexes() -> list[int]:
+    """Board indexes whose namespace or host link exists already (another lab's, or a leak)."""
+    names = _ip("netns", "list", check=False).stdout.split()
+    links = _ip("-o", "link", "show", check=False).stdout
+    indexes = {
+        int(n[len("edgelab-board") :]) for n in names if n.startswith("edgelab-board") and n[13:].isdigit()
+    }
+    for line in links.splitlines():
+        parts = line.split(":")
+        if len(parts) > 1:
+            interface = parts[1].strip().split("@")[0]
+            if interface.startswith("elh") and interface[3:].isdigit():
+                indexes.add(int(interface[3:]))
+    return sorted(indexes)
