@@ -35,6 +35,10 @@ class _Device(BaseModel):
     threads: int = Field(default=0, ge=0, description="Intra-op threads; 0 lets the runtime choose.")
     labels: dict[str, str] = Field(default_factory=dict)
     virtual: bool = Field(default=False, description="True for devices of the virtual lab.")
+    cooldown_below_c: float | None = Field(
+        default=None,
+        description="Before each measurement, wait until the hottest thermal zone is below this.",
+    )
 
 
 class LocalDevice(_Device):

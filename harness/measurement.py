@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.stats import LatencySummary
+from harness.thermal import SustainedCurve, ThermalTrace, ThrottleVerdict
 
 KIB_PER_MB = 1024.0
 
@@ -22,6 +23,9 @@ class LatencyProtocol:
     min_iters: int = 50
     min_s: float = 2.0
     max_s: float = 60.0
+    sample_period_s: float = 0.25  # the agent's thermal sampler; 0 turns it off
+    max_iters: int = 100_000
+    cooldown_max_s: float = 300.0  # longest wait for the device to cool (MLPerf Mobile: 5 min)
 
     def __post_init__(self) -> None:
         if self.warmup_iters < 0 or self.min_iters < 1:
@@ -30,6 +34,8 @@ class LatencyProtocol:
             raise ValueError("warmup_s and min_s must be >= 0")
         if self.max_s <= 0 or self.max_s < self.min_s:
             raise ValueError(f"max_s ({self.max_s}) must be > 0 and >= min_s ({self.min_s})")
+        if self.sample_period_s < 0:
+            raise ValueError("sample_period_s must be >= 0 (0 turns the thermal sampler off)")
 
     def budget_s(self) -> float:
         """An upper bound on the wall time of one agent run, for the command timeout."""
@@ -53,6 +59,17 @@ class RuntimeInfo:
 
 
 @dataclass(frozen=True)
+class Cooldown:
+    """The wait before a measurement for the hottest zone to fall below a threshold."""
+
+    below_c: float
+    start_c: float | None
+    end_c: float | None
+    waited_s: float
+    reached: bool
+
+
+@dataclass(frozen=True)
 class BenchmarkResult:
     """One device x model variant measurement, as a test sees it and as results.json stores it."""
 
@@ -72,6 +89,9 @@ class BenchmarkResult:
     latency_samples_ns: tuple[int, ...] = field(repr=False)
     start_offsets_ns: tuple[int, ...] = field(repr=False)
     outputs_file: str | None = None
+    thermal: ThermalTrace | None = field(default=None, repr=False)
+    throttle: ThrottleVerdict | None = None
+    cooldown: Cooldown | None = None
 
     @property
     def peak_rss_mb(self) -> float | None:
@@ -98,4 +118,25 @@ class BenchmarkResult:
             "iterations": self.iterations,
             "stopped_by": self.stopped_by,
             "protocol": asdict(self.protocol),
+            "cooldown": asdict(self.cooldown) if self.cooldown is not None else None,
+            "thermal": None
+            if self.thermal is None
+            else {
+                "verdict": self.throttle.as_dict() if self.throttle else None,
+                "trace": self.thermal.as_dict(),
+                "sample_index": self.thermal.annotate(self.start_offsets_ns),
+            },
         }
+
+
+@dataclass(frozen=True)
+class SustainedResult:
+    """A sustained run: the measurement itself and its latency/thermal curve."""
+
+    result: BenchmarkResult
+    curve: SustainedCurve
+
+    @property
+    def throttle(self) -> ThrottleVerdict:
+        assert self.result.throttle is not None
+        return self.result.throttle

@@ -17,10 +17,11 @@ import pytest
 from harness.config import load_fleet
 from harness.deploy import DeployReport
 from harness.errors import EdgeLabError
-from harness.measurement import BenchmarkResult, LatencyProtocol
+from harness.measurement import BenchmarkResult, LatencyProtocol, SustainedResult
 from harness.models.variants import KNOWN_PRECISIONS, KNOWN_RUNTIMES, Variant, parse_choice, select_variants
 from harness.session import Lab
 from harness.store.results_json import RESULTS_FILE, new_run_id
+from harness.thermal import SustainedCurve, sustained_curve
 
 _DEFAULT_PROTOCOL = LatencyProtocol()
 
@@ -65,6 +66,7 @@ class EdgeTarget:
         self.deploy: DeployReport | None = None
         self.recorded = False
         self.started = time.monotonic()
+        self.curve: SustainedCurve | None = None
 
     def benchmark(
         self,
@@ -74,9 +76,12 @@ class EdgeTarget:
         min_iters: int | None = None,
         min_s: float | None = None,
         max_s: float | None = None,
+        sample_period_s: float | None = None,
         threads: int | None = None,
         inputs: Path | None = None,
         save_outputs: bool = False,
+        max_iters: int | None = None,
+        cooldown_below_c: float | None = None,
     ) -> BenchmarkResult:
         """Measure latency and memory of this variant on this device.
 
@@ -93,6 +98,8 @@ class EdgeTarget:
             min_iters=int(pick("min_iters", min_iters)),
             min_s=pick("min_s", min_s),
             max_s=pick("max_s", max_s),
+            sample_period_s=pick("sample_period_s", sample_period_s),
+            max_iters=int(pick("max_iters", max_iters)),
         )
         outputs_to = None
         if save_outputs:
@@ -104,6 +111,9 @@ class EdgeTarget:
             threads=threads if threads is not None else self._selection.threads,
             inputs=inputs,
             outputs_to=outputs_to,
+            cooldown_below_c=cooldown_below_c
+            if cooldown_below_c is not None
+            else self._selection.protocol_overrides.get("cooldown_below_c"),
         )
         self.result, self.deploy = result, deploy
         for key, value in (
@@ -117,7 +127,39 @@ class EdgeTarget:
             ("edgelab.load_ms", f"{result.load_ms:.2f}"),
         ):
             self._item.user_properties.append((key, value))
+        if result.throttle is not None:
+            self._item.user_properties.append(("edgelab.throttled", str(result.throttle.throttled)))
         return result
+
+    def sustained(
+        self,
+        duration_s: float | None = None,
+        *,
+        window_s: float = 1.0,
+        sample_period_s: float = 0.25,
+        threads: int | None = None,
+    ) -> SustainedResult:
+        """Run back to back for ``duration_s`` (no cooldown, short warm-up) and return the
+        latency curve per window with the thermal state, time to first throttle and the
+        steady-state / initial latency ratio."""
+        if duration_s is None:
+            duration_s = float(self._selection.protocol_overrides["sustained_s"])
+        result = self.benchmark(
+            warmup_iters=1,
+            warmup_s=0.0,
+            min_iters=1,
+            min_s=duration_s,
+            max_s=duration_s,
+            sample_period_s=sample_period_s,
+            threads=threads,
+            max_iters=10_000_000,
+        )
+        assert result.throttle is not None  # judge() always returns a verdict
+        curve = sustained_curve(
+            result.latency_samples_ns, result.start_offsets_ns, result.thermal, result.throttle, window_s
+        )
+        self.curve = curve
+        return SustainedResult(result, curve)
 
 
 # -- options and configuration -------------------------------------------------------------------
@@ -163,6 +205,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("min-iters", int, "Minimum timed iterations"),
         ("min-s", float, "Minimum timed seconds"),
         ("max-s", float, "Maximum timed seconds"),
+        ("sample-period-s", float, "Thermal sampler period on the device, 0 = off"),
+        ("cooldown-max-s", float, "Longest wait for --cooldown-below-c / the device's cooldown_below_c"),
     ):
         default = getattr(_DEFAULT_PROTOCOL, name.replace("-", "_"))
         group.addoption(
@@ -171,6 +215,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             default=None,
             help=f"{text}, unless the test sets it (default: {default}).",
         )
+    _add_thermal_options(group)
+
+
+def _add_thermal_options(group: pytest.OptionGroup) -> None:
+    group.addoption(
+        "--cooldown-below-c",
+        type=float,
+        default=None,
+        help="Before each measurement, wait until the hottest thermal zone is below this "
+        "(default: the device's cooldown_below_c in devices.yaml, else no wait).",
+    )
+    group.addoption(
+        "--sustained-s",
+        type=float,
+        default=40.0,
+        help="Duration of edge.sustained() runs when the test does not set it (default: 40).",
+    )
 
 
 def _selection(config: pytest.Config) -> tuple[Lab, Selection]:
@@ -188,6 +249,9 @@ def _selection(config: pytest.Config) -> tuple[Lab, Selection]:
         if getattr(option, field.name, None) is not None
     }
     LatencyProtocol(**overrides)  # validate the combination before any test runs
+    if option.cooldown_below_c is not None:
+        overrides["cooldown_below_c"] = option.cooldown_below_c
+    overrides["sustained_s"] = option.sustained_s
     worker_input: dict[str, Any] = getattr(config, "workerinput", {})
     run_id = option.run_id or worker_input.get("edgelab_run_id") or new_run_id()
     reports_dir = Path(option.reports_dir)
@@ -312,6 +376,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         deploy=target.deploy,
         error=error,
         duration_s=round(time.monotonic() - target.started, 3),
+        sustained=target.curve.as_dict() if target.curve is not None else None,
     )
     return report
 
@@ -335,8 +400,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         p90 = f"{latency['p90']:.3f}" if latency else "-"
         peak = record.get("peak_rss_mb")
         peak_text = f"{peak:.1f}" if peak is not None else "-"
+        verdict = (record.get("thermal") or {}).get("verdict") or {}
+        throttled = "  THROTTLED" if verdict.get("throttled") else ""
         terminalreporter.write_line(
             f"{record['device']:<16} {record['model']:<18} {record['runtime']:<12} {record['precision']:<6} "
-            f"{median:>10} {p90:>9} {peak_text:>8}  {record['status']}"
+            f"{median:>10} {p90:>9} {peak_text:>8}  {record['status']}{throttled}"
         )
     terminalreporter.write_line(f"{len(results)} result(s) in {path}")

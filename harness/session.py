@@ -5,6 +5,7 @@ Both faces (the pytest plugin and the CLI) call this; neither grows logic of its
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import posixpath
@@ -25,6 +26,7 @@ from harness.models import zoo
 from harness.models.variants import Variant
 from harness.runners import python_agent
 from harness.store.results_json import ResultsFile, new_run_id
+from harness.thermal import wait_until_cool
 from harness.transport import Transport, open_transport
 
 DeviceConfig = LocalDevice | SshDevice | AdbDevice
@@ -158,6 +160,7 @@ class Lab:
         threads: int | None = None,
         inputs: Path | None = None,
         outputs_to: Path | None = None,
+        cooldown_below_c: float | None = None,
     ) -> tuple[BenchmarkResult, DeployReport]:
         """Deploy what the variant needs, run the agent, and pull outputs back if asked."""
         device = self.device(device_name)
@@ -181,6 +184,10 @@ class Lab:
             inputs_path=device.deployer.remote_path(input_artifact),
             outputs_path=remote_outputs,
         )
+        below_c = cooldown_below_c if cooldown_below_c is not None else device.config.cooldown_below_c
+        cooldown = None
+        if below_c is not None:
+            cooldown = wait_until_cool(device.transport, below_c, protocol.cooldown_max_s)
         result = python_agent.run_agent(
             device.transport,
             argv,
@@ -190,6 +197,8 @@ class Lab:
             precision=variant.precision,
             protocol=protocol,
         )
+        if cooldown is not None:
+            result = dataclasses.replace(result, cooldown=cooldown)
         if remote_outputs is not None and outputs_to is not None:
             device.transport.pull(remote_outputs, outputs_to)
             device.transport.run(["rm", "-f", remote_outputs], timeout=60)
@@ -229,6 +238,7 @@ class Lab:
         deploy: DeployReport | None,
         error: str | None = None,
         duration_s: float | None = None,
+        sustained: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Append one finished test to results.json now, so a crash later loses nothing."""
         session = self._devices.get(device)
@@ -258,6 +268,8 @@ class Lab:
         }
         if result is not None:
             record.update(result.to_record())
+        if sustained is not None:
+            record["sustained"] = sustained
         if deploy is not None:
             record["deploy"] = {
                 "bytes_pushed": deploy.bytes_pushed,

@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -422,6 +423,93 @@ def load_inputs(model: Model, path: str | None) -> tuple[dict[str, Any], int, li
     return batch, count, described
 
 
+# -- thermal sampler ----------------------------------------------------------------------------
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, "rb") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class ThermalSampler:
+    """Thermal zones and cpufreq read every ``period_s`` on a daemon thread of this process.
+
+    Same clock as the timed loop (perf_counter_ns), so every latency sample can be matched to
+    the thermal state at its time; no extra process and no round trip per sample. Zones whose
+    temperature cannot be read at start (disabled sensors) are left out.
+    """
+
+    def __init__(self, period_s: float, sysfs: str = "/sys") -> None:
+        self.period_s = period_s
+        zones_dir = os.path.join(sysfs, "class", "thermal")
+        self.zones: list[tuple[str, str]] = []
+        for entry in sorted(_listdir(zones_dir), key=_natural):
+            if not entry.startswith("thermal_zone"):
+                continue
+            temp = os.path.join(zones_dir, entry, "temp")
+            name = _read_first(os.path.join(zones_dir, entry, "type")) or entry
+            if _read_int(temp) is not None:
+                self.zones.append((name, temp))
+        cpufreq = os.path.join(sysfs, "devices", "system", "cpu", "cpufreq")
+        self.policies: list[tuple[str, str, str]] = []
+        self.cpuinfo_max_khz: list[int | None] = []
+        for entry in sorted(_listdir(cpufreq), key=_natural):
+            folder = os.path.join(cpufreq, entry)
+            if entry.startswith("policy"):
+                cur = os.path.join(folder, "scaling_cur_freq")
+                self.policies.append((entry, cur, os.path.join(folder, "scaling_max_freq")))
+                self.cpuinfo_max_khz.append(_read_int(os.path.join(folder, "cpuinfo_max_freq")))
+        self.samples: list[list[Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="edgelab-thermal", daemon=True)
+
+    def sample(self) -> None:
+        self.samples.append(
+            [
+                time.perf_counter_ns(),
+                [_read_int(path) for _, path in self.zones],
+                [_read_int(cur) for _, cur, _ in self.policies],
+                [_read_int(cap) for _, _, cap in self.policies],
+            ]
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self.sample()
+
+    def start(self) -> ThermalSampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sample()
+        return {
+            "period_s": self.period_s,
+            "zones": [name for name, _ in self.zones],
+            "policies": [name for name, _, _ in self.policies],
+            "cpuinfo_max_khz": self.cpuinfo_max_khz,
+            "samples": self.samples,
+        }
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _natural(name: str) -> tuple[str, int]:
+    digits = "".join(c for c in name if c.isdigit())
+    return (name.rstrip("0123456789"), int(digits) if digits else -1)
+
+
 # -- timing -------------------------------------------------------------------------------------
 
 
@@ -497,16 +585,20 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         feed(0)
         first_inference_ms = (time.perf_counter() - first_started) * 1e3
         warmup_iters, warmup_s = warm_up(feed, samples, arguments.warmup_iters, arguments.warmup_s)
+        sampler = ThermalSampler(arguments.sample_period_s).start() if arguments.sample_period_s > 0 else None
         unix_start = time.time()
         perf_start = time.perf_counter_ns()
-        offsets, durations, stopped_by = timed_loop(
-            feed,
-            samples,
-            min_iters=arguments.min_iters,
-            min_s=arguments.min_s,
-            max_s=arguments.max_s,
-            max_iters=arguments.max_iters,
-        )
+        try:
+            offsets, durations, stopped_by = timed_loop(
+                feed,
+                samples,
+                min_iters=arguments.min_iters,
+                min_s=arguments.min_s,
+                max_s=arguments.max_s,
+                max_iters=arguments.max_iters,
+            )
+        finally:
+            thermal = sampler.stop() if sampler is not None else None
     except AgentFailure:
         raise
     except Exception as exc:
@@ -535,6 +627,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         "latencies_ns": durations,
         "start_offsets_ns": offsets,
         "clock": {"perf_counter_start_ns": perf_start, "unix_time_start_s": unix_start},
+        "thermal": thermal,
         "memory_kb": {
             "vmhwm_before_load": before["VmHWM"],
             "vmhwm_after_load": after_load["VmHWM"],
@@ -575,6 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--min-s", type=float, default=2.0)
     run_parser.add_argument("--max-s", type=float, default=60.0)
     run_parser.add_argument("--max-iters", type=int, default=100000)
+    run_parser.add_argument("--sample-period-s", type=float, default=0.0, help="thermal sampler; 0: off")
     run_parser.add_argument("--result", default=None)
     return parser
 

@@ -382,6 +382,7 @@ class VirtualLab:
                 "python": state.python,
                 "threads": max(1, int(profile.cpu_quota)),
                 "virtual": True,
+                "cooldown_below_c": profile.thermal.trip_c - 15.0,
                 "labels": {"profile": profile.name, "description": profile.description},
             }
             if device.kind == "adb":

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.errors import AgentError
 from harness.measurement import KIB_PER_MB, BenchmarkResult, LatencyProtocol, MemoryUsage, RuntimeInfo
 from harness.stats import summarize_latency
+from harness.thermal import ThermalTrace, judge
 from harness.transport.base import CommandResult, Transport
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent" / "edgelab_agent.py"
@@ -63,6 +64,8 @@ class AgentRunDocument(_Lenient):
     start_offsets_ns: list[int]
     memory_kb: AgentMemory
     outputs_file: str | None = None
+    clock: dict[str, float] = Field(default_factory=dict)
+    thermal: dict[str, Any] | None = None
 
 
 def _mb(kib: int | None) -> float | None:
@@ -136,6 +139,10 @@ def build_run_argv(
         repr(protocol.min_s),
         "--max-s",
         repr(protocol.max_s),
+        "--sample-period-s",
+        repr(protocol.sample_period_s),
+        "--max-iters",
+        str(protocol.max_iters),
     ]
     if delegate:
         argv += ["--delegate", delegate]
@@ -169,6 +176,14 @@ def run_agent(
     if any(sample <= 0 for sample in run.latencies_ns):
         raise AgentError(f"device '{transport.device}': agent reported non-positive latencies")
     memory = run.memory_kb
+    trace = None
+    if run.thermal is not None:
+        try:
+            trace = ThermalTrace.from_agent(run.thermal, int(run.clock["perf_counter_start_ns"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AgentError(
+                f"device '{transport.device}': malformed thermal trace from the agent: {exc}"
+            ) from None
     return BenchmarkResult(
         device=transport.device,
         model=model,
@@ -190,6 +205,8 @@ def run_agent(
         latency_samples_ns=tuple(run.latencies_ns),
         start_offsets_ns=tuple(run.start_offsets_ns),
         outputs_file=run.outputs_file,
+        thermal=trace,
+        throttle=judge(trace, run.latencies_ns, run.start_offsets_ns),
     )
 
 

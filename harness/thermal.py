@@ -1,0 +1,277 @@
+"""Thermal state during a measured run: the agent's sampler trace, per-sample annotation,
+a throttling verdict with its evidence, and the curve of a sustained run.
+
+The trace comes from the agent's sampler thread, on the same clock as the latency samples, so
+``state_at`` maps any iteration to the thermal state at its start.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.transport.base import Transport
+
+if TYPE_CHECKING:
+    from harness.measurement import Cooldown
+
+ZONES_SCRIPT = "cat /sys/class/thermal/thermal_zone*/temp 2>/dev/null; true"
+COOLDOWN_POLL_S = 2.0
+# A policy counts as capped when its ceiling falls below this share of where it started.
+CAP_RATIO = 0.98
+# Latency drift: median of the last window over the first, judged on at least this many samples.
+DRIFT_RATIO = 1.15
+DRIFT_MIN_SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class ThermalSample:
+    offset_s: float  # from the start of the timed phase
+    temps_c: tuple[float | None, ...]  # one per zone
+    cur_khz: tuple[int | None, ...]  # one per cpufreq policy
+    max_khz: tuple[int | None, ...]  # scaling_max_freq: the ceiling thermal caps lower
+
+
+@dataclass(frozen=True)
+class ThermalTrace:
+    period_s: float
+    zones: tuple[str, ...]
+    policies: tuple[str, ...]
+    cpuinfo_max_khz: tuple[int | None, ...]
+    samples: tuple[ThermalSample, ...]
+
+    @classmethod
+    def from_agent(cls, document: dict[str, Any], timed_start_ns: int) -> ThermalTrace:
+        """Build from the agent's ``thermal`` section; temperatures arrive in millidegrees C."""
+        samples = []
+        for t_ns, temps, cur, cap in document.get("samples", []):
+            samples.append(
+                ThermalSample(
+                    offset_s=(int(t_ns) - timed_start_ns) / 1e9,
+                    temps_c=tuple(None if v is None else _to_celsius(v) for v in temps),
+                    cur_khz=tuple(cur),
+                    max_khz=tuple(cap),
+                )
+            )
+        return cls(
+            period_s=float(document.get("period_s", 0.0)),
+            zones=tuple(document.get("zones", [])),
+            policies=tuple(document.get("policies", [])),
+            cpuinfo_max_khz=tuple(document.get("cpuinfo_max_khz", [])),
+            samples=tuple(samples),
+        )
+
+    def hottest_c(self, sample: ThermalSample) -> float | None:
+        values = [t for t in sample.temps_c if t is not None]
+        return max(values) if values else None
+
+    def ceiling_ratio(self, sample: ThermalSample) -> float | None:
+        """Lowest scaling_max_freq / cpuinfo_max_freq over policies (1.0: no cap)."""
+        ratios = [
+            cap / top
+            for cap, top in zip(sample.max_khz, self.cpuinfo_max_khz, strict=False)
+            if cap is not None and top
+        ]
+        return min(ratios) if ratios else None
+
+    def index_at(self, offset_s: float) -> int:
+        """The last sample taken at or before ``offset_s`` (the first one before any)."""
+        offsets = [s.offset_s for s in self.samples]
+        return max(0, bisect.bisect_right(offsets, offset_s) - 1)
+
+    def annotate(self, start_offsets_ns: Sequence[int]) -> list[int]:
+        """For each latency sample, the index of the thermal sample in force when it started."""
+        if not self.samples:
+            return []
+        offsets = [s.offset_s for s in self.samples]
+        return [max(0, bisect.bisect_right(offsets, o / 1e9) - 1) for o in start_offsets_ns]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "period_s": self.period_s,
+            "zones": list(self.zones),
+            "policies": list(self.policies),
+            "cpuinfo_max_khz": list(self.cpuinfo_max_khz),
+            "samples": [
+                {
+                    "offset_s": round(s.offset_s, 4),
+                    "temps_c": list(s.temps_c),
+                    "cur_khz": list(s.cur_khz),
+                    "max_khz": list(s.max_khz),
+                }
+                for s in self.samples
+            ],
+        }
+
+
+def _to_celsius(value: int | float) -> float:
+    """sysfs thermal zones report millidegrees; a few drivers report whole degrees."""
+    return float(value) / 1000.0 if abs(value) >= 200 else float(value)
+
+
+@dataclass(frozen=True)
+class ThrottleVerdict:
+    throttled: bool
+    reasons: tuple[str, ...]
+    first_throttle_s: float | None
+    max_temp_c: float | None
+    min_ceiling_ratio: float | None
+    drift_ratio: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "throttled": self.throttled,
+            "reasons": list(self.reasons),
+            "first_throttle_s": self.first_throttle_s,
+            "max_temp_c": self.max_temp_c,
+            "min_ceiling_ratio": self.min_ceiling_ratio,
+            "drift_ratio": self.drift_ratio,
+        }
+
+
+def latency_drift(durations_ns: Sequence[int], start_offsets_ns: Sequence[int]) -> float | None:
+    """Median of the last tenth of the run over the first tenth (by time); None if too short."""
+    if len(durations_ns) < 2 * DRIFT_MIN_SAMPLES:
+        return None
+    starts = np.asarray(start_offsets_ns, dtype=np.float64)
+    values = np.asarray(durations_ns, dtype=np.float64)
+    span = starts[-1] - starts[0]
+    first = values[starts <= starts[0] + span / 10]
+    last = values[starts >= starts[-1] - span / 10]
+    if first.size < DRIFT_MIN_SAMPLES or last.size < DRIFT_MIN_SAMPLES:
+        count = max(DRIFT_MIN_SAMPLES, len(values) // 10)
+        first, last = values[:count], values[-count:]
+    return float(np.median(last) / np.median(first))
+
+
+def judge(
+    trace: ThermalTrace | None, durations_ns: Sequence[int], start_offsets_ns: Sequence[int]
+) -> ThrottleVerdict:
+    """Throttled when a cpufreq ceiling dropped during the run (or was capped throughout), or
+    latency drifted up by more than DRIFT_RATIO; each reason carries its evidence."""
+    reasons: list[str] = []
+    first_throttle: float | None = None
+    max_temp: float | None = None
+    min_ratio: float | None = None
+    if trace is not None and trace.samples:
+        initial = trace.samples[0].max_khz
+        for sample in trace.samples:
+            hottest = trace.hottest_c(sample)
+            if hottest is not None and (max_temp is None or hottest > max_temp):
+                max_temp = hottest
+            ratio = trace.ceiling_ratio(sample)
+            if ratio is not None and (min_ratio is None or ratio < min_ratio):
+                min_ratio = ratio
+            dropped = [
+                (name, before, now)
+                for name, before, now in zip(trace.policies, initial, sample.max_khz, strict=False)
+                if before and now is not None and now < before * CAP_RATIO
+            ]
+            if dropped and first_throttle is None:
+                first_throttle = max(0.0, sample.offset_s)
+                name, before, now = dropped[0]
+                temp = f" at {hottest:.1f} C" if hottest is not None else ""
+                reasons.append(
+                    f"frequency cap: {name} ceiling {before} -> {now} kHz at {first_throttle:.1f} s{temp}"
+                )
+        start_ratio = trace.ceiling_ratio(trace.samples[0])
+        if first_throttle is None and start_ratio is not None and start_ratio < CAP_RATIO:
+            reasons.append(
+                f"frequency capped from the start: ceiling at {start_ratio:.0%} of cpuinfo_max_freq"
+            )
+    drift = latency_drift(durations_ns, start_offsets_ns)
+    if drift is not None and drift > DRIFT_RATIO:
+        reasons.append(f"latency drift: last/first tenth median ratio {drift:.2f}")
+    return ThrottleVerdict(
+        throttled=bool(reasons),
+        reasons=tuple(reasons),
+        first_throttle_s=first_throttle,
+        max_temp_c=max_temp,
+        min_ceiling_ratio=min_ratio,
+        drift_ratio=drift,
+    )
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    offset_s: float  # window start
+    median_ms: float
+    samples: int
+    hottest_c: float | None
+    ceiling_ratio: float | None
+
+
+@dataclass(frozen=True)
+class SustainedCurve:
+    window_s: float
+    points: tuple[CurvePoint, ...]
+    time_to_first_throttle_s: float | None
+    steady_over_initial: float | None  # median of the last quarter of windows / the first window
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "window_s": self.window_s,
+            "time_to_first_throttle_s": self.time_to_first_throttle_s,
+            "steady_over_initial": self.steady_over_initial,
+            "points": [p.__dict__ for p in self.points],
+        }
+
+
+def sustained_curve(
+    durations_ns: Sequence[int],
+    start_offsets_ns: Sequence[int],
+    trace: ThermalTrace | None,
+    verdict: ThrottleVerdict,
+    window_s: float,
+) -> SustainedCurve:
+    """Latency medians per window of ``window_s`` with the thermal state at each window's start."""
+    if window_s <= 0:
+        raise ValueError("window_s must be > 0")
+    values = np.asarray(durations_ns, dtype=np.float64) / 1e6
+    windows = (np.asarray(start_offsets_ns, dtype=np.float64) / 1e9 // window_s).astype(int)
+    points = []
+    for window in np.unique(windows):
+        chosen = values[windows == window]
+        start = float(window * window_s)
+        hottest = ratio = None
+        if trace is not None and trace.samples:
+            sample = trace.samples[trace.index_at(start)]
+            hottest, ratio = trace.hottest_c(sample), trace.ceiling_ratio(sample)
+        points.append(CurvePoint(start, float(np.median(chosen)), int(chosen.size), hottest, ratio))
+    steady = None
+    if len(points) >= 4:
+        tail = points[-max(1, len(points) // 4) :]
+        steady = float(np.median([p.median_ms for p in tail]) / points[0].median_ms)
+    return SustainedCurve(window_s, tuple(points), verdict.first_throttle_s, steady)
+
+
+def hottest_zone_c(transport: Transport) -> float | None:
+    """The hottest readable thermal zone of the device, in C (None when it has none)."""
+    result = transport.run(["sh", "-c", ZONES_SCRIPT], timeout=30)
+    values = []
+    for token in result.stdout.split():
+        try:
+            values.append(_to_celsius(int(token)))
+        except ValueError:
+            continue
+    return max(values) if values else None
+
+
+def wait_until_cool(
+    transport: Transport, below_c: float, max_wait_s: float, poll_s: float = COOLDOWN_POLL_S
+) -> Cooldown:
+    """Poll the hottest zone until it is below ``below_c`` or ``max_wait_s`` passes (recorded)."""
+    from harness.measurement import Cooldown
+
+    started = time.monotonic()
+    start = current = hottest_zone_c(transport)
+    while current is not None and current >= below_c and time.monotonic() - started < max_wait_s:
+        time.sleep(poll_s)
+        current = hottest_zone_c(transport)
+    reached = current is None or current < below_c
+    return Cooldown(below_c, start, current, round(time.monotonic() - started, 3), reached)
