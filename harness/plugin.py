@@ -6,8 +6,10 @@ Thin on purpose: selection lives in config.py and models/variants.py, measuremen
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -227,6 +229,17 @@ def _add_thermal_options(group: pytest.OptionGroup) -> None:
         "(default: the device's cooldown_below_c in devices.yaml, else no wait).",
     )
     group.addoption(
+        "--lab-profiles",
+        default="pixel8,rpi5",
+        help="Profiles of the virtual_lab fixture's devices (default: pixel8,rpi5).",
+    )
+    group.addoption(
+        "--lab-tau-s",
+        type=float,
+        default=None,
+        help="Thermal time constant of the virtual_lab fixture's devices (default: the profile's).",
+    )
+    group.addoption(
         "--sustained-s",
         type=float,
         default=40.0,
@@ -407,3 +420,25 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"{median:>10} {p90:>9} {peak_text:>8}  {record['status']}{throttled}"
         )
     terminalreporter.write_line(f"{len(results)} result(s) in {path}")
+
+
+@pytest.fixture(scope="session")
+def virtual_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A virtual lab (virtual-pixel8 and virtual-rpi5) for this test session, torn down at the
+    end even when tests fail; ``lab.fleet()`` gives its devices. Needs root for namespaces,
+    cgroups and veth links (without root the devices run unisolated and say so)."""
+    from harness.lab.manager import VirtualLab
+
+    option = request.config.option
+    profiles = [p.strip() for p in option.lab_profiles.split(",") if p.strip()]
+    # sshd's ChrootDirectory refuses world-writable parents such as /tmp (and pytest's tmp_path).
+    base = Path("/var/lib/edgelab/session-labs") if os.geteuid() == 0 else Path.home() / ".cache/edgelab/labs"
+    base.mkdir(parents=True, exist_ok=True)
+    root = base / f"{tmp_path_factory.getbasetemp().name}-{os.getpid()}"
+    lab = VirtualLab(root)
+    try:
+        lab.up(profiles, tau_s=option.lab_tau_s)
+        yield lab
+    finally:
+        lab.down(purge=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from harness.config import Fleet, load_fleet
 from harness.errors import EdgeLabError
 from harness.lab import lab_dir, network
 from harness.lab.adbd import android_root
@@ -416,6 +417,12 @@ class VirtualLab:
         temporary = self.devices_file.with_suffix(".tmp")
         temporary.write_text(header + body, encoding="utf-8")
         os.replace(temporary, self.devices_file)
+
+    def fleet(self) -> Fleet:
+        """The lab's devices (and ``local``), read from the devices file ``up`` wrote."""
+        if not self.devices_file.exists():
+            raise LabError(f"no lab devices file at {self.devices_file}; run `edgelab lab up` first")
+        return load_fleet(self.devices_file, lab_file=self.root / "no-second-lab-file")
 
     # -- status --------------------------------------------------------------------------------
 
