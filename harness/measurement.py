@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.probes.thermal import SustainedCurve, ThermalTrace, ThrottleVerdict
 from harness.stats import LatencySummary
-from harness.thermal import SustainedCurve, ThermalTrace, ThrottleVerdict
 
 KIB_PER_MB = 1024.0
 

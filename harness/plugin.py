@@ -21,9 +21,9 @@ from harness.deploy import DeployReport
 from harness.errors import EdgeLabError
 from harness.measurement import BenchmarkResult, LatencyProtocol, SustainedResult
 from harness.models.variants import KNOWN_PRECISIONS, KNOWN_RUNTIMES, Variant, parse_choice, select_variants
+from harness.probes.thermal import SustainedCurve, sustained_curve
 from harness.session import Lab
 from harness.store.results_json import RESULTS_FILE, new_run_id
-from harness.thermal import SustainedCurve, sustained_curve
 
 _DEFAULT_PROTOCOL = LatencyProtocol()
 

@@ -24,9 +24,9 @@ from harness.errors import EdgeLabError
 from harness.measurement import BenchmarkResult, LatencyProtocol
 from harness.models import zoo
 from harness.models.variants import Variant
+from harness.probes.thermal import wait_until_cool
 from harness.runners import python_agent
 from harness.store.results_json import ResultsFile, new_run_id
-from harness.thermal import wait_until_cool
 from harness.transport import Transport, open_transport
 
 DeviceConfig = LocalDevice | SshDevice | AdbDevice

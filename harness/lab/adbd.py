@@ -57,13 +57,70 @@ printf '%s\\n' "$value"
 """
 
 DUMPSYS = """#!/bin/sh
-# dumpsys for the virtual device: the services the sensor model renders.
+# dumpsys for the virtual device: battery and thermalservice as the sensor model renders them;
+# meminfo PID|NAME computed from the process's real /proc/PID/smaps, in Android 14's layout.
 service=$1
 file=/data/vendor/edgelab/dumpsys/$service
-if [ -z "$service" ]; then ls /data/vendor/edgelab/dumpsys; exit 0; fi
+if [ -z "$service" ]; then ls /data/vendor/edgelab/dumpsys; echo meminfo; exit 0; fi
+if [ "$service" = meminfo ]; then
+  shift
+  while [ "${1#-}" != "$1" ]; do shift; done
+  target=$1
+  case "$target" in
+    '') echo "dumpsys meminfo: give a pid or a process name" >&2; exit 1 ;;
+    *[!0-9]*) pid=$(grep -l -x -F "$target" /proc/[0-9]*/comm 2>/dev/null | head -n1 | cut -d/ -f3) ;;
+    *) pid=$target ;;
+  esac
+  if [ -z "$pid" ] || [ ! -r "/proc/$pid/smaps" ]; then echo "No process found for: $target"; exit 0; fi
+  name=$(cat "/proc/$pid/comm")
+  echo "Applications Memory Usage (in Kilobytes):"
+  awk '{ printf "Uptime: %d Realtime: %d\\n", $1 * 1000, $1 * 1000 }' /proc/uptime
+  echo
+  echo "** MEMINFO in pid $pid [$name] **"
+  awk -f /system/etc/edgelab-meminfo.awk "/proc/$pid/smaps"
+  exit 0
+fi
 if [ -f "$file" ]; then cat "$file"; exit 0; fi
 echo "Can't find service: $service" >&2
 exit 0
+"""
+
+MEMINFO_AWK = """
+# /proc/PID/smaps -> the Pss/Private/SwapPss/Rss table and App Summary of `dumpsys meminfo`.
+/^[0-9a-f]+-[0-9a-f]+ / {
+  path = (NF >= 6) ? $6 : ""
+  if (path == "[heap]" || path == "" || path ~ /^\\[anon:/) cat = "Native Heap"
+  else if (path == "[stack]") cat = "Stack"
+  else if (path ~ /\\.so(\\.[0-9.]+)?$/) cat = ".so mmap"
+  else if (path ~ /^\\[/) cat = "Unknown"
+  else cat = "Other mmap"
+  next
+}
+$1 == "Pss:" { pss[cat] += $2; total_pss += $2 }
+$1 == "Rss:" { rss[cat] += $2; total_rss += $2 }
+$1 == "Private_Dirty:" { pd[cat] += $2; total_pd += $2 }
+$1 == "Private_Clean:" { pc[cat] += $2; total_pc += $2 }
+$1 == "SwapPss:" { sw[cat] += $2; total_sw += $2 }
+END {
+  printf "                   Pss  Private  Private  SwapPss      Rss     Heap     Heap     Heap\\n"
+  printf "                 Total    Dirty    Clean    Dirty    Total     Size    Alloc     Free\\n"
+  printf "                ------   ------   ------   ------   ------   ------   ------   ------\\n"
+  split("Native Heap,Stack,.so mmap,Other mmap,Unknown", order, ",")
+  for (i = 1; i <= 5; i++) {
+    c = order[i]
+    printf "%13s %8d %8d %8d %8d %8d\\n", c, pss[c], pd[c], pc[c], sw[c], rss[c]
+  }
+  printf "%13s %8d %8d %8d %8d %8d\\n", "TOTAL", total_pss, total_pd, total_pc, total_sw, total_rss
+  printf " \\n App Summary\\n"
+  printf "                       Pss(KB)                        Rss(KB)\\n"
+  printf "                        ------                         ------\\n"
+  printf "%20s %8d %30d\\n", "Native Heap:", pss["Native Heap"], rss["Native Heap"]
+  printf "%20s %8d %30d\\n", "Code:", pss[".so mmap"], rss[".so mmap"]
+  printf "%20s %8d %30d\\n", "Stack:", pss["Stack"], rss["Stack"]
+  printf "%20s %8d\\n", "Private Other:", pss["Other mmap"] + pss["Unknown"]
+  printf " \\n%20s %8d %17s %8d", "TOTAL PSS:", total_pss, "TOTAL RSS:", total_rss
+  printf " %22s %8d\\n", "TOTAL SWAP PSS:", total_sw
+}
 """
 
 
@@ -75,6 +132,7 @@ def provision(root: DeviceRoot, profile: DeviceProfile) -> None:
     (system / "etc").mkdir(parents=True, exist_ok=True)
     props = "".join(f"{key}={value}\n" for key, value in sorted(profile.props.items()))
     (system / "etc" / "edgelab.prop").write_text(props)
+    (system / "etc" / "edgelab-meminfo.awk").write_text(MEMINFO_AWK)
     for name, text in (("getprop", GETPROP), ("dumpsys", DUMPSYS)):
         path = system / "bin" / name
         path.write_text(text)

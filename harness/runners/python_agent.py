@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import AgentError
 from harness.measurement import KIB_PER_MB, BenchmarkResult, LatencyProtocol, MemoryUsage, RuntimeInfo
+from harness.probes.thermal import ThermalTrace, judge
 from harness.stats import summarize_latency
-from harness.thermal import ThermalTrace, judge
 from harness.transport.base import CommandResult, Transport
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent" / "edgelab_agent.py"

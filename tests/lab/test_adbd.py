@@ -279,3 +279,19 @@ def test_sync_send_with_headers_split_byte_by_byte(phone):
     failure = host.read_reply()
     assert failure[:4] == b"FAIL" and b"No such file" in failure
     host.close()
+
+
+def test_dumpsys_meminfo_reports_a_real_process_in_android_14_layout(phone):
+    state, device = phone
+    script = "sleep 5 & pid=$!; dumpsys meminfo $pid; grep VmRSS /proc/$pid/status; kill $pid"
+    output = adb(state, "shell", script, serial=device.serial).stdout
+    assert "** MEMINFO in pid " in output and "[sleep] **" in output
+    totals = output.split("TOTAL PSS:")[1].split()
+    pss, rss = int(totals[0]), int(totals[3])
+    vmrss = int(output.split("VmRSS:")[1].split()[0])
+    assert 0 < pss <= rss
+    assert abs(rss - vmrss) <= 64  # the same pages, counted by the kernel twice
+    assert (
+        "No process found for: 999999"
+        in adb(state, "shell", "dumpsys meminfo 999999", serial=device.serial).stdout
+    )

@@ -9,8 +9,8 @@ import pytest
 
 from harness.measurement import LatencyProtocol
 from harness.models.variants import variants_for
+from harness.probes.thermal import sustained_curve
 from harness.session import Lab
-from harness.thermal import sustained_curve
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.thermal import ThermalTrace, judge, latency_drift, sustained_curve
+from harness.probes.thermal import ThermalTrace, judge, latency_drift, sustained_curve
 
 START_NS = 1_000_000_000
 
