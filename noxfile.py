@@ -11,16 +11,19 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-# Debian packages the tests need: a real OpenSSH server for the ssh transport tests.
-SYSTEM_PACKAGES = {"sshd": "openssh-server"}
+# Debian packages the tests need: a real OpenSSH server (ssh transport tests, virtual boards),
+# iproute2 (network namespaces, veth, tc) and util-linux (unshare, nsenter) for the virtual lab.
+SYSTEM_PACKAGES = {"sshd": "openssh-server", "ip": "iproute2", "tc": "iproute2", "nsenter": "util-linux"}
 
 
 def _ensure_system_packages(session: nox.Session) -> None:
-    missing = [
-        package
-        for binary, package in SYSTEM_PACKAGES.items()
-        if shutil.which(binary) is None and not os.path.exists(f"/usr/sbin/{binary}")
-    ]
+    missing = sorted(
+        {
+            package
+            for binary, package in SYSTEM_PACKAGES.items()
+            if shutil.which(binary) is None and not os.path.exists(f"/usr/sbin/{binary}")
+        }
+    )
     if not missing:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:

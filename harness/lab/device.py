@@ -136,6 +136,12 @@ class Supervisor:
         root.prepare()
         (self.state / "home").mkdir(exist_ok=True)
         sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        if not Path(sshd).exists():
+            raise SystemExit(
+                f"{self.name}: no sshd at {sshd}; install openssh-server (apt-get install -y openssh-server)"
+            )
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
         link = network.BoardLink(self.arguments.board_index) if root.isolated else None
         if link is not None:
             network.create(link)
