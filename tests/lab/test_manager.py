@@ -17,6 +17,7 @@ from harness.errors import ConfigError
 from harness.lab import network
 from harness.lab.manager import LabError, VirtualLab
 from harness.lab.sensors import DeviceCgroup
+from harness.transport.ssh import SshTransport
 from tests.lab.conftest import lab_root
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the lab lifecycle needs root")
@@ -67,8 +68,13 @@ def test_up_status_down_leaves_nothing():
 def test_down_cleans_up_after_a_killed_supervisor():
     lab = VirtualLab(lab_root("killed"))
     try:
-        state = lab.up(["rpi5"])
+        state = lab.up(["jetson-orin-nano"])
         board = state.devices[0]
+        jetson = SshTransport(lab.fleet()["virtual-jetson-orin-nano"])
+        hwmon = "/sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon1"
+        labels = jetson.run(["sh", "-c", f"cat {hwmon}/in*_label"], timeout=30).stdout.split()
+        jetson.close()
+        assert labels == ["VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"]
         os.kill(board.pid, signal.SIGKILL)  # no chance to stop sshd or remove its network
         deadline = time.monotonic() + 10
         while Path(f"/proc/{board.pid}").exists() and time.monotonic() < deadline:
