@@ -84,11 +84,16 @@ class DeviceRoot:
         self.nsfile.touch()
         _run(["unshare", f"--mount={self.nsfile}", "--propagation", "private", "true"])
         script = [f"set -e; root={_q(str(self.rootfs))}"]
-        for shared in self.shared:
-            target = f'"$root"{_q(shared)}'
-            script.append(f"mount --rbind {_q(shared)} {target}; mount -o remount,bind,ro {target} || true")
+        # Writable folders first: a shared folder below one of them (a venv under /tmp) must be
+        # mounted on top, not hidden by it.
         for device_path, folder in self.writable.items():
             script.append(f'mount --bind {_q(str(self.state_dir / folder))} "$root"{_q(device_path)}')
+        for shared in self.shared:
+            target = f'"$root"{_q(shared)}'
+            script.append(
+                f"mkdir -p {target}; mount --rbind {_q(shared)} {target}; "
+                f"mount -o remount,bind,ro {target} || true"
+            )
         script.append(f'mount --bind {_q(str(self.state_dir / "sys"))} "$root"/sys')
         script.append('mount --rbind /dev "$root"/dev')
         script.append('mount -t proc proc "$root"/proc')
