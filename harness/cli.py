@@ -1,4 +1,4 @@
-"""``edgelab``: the command-line face (devices, doctor, models, lab).
+"""``edgelab``: the command-line face (devices, doctor, models, lab, parse).
 
 Parses arguments and calls the library; every EdgeLabError becomes one clear line and exit 1.
 """
@@ -147,6 +147,20 @@ def cmd_lab(arguments: argparse.Namespace) -> int:
     return 0 if all(row.alive for row in rows) else 3
 
 
+def cmd_parse(arguments: argparse.Namespace) -> int:
+    from harness.probes.parsers import parse
+
+    source = arguments.file
+    try:
+        text = (
+            sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8", errors="replace")
+        )
+    except OSError as exc:
+        raise EdgeLabError(f"{source}: cannot read ({exc.strerror})") from None
+    print(json.dumps(parse(arguments.kind, text), indent=2, ensure_ascii=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgelab", description="EdgeLab device-lab harness")
     parser.add_argument("--version", action="version", version=f"edgelab {__version__}")
@@ -176,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--tau-s", type=float, default=None, help="thermal time constant override (seconds)")
     lab.add_argument("--purge", action="store_true", help="with down: also delete the devices' stored files")
     lab.set_defaults(handler=cmd_lab)
+    from harness.probes.parsers import PARSERS
+
+    parse = commands.add_parser("parse", help="parse a device tool's output into JSON")
+    parse.add_argument("kind", choices=list(PARSERS), metavar="KIND", help=", ".join(PARSERS))
+    parse.add_argument("file", help="the captured output ('-' for standard input)")
+    parse.set_defaults(handler=cmd_parse)
     return parser
 
 

@@ -69,3 +69,11 @@ class ModelError(EdgeLabError):
 
 class AgentError(EdgeLabError):
     """The on-device agent failed or printed something that is not its result document."""
+
+
+class ParseError(EdgeLabError):
+    """A device tool's output is not in a format EdgeLab knows (or is truncated)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind

@@ -75,3 +75,19 @@ def test_doctor_with_a_broken_python_names_it(tmp_path, capsys):
     assert main(["--devices-file", path, "doctor", "oldbox"]) == 1
     err = capsys.readouterr().err
     assert "device 'oldbox'" in err and "/nonexistent/python3" in err
+
+
+def test_parse_prints_json_with_units_in_the_keys(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    capture = Path(__file__).parent / "fixtures/real-outputs/ort_perf_test/spacemit_k1_yolov8n_int8.txt"
+    assert main(["parse", "ort-perf-test", str(capture)]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["avg_ms"] == 82.3382 and document["peak_working_set_bytes"] == 78946304
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("hello\n")
+    assert main(["parse", "tegrastats", str(wrong)]) == 1
+    assert "edgelab: error: tegrastats: no line with 'RAM" in capsys.readouterr().err
+    assert main(["parse", "tegrastats", str(tmp_path / "missing.txt")]) == 1
+    assert "missing.txt: cannot read (No such file or directory)" in capsys.readouterr().err

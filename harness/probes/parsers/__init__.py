@@ -1,0 +1,50 @@
+"""Parsers of device-tool outputs: pure functions ``text -> typed result`` (pydantic, frozen).
+
+Keys are snake_case with the unit in the name (``avg_us``, ``voltage_mv``, ``temp_c``). Input a
+parser cannot read raises ``ParseError`` naming the format, what is missing and the command that
+produces the right input. ``edgelab parse KIND FILE`` prints any of them as JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from harness.errors import ParseError
+from harness.probes.parsers.android import (
+    parse_dumpsys_battery,
+    parse_dumpsys_meminfo,
+    parse_dumpsys_thermalservice,
+    parse_getprop,
+    parse_odpm,
+    parse_power_supply,
+)
+from harness.probes.parsers.benchmark_tools import parse_ort_perf_test, parse_tflite_benchmark
+from harness.probes.parsers.boards import parse_cpufreq, parse_proc_status, parse_tegrastats, parse_vcgencmd
+from harness.probes.parsers.common import Parsed
+
+PARSERS: dict[str, Callable[[str], Parsed]] = {
+    "tflite-benchmark": parse_tflite_benchmark,
+    "ort-perf-test": parse_ort_perf_test,
+    "dumpsys-meminfo": parse_dumpsys_meminfo,
+    "dumpsys-battery": parse_dumpsys_battery,
+    "power-supply": parse_power_supply,
+    "dumpsys-thermalservice": parse_dumpsys_thermalservice,
+    "odpm": parse_odpm,
+    "tegrastats": parse_tegrastats,
+    "vcgencmd": parse_vcgencmd,
+    "proc-status": parse_proc_status,
+    "cpufreq": parse_cpufreq,
+    "getprop": parse_getprop,
+}
+
+
+def parse(kind: str, text: str) -> dict[str, Any]:
+    """Parse ``text`` as ``kind`` and return the result as JSON-ready data."""
+    parser = PARSERS.get(kind)
+    if parser is None:
+        raise ParseError(kind, f"unknown kind; known kinds: {', '.join(PARSERS)}")
+    return parser(text).model_dump(mode="json")
+
+
+__all__ = ["PARSERS", "ParseError", "parse"]
