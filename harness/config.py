@@ -35,6 +35,15 @@ class _Device(BaseModel):
     threads: int = Field(default=0, ge=0, description="Intra-op threads; 0 lets the runtime choose.")
     labels: dict[str, str] = Field(default_factory=dict)
     virtual: bool = Field(default=False, description="True for devices of the virtual lab.")
+    energy: str = Field(
+        default="auto",
+        pattern=r"^(auto|none|odpm|rapl|ina3221|tegrastats|battery|external)$",
+        description="Energy source: auto (best the device has), none, a source, or external.",
+    )
+    energy_meter: str | None = Field(
+        default=None,
+        description="With energy: external, a host command that prints one reading in watts per line.",
+    )
     cooldown_below_c: float | None = Field(
         default=None,
         description="Before each measurement, wait until the hottest thermal zone is below this.",

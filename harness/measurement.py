@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.probes.energy import EnergyReport
 from harness.probes.thermal import SustainedCurve, ThermalTrace, ThrottleVerdict
 from harness.stats import LatencySummary
 
@@ -26,6 +27,8 @@ class LatencyProtocol:
     sample_period_s: float = 0.25  # the agent's thermal sampler; 0 turns it off
     max_iters: int = 100_000
     cooldown_max_s: float = 300.0  # longest wait for the device to cool (MLPerf Mobile: 5 min)
+    rate_hz: float = 0.0  # fixed request rate; 0: back to back
+    idle_s: float = 1.0  # idle baseline before warm-up, when an energy source is sampled
 
     def __post_init__(self) -> None:
         if self.warmup_iters < 0 or self.min_iters < 1:
@@ -34,6 +37,8 @@ class LatencyProtocol:
             raise ValueError("warmup_s and min_s must be >= 0")
         if self.max_s <= 0 or self.max_s < self.min_s:
             raise ValueError(f"max_s ({self.max_s}) must be > 0 and >= min_s ({self.min_s})")
+        if self.rate_hz < 0 or self.idle_s < 0:
+            raise ValueError("rate_hz and idle_s must be >= 0")
         if self.sample_period_s < 0:
             raise ValueError("sample_period_s must be >= 0 (0 turns the thermal sampler off)")
 
@@ -49,6 +54,8 @@ class MemoryUsage:
     baseline_mb: float | None
     load_peak_mb: float | None
     peak_rss_mb: float | None
+    pss_mb: float | None = None  # proportional set size after the run
+    pss_source: str | None = None  # "dumpsys meminfo" (Android) or "smaps_rollup" (Linux)
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,8 @@ class BenchmarkResult:
     thermal: ThermalTrace | None = field(default=None, repr=False)
     throttle: ThrottleVerdict | None = None
     cooldown: Cooldown | None = None
+    energy: EnergyReport | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def peak_rss_mb(self) -> float | None:
@@ -113,6 +122,10 @@ class BenchmarkResult:
             "peak_rss_mb": self.memory.peak_rss_mb,
             "load_peak_rss_mb": self.memory.load_peak_mb,
             "baseline_rss_mb": self.memory.baseline_mb,
+            "pss_mb": self.memory.pss_mb,
+            "pss_source": self.memory.pss_source,
+            "energy": self.energy.as_dict() if self.energy is not None else None,
+            "warnings": list(self.warnings),
             "load_ms": self.load_ms,
             "first_inference_ms": self.first_inference_ms,
             "iterations": self.iterations,

@@ -79,6 +79,7 @@ class EdgeTarget:
         min_s: float | None = None,
         max_s: float | None = None,
         sample_period_s: float | None = None,
+        rate_hz: float | None = None,
         threads: int | None = None,
         inputs: Path | None = None,
         save_outputs: bool = False,
@@ -102,6 +103,9 @@ class EdgeTarget:
             max_s=pick("max_s", max_s),
             sample_period_s=pick("sample_period_s", sample_period_s),
             max_iters=int(pick("max_iters", max_iters)),
+            rate_hz=pick("rate_hz", rate_hz),
+            idle_s=pick("idle_s", None),
+            cooldown_max_s=pick("cooldown_max_s", None),
         )
         outputs_to = None
         if save_outputs:
@@ -116,6 +120,7 @@ class EdgeTarget:
             cooldown_below_c=cooldown_below_c
             if cooldown_below_c is not None
             else self._selection.protocol_overrides.get("cooldown_below_c"),
+            energy=self._selection.protocol_overrides.get("energy"),
         )
         self.result, self.deploy = result, deploy
         for key, value in (
@@ -208,6 +213,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("min-s", float, "Minimum timed seconds"),
         ("max-s", float, "Maximum timed seconds"),
         ("sample-period-s", float, "Thermal sampler period on the device, 0 = off"),
+        ("rate-hz", float, "Fixed request rate in the timed phase, 0 = back to back"),
+        ("idle-s", float, "Idle baseline before warm-up when energy is sampled"),
         ("cooldown-max-s", float, "Longest wait for --cooldown-below-c / the device's cooldown_below_c"),
     ):
         default = getattr(_DEFAULT_PROTOCOL, name.replace("-", "_"))
@@ -227,6 +234,12 @@ def _add_thermal_options(group: pytest.OptionGroup) -> None:
         default=None,
         help="Before each measurement, wait until the hottest thermal zone is below this "
         "(default: the device's cooldown_below_c in devices.yaml, else no wait).",
+    )
+    group.addoption(
+        "--energy",
+        default=None,
+        choices=["auto", "none", "odpm", "rapl", "ina3221", "tegrastats", "battery", "external"],
+        help="Energy source for every device (default: each device's energy in devices.yaml, auto).",
     )
     group.addoption(
         "--lab-profiles",
@@ -265,6 +278,7 @@ def _selection(config: pytest.Config) -> tuple[Lab, Selection]:
     if option.cooldown_below_c is not None:
         overrides["cooldown_below_c"] = option.cooldown_below_c
     overrides["sustained_s"] = option.sustained_s
+    overrides["energy"] = option.energy
     worker_input: dict[str, Any] = getattr(config, "workerinput", {})
     run_id = option.run_id or worker_input.get("edgelab_run_id") or new_run_id()
     reports_dir = Path(option.reports_dir)

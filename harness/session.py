@@ -20,10 +20,11 @@ from typing import Any
 import harness
 from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice
 from harness.deploy import Artifact, Deployer, DeployReport, resolve_workdir
-from harness.errors import EdgeLabError
+from harness.errors import ConfigError, EdgeLabError
 from harness.measurement import BenchmarkResult, LatencyProtocol
 from harness.models import zoo
 from harness.models.variants import Variant
+from harness.probes.energy import ExternalMeter, pick_source
 from harness.probes.thermal import wait_until_cool
 from harness.runners import python_agent
 from harness.store.results_json import ResultsFile, new_run_id
@@ -161,6 +162,7 @@ class Lab:
         inputs: Path | None = None,
         outputs_to: Path | None = None,
         cooldown_below_c: float | None = None,
+        energy: str | None = None,
     ) -> tuple[BenchmarkResult, DeployReport]:
         """Deploy what the variant needs, run the agent, and pull outputs back if asked."""
         device = self.device(device_name)
@@ -174,6 +176,7 @@ class Lab:
             remote_outputs = posixpath.join(
                 device.workdir, "runs", self.run_id, _safe_name(outputs_to.name) + ".npz"
             )
+        source, meter = self._energy_source(device, energy)
         argv = python_agent.build_run_argv(
             device.config.python,
             device.agent_path,
@@ -183,6 +186,7 @@ class Lab:
             threads=device.config.threads if threads is None else threads,
             inputs_path=device.deployer.remote_path(input_artifact),
             outputs_path=remote_outputs,
+            energy=source if source != "external" else None,
         )
         below_c = cooldown_below_c if cooldown_below_c is not None else device.config.cooldown_below_c
         cooldown = None
@@ -196,6 +200,8 @@ class Lab:
             model_format=variant.format,
             precision=variant.precision,
             protocol=protocol,
+            virtual=device.config.virtual,
+            meter=meter,
         )
         if cooldown is not None:
             result = dataclasses.replace(result, cooldown=cooldown)
@@ -203,6 +209,27 @@ class Lab:
             device.transport.pull(remote_outputs, outputs_to)
             device.transport.run(["rm", "-f", remote_outputs], timeout=60)
         return result, deploy
+
+    def _energy_source(
+        self, device: DeviceSession, override: str | None
+    ) -> tuple[str | None, ExternalMeter | None]:
+        """The energy source for this device: ``--energy``, else devices.yaml, else auto."""
+        configured = override or device.config.energy
+        available = device.probe.get("energy_sources") or []
+        if configured == "external":
+            if not device.config.energy_meter:
+                raise ConfigError(
+                    f"device '{device.config.name}': energy: external needs energy_meter (a host command "
+                    "that prints watts per line) in devices.yaml"
+                )
+            return "external", ExternalMeter(device.config.energy_meter)
+        source = pick_source(configured, available)
+        if source is not None and source not in available:
+            raise ConfigError(
+                f"device '{device.config.name}': energy source '{source}' is not on the device "
+                f"(it has: {', '.join(available) or 'none'}); set energy: auto or none"
+            )
+        return source, None
 
     def _default_inputs(self, variant: Variant) -> Path:
         """Deterministic synthetic inputs from the zoo's input spec, cached by model hash."""

@@ -50,6 +50,18 @@ def read_status_kb() -> dict[str, int | None]:
     return found
 
 
+def _pss_kb() -> int | None:
+    """Proportional set size of this process (Linux >= 4.14 smaps_rollup), in kB."""
+    try:
+        with open("/proc/self/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _read_first(path: str) -> str | None:
     try:
         with open(path) as handle:
@@ -193,6 +205,7 @@ def probe() -> dict[str, Any]:
         "numpy": numpy_version,
         "runtimes": {"onnxruntime": _onnxruntime_info(), "litert": _litert_info()},
         "memory_kb": _meminfo_kb(),
+        "energy_sources": energy_sources(),
     }
 
 
@@ -423,6 +436,228 @@ def load_inputs(model: Model, path: str | None) -> tuple[dict[str, Any], int, li
     return batch, count, described
 
 
+# -- energy sources and environment -------------------------------------------------------------
+
+ENERGY_SOURCES = ("odpm", "rapl", "ina3221", "battery", "tegrastats")
+
+
+def _glob(pattern: str) -> list[str]:
+    import glob
+
+    return sorted(glob.glob(pattern))
+
+
+def _odpm_files(sysfs: str = "/sys") -> list[str]:
+    return [p for p in _glob(sysfs + "/bus/iio/devices/iio:device*/energy_value")]
+
+
+def _rapl_dirs(sysfs: str = "/sys") -> list[str]:
+    found = _glob(sysfs + "/class/powercap/intel-rapl:*")
+    return [p for p in found if os.path.basename(p).count(":") == 1]  # packages, not their sub-zones
+
+
+def _ina3221_channel(sysfs: str = "/sys") -> tuple[str, str] | None:
+    """(voltage file, current file) of the board input rail (VDD_IN, else channel 1)."""
+    for hwmon in _glob(sysfs + "/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"):
+        chosen = None
+        for label in _glob(hwmon + "/in*_label"):
+            channel = os.path.basename(label)[2:].split("_")[0]
+            name = (_read_first(label) or "").upper()
+            if chosen is None or "VDD_IN" in name or "5V_IN" in name:
+                chosen = channel
+                if "VDD_IN" in name or "5V_IN" in name:
+                    break
+        if chosen is not None:
+            return hwmon + "/in" + chosen + "_input", hwmon + "/curr" + chosen + "_input"
+    return None
+
+
+def _battery_dir(sysfs: str = "/sys") -> str | None:
+    for folder in _glob(sysfs + "/class/power_supply/*"):
+        is_battery = (_read_first(folder + "/type") or "").lower() == "battery"
+        readable = os.path.exists(folder + "/current_now") and os.path.exists(folder + "/voltage_now")
+        if (is_battery or os.path.basename(folder) == "battery") and readable:
+            return folder
+    return None
+
+
+def _which(name: str, extra: tuple[str, ...] = ()) -> str | None:
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in extra:
+        candidate = os.path.join(folder, name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def energy_sources(sysfs: str = "/sys") -> list[str]:
+    """The energy sources this device exposes, best first (counters before power readings)."""
+    found = []
+    if _odpm_files(sysfs):
+        found.append("odpm")
+    if any(os.access(d + "/energy_uj", os.R_OK) for d in _rapl_dirs(sysfs)):
+        found.append("rapl")
+    if _ina3221_channel(sysfs):
+        found.append("ina3221")
+    if _which("tegrastats", ("/usr/bin",)):
+        found.append("tegrastats")
+    if _battery_dir(sysfs):
+        found.append("battery")
+    return found
+
+
+class EnergyReader:
+    """Reads one source; ``read()`` returns a counter in uJ (odpm, rapl) or a power in uW."""
+
+    def __init__(self, source: str, sysfs: str = "/sys") -> None:
+        self.source = source
+        self.kind = "counter" if source in ("odpm", "rapl") else "power"
+        self.max_range_uj: int | None = None
+        self.files: list[str] = []
+        if source == "odpm":
+            self.files = _odpm_files(sysfs)
+        elif source == "rapl":
+            dirs = _rapl_dirs(sysfs)
+            self.files = [d + "/energy_uj" for d in dirs]
+            ranges = [_read_int(d + "/max_energy_range_uj") for d in dirs]
+            self.max_range_uj = ranges[0] if ranges and ranges[0] else None
+        elif source == "ina3221":
+            channel = _ina3221_channel(sysfs)
+            self.files = list(channel) if channel else []
+        elif source == "battery":
+            folder = _battery_dir(sysfs)
+            self.files = [folder + "/voltage_now", folder + "/current_now"] if folder else []
+        if not self.files:
+            raise AgentFailure("energy", "energy source '" + source + "' is not present on this device")
+
+    def read(self) -> float | None:
+        if self.source == "odpm":
+            total = 0
+            for path in self.files:
+                try:
+                    with open(path) as handle:
+                        for line in handle:
+                            if line.startswith("CH") and "," in line:
+                                total += int(line.rsplit(",", 1)[1])
+                except (OSError, ValueError):
+                    return None
+            return float(total)  # uWs == uJ
+        if self.source == "rapl":
+            values = [_read_int(path) for path in self.files]
+            return None if any(v is None for v in values) else float(sum(v for v in values if v is not None))
+        first, second = (_read_int(path) for path in self.files)
+        if first is None or second is None:
+            return None
+        if self.source == "ina3221":
+            return float(first) * float(second)  # mV x mA = uW
+        return abs(float(first) * float(second)) / 1e6  # uV x uA = pW -> uW
+
+
+class TegrastatsReader:
+    """``tegrastats --interval N`` as a child; its lines kept with their arrival time."""
+
+    def __init__(self, period_s: float) -> None:
+        binary = _which("tegrastats", ("/usr/bin",))
+        if binary is None:
+            raise AgentFailure("energy", "tegrastats is not installed on this device")
+        interval = str(max(10, int(period_s * 1000)))
+        self.process = subprocess.Popen(
+            [binary, "--interval", interval], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        self.lines: list[list[Any]] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append([time.perf_counter_ns(), line.rstrip("\n")])
+
+    def stop(self) -> list[list[Any]]:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.thread.join(timeout=5)
+        return self.lines
+
+
+def _run_text(argv: list[str], timeout: float = 15.0) -> str | None:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def environment(sysfs: str = "/sys") -> dict[str, Any]:
+    """What can make numbers lie, read once before the timed phase (outside it)."""
+    governors = {}
+    for folder in _glob(sysfs + "/devices/system/cpu/cpufreq/policy*"):
+        governors[os.path.basename(folder)] = _read_first(folder + "/scaling_governor")
+    battery = _battery_dir(sysfs)
+    loadavg = _read_first("/proc/loadavg")
+    found: dict[str, Any] = {
+        "governors": governors,
+        "loadavg_1m": float(loadavg.split()[0]) if loadavg else None,
+        "cpu_count": os.cpu_count(),
+        "battery": None,
+        "android": _getprop("ro.build.version.sdk") is not None,
+        "virtual": _getprop("ro.edgelab.virtual") == "1" or os.path.exists(sysfs + "/edgelab/state"),
+    }
+    if battery:
+        found["battery"] = {
+            "capacity_pct": _read_int(battery + "/capacity"),
+            "status": _read_first(battery + "/status"),
+        }
+    if found["android"]:
+        found["dumpsys_power"] = _run_text(["dumpsys", "power"])
+        found["dumpsys_thermalservice"] = _run_text(["dumpsys", "thermalservice"])
+    vcgencmd = _which("vcgencmd", ("/usr/bin", "/opt/vc/bin"))
+    if vcgencmd:
+        found["vcgencmd"] = _run_text([vcgencmd, "get_throttled"])
+    return found
+
+
+def environment_after(found: dict[str, Any]) -> None:
+    """The thermal status and Pi throttle flags again, after the timed phase."""
+    if found.get("android"):
+        found["dumpsys_thermalservice_after"] = _run_text(["dumpsys", "thermalservice"])
+    if found.get("vcgencmd") is not None:
+        vcgencmd = _which("vcgencmd", ("/usr/bin", "/opt/vc/bin"))
+        found["vcgencmd_after"] = _run_text([vcgencmd, "get_throttled"]) if vcgencmd else None
+
+
+def idle_baseline(idle_s: float) -> dict[str, Any]:
+    """Sleep ``idle_s`` (the sampler keeps reading energy): the idle window, and how busy the
+    rest of the device was meanwhile (other load makes every number worse)."""
+    before = _cpu_times()
+    start = time.perf_counter_ns()
+    time.sleep(idle_s)
+    end = time.perf_counter_ns()
+    after = _cpu_times()
+    busy_pct = None
+    if before and after and after[1] > before[1]:
+        busy_pct = round(100.0 * (after[0] - before[0]) / (after[1] - before[1]), 2)
+    return {"start_ns": start, "end_ns": end, "cpu_busy_pct": busy_pct}
+
+
 # -- thermal sampler ----------------------------------------------------------------------------
 
 
@@ -442,8 +677,9 @@ class ThermalSampler:
     temperature cannot be read at start (disabled sensors) are left out.
     """
 
-    def __init__(self, period_s: float, sysfs: str = "/sys") -> None:
+    def __init__(self, period_s: float, sysfs: str = "/sys", energy: EnergyReader | None = None) -> None:
         self.period_s = period_s
+        self.energy = energy
         zones_dir = os.path.join(sysfs, "class", "thermal")
         self.zones: list[tuple[str, str]] = []
         for entry in sorted(_listdir(zones_dir), key=_natural):
@@ -473,6 +709,7 @@ class ThermalSampler:
                 [_read_int(path) for _, path in self.zones],
                 [_read_int(cur) for _, cur, _ in self.policies],
                 [_read_int(cap) for _, _, cap in self.policies],
+                self.energy.read() if self.energy is not None else None,
             ]
         )
 
@@ -494,6 +731,13 @@ class ThermalSampler:
             "zones": [name for name, _ in self.zones],
             "policies": [name for name, _, _ in self.policies],
             "cpuinfo_max_khz": self.cpuinfo_max_khz,
+            "energy": None
+            if self.energy is None
+            else {
+                "source": self.energy.source,
+                "kind": self.energy.kind,
+                "max_range_uj": self.energy.max_range_uj,
+            },
             "samples": self.samples,
         }
 
@@ -525,10 +769,20 @@ def warm_up(feed: Feed, samples: int, min_iters: int, min_s: float) -> tuple[int
 
 
 def timed_loop(
-    feed: Feed, samples: int, *, min_iters: int, min_s: float, max_s: float, max_iters: int
+    feed: Feed,
+    samples: int,
+    *,
+    min_iters: int,
+    min_s: float,
+    max_s: float,
+    max_iters: int,
+    rate_hz: float = 0.0,
 ) -> tuple[list[int], list[int], str]:
-    """Start time and duration of every iteration, in ns; stops when both minimums are met."""
+    """Start time and duration of every iteration, in ns; stops when both minimums are met.
+    With ``rate_hz`` each request starts on a fixed schedule (sleeping until it is due), as a
+    camera or microphone would feed it; a request that is late starts at once."""
     clock = time.perf_counter_ns
+    interval_ns = int(1e9 / rate_hz) if rate_hz > 0 else 0
     starts: list[int] = []
     durations: list[int] = []
     add_start = starts.append
@@ -539,6 +793,11 @@ def timed_loop(
     count = 0
     stopped_by = "min_reached"
     while True:
+        if interval_ns:
+            due = first + count * interval_ns
+            wait = due - clock()
+            if wait > 0:
+                time.sleep(wait / 1e9)
         begin = clock()
         feed(count % samples)
         end = clock()
@@ -584,11 +843,22 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         first_started = time.perf_counter()
         feed(0)
         first_inference_ms = (time.perf_counter() - first_started) * 1e3
-        warmup_iters, warmup_s = warm_up(feed, samples, arguments.warmup_iters, arguments.warmup_s)
-        sampler = ThermalSampler(arguments.sample_period_s).start() if arguments.sample_period_s > 0 else None
-        unix_start = time.time()
-        perf_start = time.perf_counter_ns()
+        env = environment() if arguments.environment else None
+        energy = None
+        tegrastats = None
+        if arguments.energy == "tegrastats":
+            tegrastats = TegrastatsReader(arguments.sample_period_s or 0.1)
+        elif arguments.energy:
+            energy = EnergyReader(arguments.energy)
+        period = arguments.sample_period_s
+        if energy is not None:  # energy wants readings close to the window's ends
+            period = min(period, 0.1) if period > 0 else 0.1
+        sampler = ThermalSampler(period, energy=energy).start() if period > 0 else None
+        idle = idle_baseline(arguments.idle_s) if arguments.idle_s > 0 else None
         try:
+            warmup_iters, warmup_s = warm_up(feed, samples, arguments.warmup_iters, arguments.warmup_s)
+            unix_start = time.time()
+            perf_start = time.perf_counter_ns()
             offsets, durations, stopped_by = timed_loop(
                 feed,
                 samples,
@@ -596,14 +866,25 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
                 min_s=arguments.min_s,
                 max_s=arguments.max_s,
                 max_iters=arguments.max_iters,
+                rate_hz=arguments.rate_hz,
             )
+            perf_end = time.perf_counter_ns()
         finally:
             thermal = sampler.stop() if sampler is not None else None
+            tegrastats_lines = tegrastats.stop() if tegrastats is not None else None
+        if env is not None:
+            environment_after(env)
     except AgentFailure:
         raise
     except Exception as exc:
         raise AgentFailure("inference", f"{type(exc).__name__}: {exc}", type(exc).__name__) from None
     after_run = read_status_kb()
+    pss = _pss_kb()
+    meminfo = (
+        _run_text(["dumpsys", "meminfo", str(os.getpid())])
+        if env is not None and env.get("android")
+        else None
+    )
     if arguments.outputs:
         try:
             save_outputs(model, batch, samples, arguments.outputs)
@@ -626,7 +907,16 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         "timed": {"iterations": len(durations), "seconds": sum(durations) / 1e9, "stopped_by": stopped_by},
         "latencies_ns": durations,
         "start_offsets_ns": offsets,
-        "clock": {"perf_counter_start_ns": perf_start, "unix_time_start_s": unix_start},
+        "clock": {
+            "perf_counter_start_ns": perf_start,
+            "perf_counter_end_ns": perf_end,
+            "unix_time_start_s": unix_start,
+        },
+        "idle": idle,
+        "environment": env,
+        "tegrastats": tegrastats_lines,
+        "pss_kb": pss,
+        "dumpsys_meminfo": meminfo,
         "thermal": thermal,
         "memory_kb": {
             "vmhwm_before_load": before["VmHWM"],
@@ -669,6 +959,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--max-s", type=float, default=60.0)
     run_parser.add_argument("--max-iters", type=int, default=100000)
     run_parser.add_argument("--sample-period-s", type=float, default=0.0, help="thermal sampler; 0: off")
+    run_parser.add_argument("--energy", default=None, choices=ENERGY_SOURCES, help="energy source to sample")
+    run_parser.add_argument("--idle-s", type=float, default=0.0, help="idle baseline before warm-up")
+    run_parser.add_argument("--rate-hz", type=float, default=0.0, help="fixed request rate; 0: back to back")
+    run_parser.add_argument("--environment", action="store_true", help="record what can make numbers lie")
     run_parser.add_argument("--result", default=None)
     return parser
 

@@ -26,8 +26,27 @@ from harness.lab.sandbox import DeviceRoot
 from harness.lab.sensors import DeviceCgroup, SensorModel
 
 LOG = logging.getLogger("edgelab.lab.device")
-SENSOR_PERIOD_S = 0.2
-BOARD_WRITABLE = {"/home": "home", "/tmp": "tmp", "/var/tmp": "vartmp"}
+SENSOR_PERIOD_S = 0.1
+BOARD_WRITABLE = {"/home": "home", "/tmp": "tmp", "/var/tmp": "vartmp", "/opt": "opt"}
+
+VCGENCMD = """#!/bin/sh
+# vcgencmd of the virtual Raspberry Pi: the firmware's view of the sensor model.
+state=/sys/edgelab/state
+value() { grep "^$1=" "$state" | cut -d= -f2; }
+case "$1" in
+  get_throttled)
+    flags=0
+    [ "$(value throttled)" = 1 ] && flags=$((flags | 0xA))
+    [ "$(value throttle_events)" != 0 ] && flags=$((flags | 0xA0000))
+    printf 'throttled=0x%x\\n' "$flags" ;;
+  measure_temp)
+    awk '{ printf "temp=%.1f%cC\\n", $1 / 1000, 39 }' /sys/class/thermal/thermal_zone0/temp ;;
+  measure_clock)
+    policy=/sys/devices/system/cpu/cpufreq/policy0
+    awk '{ printf "frequency(48)=%.0f\\n", $1 * 1000 }' "$policy/scaling_cur_freq" ;;
+  *) echo "Command not registered" >&2; exit 1 ;;
+esac
+"""
 
 
 def board_root(state_dir: Path) -> DeviceRoot:
@@ -135,6 +154,11 @@ class Supervisor:
         root = board_root(self.state)
         root.prepare()
         (self.state / "home").mkdir(exist_ok=True)
+        if self.profile.name == "rpi5":  # Raspberry Pi OS keeps the legacy /opt/vc/bin path too
+            tool = self.state / "opt" / "vc" / "bin" / "vcgencmd"
+            tool.parent.mkdir(parents=True, exist_ok=True)
+            tool.write_text(VCGENCMD)
+            tool.chmod(0o755)
         sshd = shutil.which("sshd") or "/usr/sbin/sshd"
         if not Path(sshd).exists():
             raise SystemExit(

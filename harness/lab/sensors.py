@@ -118,6 +118,8 @@ class SensorModel:
         self.dumpsys = dumpsys
         self.cgroup = cgroup
         self.model = profile.thermal
+        # A powercap counter for boards without an on-board power monitor (Jetsons have INA3221).
+        self.has_rapl = profile.kind != "android" and not profile.power_rails
         self.state = SensorState(temp_c=self.model.ambient_c)
         self.state.energy_uws = {rail: 0.0 for rail in profile.power_rails}
         self._last_usage = cgroup.usage_ns() if cgroup else 0
@@ -199,7 +201,7 @@ class SensorModel:
             hwmon = base / "bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon1"
             for channel, rail in enumerate(self.profile.power_rails, start=1):
                 _write(hwmon / f"in{channel}_label", rail + "\n")
-        if self.profile.kind != "android":
+        if self.has_rapl:
             _write(base / "class/powercap/intel-rapl:0/name", "package-0\n")
             _write(base / "class/powercap/intel-rapl:0/max_energy_range_uj", f"{RAPL_MAX_ENERGY_UJ}\n")
 
@@ -224,7 +226,7 @@ class SensorModel:
                 share = state.power_w / len(self.profile.power_rails)
                 _write(hwmon / f"in{channel}_input", "5000\n")
                 _write(hwmon / f"curr{channel}_input", f"{int(share / 5.0 * 1000)}\n")
-        if self.profile.kind != "android":
+        if self.has_rapl:
             _write(base / "class/powercap/intel-rapl:0/energy_uj", f"{int(state.rapl_uj)}\n")
         _write(base / "edgelab/state", self.describe())
 
@@ -251,6 +253,11 @@ class SensorModel:
         if self.dumpsys is not None:
             _write(self.dumpsys / "battery", self.render_battery(battery_temp))
             _write(self.dumpsys / "thermalservice", self.render_thermalservice())
+            # A lab phone sits with its screen off, as a benchmark wants it.
+            _write(
+                self.dumpsys / "power",
+                "POWER MANAGER (dumpsys power)\n  mWakefulness=Asleep\nDisplay Power: state=OFF\n",
+            )
 
     def render_battery(self, battery_temp: int) -> str:
         level = self.state.battery_level

@@ -49,7 +49,7 @@ class ThermalTrace:
     def from_agent(cls, document: dict[str, Any], timed_start_ns: int) -> ThermalTrace:
         """Build from the agent's ``thermal`` section; temperatures arrive in millidegrees C."""
         samples = []
-        for t_ns, temps, cur, cap in document.get("samples", []):
+        for t_ns, temps, cur, cap, *_energy in document.get("samples", []):
             samples.append(
                 ThermalSample(
                     offset_s=(int(t_ns) - timed_start_ns) / 1e9,

@@ -6,14 +6,20 @@ AgentError that quotes what the device printed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.errors import AgentError
+from harness.errors import AgentError, ParseError
 from harness.measurement import KIB_PER_MB, BenchmarkResult, LatencyProtocol, MemoryUsage, RuntimeInfo
+from harness.probes.energy import EnergyReport, ExternalMeter, meter_rows, tegrastats_rows
+from harness.probes.energy import compute as compute_energy
+from harness.probes.environment import thermal_status
+from harness.probes.environment import warnings as environment_warnings
+from harness.probes.parsers.android import parse_dumpsys_meminfo
 from harness.probes.thermal import ThermalTrace, judge
 from harness.stats import summarize_latency
 from harness.transport.base import CommandResult, Transport
@@ -66,6 +72,11 @@ class AgentRunDocument(_Lenient):
     outputs_file: str | None = None
     clock: dict[str, float] = Field(default_factory=dict)
     thermal: dict[str, Any] | None = None
+    idle: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    tegrastats: list[list[Any]] | None = None
+    pss_kb: int | None = None
+    dumpsys_meminfo: str | None = None
 
 
 def _mb(kib: int | None) -> float | None:
@@ -118,6 +129,7 @@ def build_run_argv(
     delegate: str | None = None,
     inputs_path: str | None = None,
     outputs_path: str | None = None,
+    energy: str | None = None,
 ) -> list[str]:
     argv = [
         python,
@@ -143,7 +155,12 @@ def build_run_argv(
         repr(protocol.sample_period_s),
         "--max-iters",
         str(protocol.max_iters),
+        "--rate-hz",
+        repr(protocol.rate_hz),
+        "--environment",
     ]
+    if energy:
+        argv += ["--energy", energy, "--idle-s", repr(protocol.idle_s)]
     if delegate:
         argv += ["--delegate", delegate]
     if inputs_path:
@@ -162,9 +179,17 @@ def run_agent(
     model_format: str,
     precision: str,
     protocol: LatencyProtocol,
+    virtual: bool = False,
+    meter: ExternalMeter | None = None,
 ) -> BenchmarkResult:
-    """Run the agent once and turn its document into a BenchmarkResult."""
-    result = transport.run(argv, timeout=timeout_s)
+    """Run the agent once (with an external power meter alongside, if given) and turn its
+    document into a BenchmarkResult."""
+    if meter is not None:
+        meter.start()
+    try:
+        result = transport.run(argv, timeout=timeout_s)
+    finally:
+        meter_lines = meter.stop() if meter is not None else None
     document = parse_agent_output(transport.device, result, "run")
     try:
         run = AgentRunDocument.model_validate(document)
@@ -175,17 +200,104 @@ def run_agent(
         ) from None
     if any(sample <= 0 for sample in run.latencies_ns):
         raise AgentError(f"device '{transport.device}': agent reported non-positive latencies")
-    memory = run.memory_kb
-    trace = None
-    if run.thermal is not None:
+    return build_result(
+        transport.device,
+        run,
+        model=model,
+        model_format=model_format,
+        precision=precision,
+        protocol=protocol,
+        virtual=virtual,
+        meter_lines=meter_lines,
+    )
+
+
+def _trace(device: str, run: AgentRunDocument) -> ThermalTrace | None:
+    if run.thermal is None:
+        return None
+    try:
+        return ThermalTrace.from_agent(run.thermal, int(run.clock["perf_counter_start_ns"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AgentError(f"device '{device}': malformed thermal trace from the agent: {exc}") from None
+
+
+def _energy(run: AgentRunDocument, meter_lines: list[tuple[int, str]] | None) -> EnergyReport | None:
+    """Energy from the agent's sampler rows, its tegrastats lines, or the host's meter lines."""
+    timed = (int(run.clock["perf_counter_start_ns"]), int(run.clock.get("perf_counter_end_ns", 0)))
+    if timed[1] <= timed[0]:
+        return None
+    idle = (int(run.idle["start_ns"]), int(run.idle["end_ns"])) if run.idle else None
+    env = run.environment or {}
+    charging = ((env.get("battery") or {}).get("status") or "").lower() in {"charging", "full"}
+    samples: list[Any]
+    if meter_lines is not None:
+        # host wall clock -> the agent's clock, through the run's unix start time
+        offset = timed[0] - int(run.clock["unix_time_start_s"] * 1e9)
+        samples = meter_rows([(t + offset, line) for t, line in meter_lines])
+        source, kind, max_range = "external", "power", None
+    elif run.tegrastats is not None:
+        samples, source, kind, max_range = tegrastats_rows(run.tegrastats), "tegrastats", "power", None
+    elif run.thermal is not None and run.thermal.get("energy"):
+        described = run.thermal["energy"]
+        samples = run.thermal.get("samples", [])
+        source, kind, max_range = described["source"], described["kind"], described.get("max_range_uj")
+    else:
+        return None
+    return compute_energy(
+        source=source,
+        kind=kind,
+        samples=samples,
+        timed=timed,
+        idle=idle,
+        iterations=run.timed.iterations,
+        max_range_uj=max_range,
+        charging=charging,
+    )
+
+
+def _pss(run: AgentRunDocument) -> tuple[float | None, str | None]:
+    if run.dumpsys_meminfo:
         try:
-            trace = ThermalTrace.from_agent(run.thermal, int(run.clock["perf_counter_start_ns"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise AgentError(
-                f"device '{transport.device}': malformed thermal trace from the agent: {exc}"
-            ) from None
+            return _mb(parse_dumpsys_meminfo(run.dumpsys_meminfo).total_pss_kb), "dumpsys meminfo"
+        except ParseError:
+            pass
+    if run.pss_kb is not None:
+        return _mb(run.pss_kb), "smaps_rollup"
+    return None, None
+
+
+def _thermal_status_reason(run: AgentRunDocument) -> str | None:
+    env = run.environment or {}
+    before, after = (
+        thermal_status(env.get("dumpsys_thermalservice")),
+        thermal_status(env.get("dumpsys_thermalservice_after")),
+    )
+    if after is not None and after >= 1 and (before is None or after > before):
+        return f"thermal status: {before if before is not None else '?'} -> {after} (Android, 0 = none)"
+    return None
+
+
+def build_result(
+    device: str,
+    run: AgentRunDocument,
+    *,
+    model: str,
+    model_format: str,
+    precision: str,
+    protocol: LatencyProtocol,
+    virtual: bool = False,
+    meter_lines: list[tuple[int, str]] | None = None,
+) -> BenchmarkResult:
+    memory = run.memory_kb
+    trace = _trace(device, run)
+    verdict = judge(trace, run.latencies_ns, run.start_offsets_ns)
+    status_reason = _thermal_status_reason(run)
+    if status_reason is not None:
+        verdict = dataclasses.replace(verdict, throttled=True, reasons=(*verdict.reasons, status_reason))
+    pss_mb, pss_source = _pss(run)
+    idle_busy = run.idle.get("cpu_busy_pct") if run.idle else None
     return BenchmarkResult(
-        device=transport.device,
+        device=device,
         model=model,
         format=model_format,
         runtime=RuntimeInfo(run.runtime.name, run.runtime.module, run.runtime.version),
@@ -196,6 +308,8 @@ def run_agent(
             baseline_mb=_mb(memory.vmhwm_before_load),
             load_peak_mb=_mb(memory.vmhwm_after_load),
             peak_rss_mb=_mb(memory.vmhwm_after_run),
+            pss_mb=pss_mb,
+            pss_source=pss_source,
         ),
         load_ms=run.load_ms,
         first_inference_ms=run.first_inference_ms,
@@ -206,7 +320,9 @@ def run_agent(
         start_offsets_ns=tuple(run.start_offsets_ns),
         outputs_file=run.outputs_file,
         thermal=trace,
-        throttle=judge(trace, run.latencies_ns, run.start_offsets_ns),
+        throttle=verdict,
+        energy=_energy(run, meter_lines),
+        warnings=tuple(environment_warnings(run.environment, idle_busy, virtual=virtual)),
     )
 
 

@@ -53,4 +53,4 @@ def test_sampler_without_thermal_files_reports_empty_lists(tmp_path):
     sampler.start()
     document = sampler.stop()
     assert document["zones"] == [] and document["policies"] == []
-    assert all(sample[1:] == [[], [], []] for sample in document["samples"])
+    assert all(sample[1:] == [[], [], [], None] for sample in document["samples"])  # no energy source

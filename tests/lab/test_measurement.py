@@ -1,0 +1,64 @@
+"""Energy, memory and environment on the virtual devices, end to end through the agent:
+ODPM on the phone, RAPL on the board, PSS from dumpsys meminfo, vcgencmd flags."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.measurement import LatencyProtocol
+from harness.models.variants import variants_for
+from harness.session import Lab
+
+PROTOCOL = LatencyProtocol(warmup_iters=3, warmup_s=0.1, min_iters=20, min_s=1.5, max_s=20.0, idle_s=1.0)
+
+
+@pytest.fixture(scope="module")
+def harness_lab(lab_fleet, tmp_path_factory):
+    session = Lab(
+        lab_fleet, reports_dir=tmp_path_factory.mktemp("reports"), selected=["virtual-pixel8", "virtual-rpi5"]
+    )
+    yield session
+    session.close()
+
+
+def test_phone_energy_from_odpm_scales_with_work(harness_lab):
+    big, _ = harness_lab.benchmark(
+        "virtual-pixel8", variants_for("ppocr_det")[0], PROTOCOL, cooldown_below_c=35.0
+    )
+    small, _ = harness_lab.benchmark(
+        "virtual-pixel8", variants_for("silero_vad")[0], PROTOCOL, cooldown_below_c=35.0
+    )
+    for result in (big, small):
+        energy = result.energy
+        assert energy is not None and energy.source == "odpm" and energy.status == "ok"
+        assert energy.idle_power_w is not None and energy.avg_power_w is not None
+        assert energy.avg_power_w > 3 * energy.idle_power_w  # busy vs idle on a 0.4 W / 4.5 W model
+        assert energy.sample_rate_hz is not None and energy.sample_rate_hz >= 5
+        assert energy.uncertainty_mj_per_inference is not None
+        assert energy.uncertainty_mj_per_inference < energy.mj_per_inference
+    # ~11 ms vs ~0.06 ms of CPU per inference: energy per inference follows the CPU time
+    assert big.energy.mj_per_inference / small.energy.mj_per_inference > 20
+    assert big.memory.pss_source == "dumpsys meminfo"
+    assert 0 < big.memory.pss_mb <= big.memory.peak_rss_mb
+    assert big.warnings[0].startswith("VIRTUAL-DEVICE")
+    assert not any(w.startswith(("SCREEN-ON", "LOW-BATTERY", "CHARGING")) for w in big.warnings)
+
+
+def test_board_energy_from_rapl_and_pi_flags(harness_lab):
+    result, _ = harness_lab.benchmark(
+        "virtual-rpi5", variants_for("ppocr_det")[0], PROTOCOL, cooldown_below_c=35.0
+    )
+    assert result.energy is not None and result.energy.source == "rapl" and result.energy.kind == "counter"
+    assert result.energy.mj_per_inference > 0
+    assert result.memory.pss_source == "smaps_rollup"
+    record = result.to_record()
+    assert record["energy"]["source"] == "rapl" and record["pss_mb"] == result.memory.pss_mb
+
+
+def test_an_energy_source_the_device_lacks_is_a_clear_error(harness_lab):
+    from harness.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match="energy source 'tegrastats' is not on the device .*set energy: auto or none"
+    ):
+        harness_lab.benchmark("virtual-rpi5", variants_for("silero_vad")[0], PROTOCOL, energy="tegrastats")
