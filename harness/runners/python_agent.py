@@ -223,7 +223,9 @@ def _trace(device: str, run: AgentRunDocument) -> ThermalTrace | None:
 
 def _energy(run: AgentRunDocument, meter_lines: list[tuple[int, str]] | None) -> EnergyReport | None:
     """Energy from the agent's sampler rows, its tegrastats lines, or the host's meter lines."""
-    timed = (int(run.clock["perf_counter_start_ns"]), int(run.clock.get("perf_counter_end_ns", 0)))
+    if "perf_counter_start_ns" not in run.clock or "perf_counter_end_ns" not in run.clock:
+        return None  # an agent without the clock section: nothing to align energy with
+    timed = (int(run.clock["perf_counter_start_ns"]), int(run.clock["perf_counter_end_ns"]))
     if timed[1] <= timed[0]:
         return None
     idle = (int(run.idle["start_ns"]), int(run.idle["end_ns"])) if run.idle else None
