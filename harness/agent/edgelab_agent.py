@@ -658,6 +658,35 @@ def idle_baseline(idle_s: float) -> dict[str, Any]:
     return {"start_ns": start, "end_ns": end, "cpu_busy_pct": busy_pct}
 
 
+STATUS_PERIOD_S = 1.0
+
+
+def _status_command() -> tuple[str | None, list[str] | None]:
+    """``android`` (dumpsys thermalservice) or ``vcgencmd`` (get_throttled), when present."""
+    if _getprop("ro.build.version.sdk") is not None and _which("dumpsys", ("/system/bin",)):
+        return "android", ["dumpsys", "thermalservice"]
+    vcgencmd = _which("vcgencmd", ("/usr/bin", "/opt/vc/bin"))
+    if vcgencmd:
+        return "vcgencmd", [vcgencmd, "get_throttled"]
+    return None, None
+
+
+def _status_value(kind: str | None, text: str | None) -> int | None:
+    """Thermal Status N (Android) or the throttled=0x... bits (Raspberry Pi)."""
+    if not text:
+        return None
+    for raw in text.splitlines():
+        line = raw.strip()
+        try:
+            if kind == "android" and line.startswith("Thermal Status:"):
+                return int(line.split(":", 1)[1])
+            if kind == "vcgencmd" and line.startswith("throttled="):
+                return int(line.split("=", 1)[1], 0)
+        except ValueError:
+            return None
+    return None
+
+
 # -- thermal sampler ----------------------------------------------------------------------------
 
 
@@ -699,6 +728,11 @@ class ThermalSampler:
                 self.policies.append((entry, cur, os.path.join(folder, "scaling_max_freq")))
                 self.cpuinfo_max_khz.append(_read_int(os.path.join(folder, "cpuinfo_max_freq")))
         self.samples: list[list[Any]] = []
+        # Android thermal status / Pi throttle flags need a command: read at most every
+        # STATUS_PERIOD_S on this same thread (never on the timed loop's).
+        self.status_kind, self.status_argv = _status_command()
+        self.status: list[list[Any]] = []
+        self._last_status = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="edgelab-thermal", daemon=True)
 
@@ -716,9 +750,20 @@ class ThermalSampler:
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):
             self.sample()
+            if self.status_argv and time.perf_counter_ns() - self._last_status >= STATUS_PERIOD_S * 1e9:
+                self.read_status()
+
+    def read_status(self) -> None:
+        self._last_status = time.perf_counter_ns()
+        text = _run_text(self.status_argv, timeout=10.0) if self.status_argv else None
+        value = _status_value(self.status_kind, text)
+        if value is not None:
+            self.status.append([self._last_status, value])
 
     def start(self) -> ThermalSampler:
         self.sample()
+        if self.status_argv:
+            self.read_status()
         self._thread.start()
         return self
 
@@ -739,6 +784,8 @@ class ThermalSampler:
                 "max_range_uj": self.energy.max_range_uj,
             },
             "samples": self.samples,
+            "status_kind": self.status_kind,
+            "status": self.status,
         }
 
 

@@ -44,6 +44,8 @@ class ThermalTrace:
     policies: tuple[str, ...]
     cpuinfo_max_khz: tuple[int | None, ...]
     samples: tuple[ThermalSample, ...]
+    status_kind: str | None = None  # "android" (thermal status 0-6) or "vcgencmd" (throttled bits)
+    status: tuple[tuple[float, int], ...] = ()  # (offset_s, value), every ~2 s
 
     @classmethod
     def from_agent(cls, document: dict[str, Any], timed_start_ns: int) -> ThermalTrace:
@@ -64,6 +66,8 @@ class ThermalTrace:
             policies=tuple(document.get("policies", [])),
             cpuinfo_max_khz=tuple(document.get("cpuinfo_max_khz", [])),
             samples=tuple(samples),
+            status_kind=document.get("status_kind"),
+            status=tuple(((int(t) - timed_start_ns) / 1e9, int(v)) for t, v in document.get("status", [])),
         )
 
     def hottest_c(self, sample: ThermalSample) -> float | None:
@@ -106,6 +110,8 @@ class ThermalTrace:
                 }
                 for s in self.samples
             ],
+            "status_kind": self.status_kind,
+            "status": [{"offset_s": round(t, 4), "value": v} for t, v in self.status],
         }
 
 
@@ -132,6 +138,26 @@ class ThrottleVerdict:
             "min_ceiling_ratio": self.min_ceiling_ratio,
             "drift_ratio": self.drift_ratio,
         }
+
+
+PI_NOW_BITS = {0: "under_voltage_now", 1: "arm_freq_capped_now", 2: "throttled_now", 3: "soft_temp_limit_now"}
+
+
+def _status_active(trace: ThermalTrace, value: int) -> bool:
+    return value >= 1 if trace.status_kind == "android" else bool(value & 0xF)
+
+
+def _status_reason(trace: ThermalTrace) -> str | None:
+    """Android thermal status >= 1, or a Raspberry Pi *_now throttle bit, during the run."""
+    active = [(t, v) for t, v in trace.status if _status_active(trace, v)]
+    if not active:
+        return None
+    at, value = active[0]
+    if trace.status_kind == "android":
+        worst = max(v for _, v in active)
+        return f"thermal status: {value} at {max(0.0, at):.1f} s (max {worst}; Android, 0 = none)"
+    bits = ", ".join(name for bit, name in PI_NOW_BITS.items() if value & (1 << bit))
+    return f"Pi throttle flags: {bits} at {max(0.0, at):.1f} s (vcgencmd get_throttled={value:#x})"
 
 
 def latency_drift(durations_ns: Sequence[int], start_offsets_ns: Sequence[int]) -> float | None:
@@ -184,6 +210,14 @@ def judge(
             reasons.append(
                 f"frequency capped from the start: ceiling at {start_ratio:.0%} of cpuinfo_max_freq"
             )
+    if trace is not None:
+        status_reason = _status_reason(trace)
+        if status_reason is not None:
+            reasons.append(status_reason)
+            if first_throttle is None:
+                first_throttle = next(
+                    (max(0.0, t) for t, v in trace.status if _status_active(trace, v)), None
+                )
     drift = latency_drift(durations_ns, start_offsets_ns)
     if drift is not None and drift > DRIFT_RATIO:
         reasons.append(f"latency drift: last/first tenth median ratio {drift:.2f}")

@@ -293,7 +293,7 @@ def build_result(
     memory = run.memory_kb
     trace = _trace(device, run)
     verdict = judge(trace, run.latencies_ns, run.start_offsets_ns)
-    status_reason = _thermal_status_reason(run)
+    status_reason = _thermal_status_reason(run) if trace is None or not trace.status else None
     if status_reason is not None:
         verdict = dataclasses.replace(verdict, throttled=True, reasons=(*verdict.reasons, status_reason))
     pss_mb, pss_source = _pss(run)

@@ -42,6 +42,7 @@ def test_sustained_run_throttles_with_frequency_drop_and_higher_latency(session_
     verdict = result.throttle
     assert verdict is not None and verdict.throttled
     assert any(reason.startswith("frequency cap: ") for reason in verdict.reasons)
+    assert any(reason.startswith("thermal status: ") for reason in verdict.reasons), result.thermal.status
     assert verdict.min_ceiling_ratio == pytest.approx(1600000 / 2910000, rel=1e-3)  # policy8, the deepest cap
     assert verdict.max_temp_c >= 55.0  # pixel8's trip point
     assert result.cooldown is not None and result.cooldown.reached

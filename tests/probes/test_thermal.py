@@ -83,3 +83,32 @@ def test_sustained_curve_windows_and_steady_over_initial():
     assert curve.time_to_first_throttle_s == pytest.approx(4.0)
     with pytest.raises(ValueError, match="window_s"):
         sustained_curve(durations, offsets, t, verdict, window_s=0)
+
+
+def test_android_status_and_pi_flags_during_the_run_are_reasons():
+    durations, offsets = steady(100, 10_000_000, 30_000_000)
+    base = {
+        "period_s": 1.0,
+        "zones": ["skin"],
+        "policies": [],
+        "cpuinfo_max_khz": [],
+        "samples": [[START_NS, [30000], [], []]],
+    }
+    android = ThermalTrace.from_agent(
+        {
+            **base,
+            "status_kind": "android",
+            "status": [[START_NS, 0], [START_NS + 2 * 10**9, 3], [START_NS + 4 * 10**9, 2]],
+        },
+        START_NS,
+    )
+    verdict = judge(android, durations, offsets)
+    assert verdict.throttled and verdict.first_throttle_s == pytest.approx(2.0)
+    assert verdict.reasons == ("thermal status: 3 at 2.0 s (max 3; Android, 0 = none)",)
+    pi = ThermalTrace.from_agent(
+        {**base, "status_kind": "vcgencmd", "status": [[START_NS, 0x80000], [START_NS + 10**9, 0x8000A]]},
+        START_NS,
+    )
+    assert judge(pi, durations, offsets).reasons == (
+        "Pi throttle flags: arm_freq_capped_now, soft_temp_limit_now at 1.0 s (vcgencmd get_throttled=0x8000a)",
+    )  # the sticky *_occurred bit alone (0x80000) is not throttling during this run
