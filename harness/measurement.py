@@ -101,6 +101,7 @@ class BenchmarkResult:
     cooldown: Cooldown | None = None
     energy: EnergyReport | None = None
     warnings: tuple[str, ...] = ()
+    rounds: int = 1  # > 1: interleaved with other variants in ABBA rounds, merged
 
     @property
     def peak_rss_mb(self) -> float | None:
@@ -130,6 +131,7 @@ class BenchmarkResult:
             "first_inference_ms": self.first_inference_ms,
             "iterations": self.iterations,
             "stopped_by": self.stopped_by,
+            "rounds": self.rounds,
             "protocol": asdict(self.protocol),
             "cooldown": asdict(self.cooldown) if self.cooldown is not None else None,
             "thermal": None

@@ -19,8 +19,16 @@ import pytest
 from harness.config import load_fleet
 from harness.deploy import DeployReport
 from harness.errors import EdgeLabError
+from harness.interleave import run_interleaved
 from harness.measurement import BenchmarkResult, LatencyProtocol, SustainedResult
-from harness.models.variants import KNOWN_PRECISIONS, KNOWN_RUNTIMES, Variant, parse_choice, select_variants
+from harness.models.variants import (
+    KNOWN_PRECISIONS,
+    KNOWN_RUNTIMES,
+    Variant,
+    parse_choice,
+    select_variants,
+    variants_for,
+)
 from harness.probes.thermal import SustainedCurve, sustained_curve
 from harness.session import Lab
 from harness.store.results_json import RESULTS_FILE, new_run_id
@@ -91,21 +99,17 @@ class EdgeTarget:
         Precedence of each setting: this call's argument, then the command line, then the
         default (devices.yaml for threads)."""
 
-        def pick(name: str, given: float | None) -> float:
-            value = given if given is not None else self._selection.protocol_overrides.get(name)
-            return float(value if value is not None else getattr(_DEFAULT_PROTOCOL, name))
-
-        protocol = LatencyProtocol(
-            warmup_iters=int(pick("warmup_iters", warmup_iters)),
-            warmup_s=pick("warmup_s", warmup_s),
-            min_iters=int(pick("min_iters", min_iters)),
-            min_s=pick("min_s", min_s),
-            max_s=pick("max_s", max_s),
-            sample_period_s=pick("sample_period_s", sample_period_s),
-            max_iters=int(pick("max_iters", max_iters)),
-            rate_hz=pick("rate_hz", rate_hz),
-            idle_s=pick("idle_s", None),
-            cooldown_max_s=pick("cooldown_max_s", None),
+        protocol = self._protocol(
+            {
+                "warmup_iters": warmup_iters,
+                "warmup_s": warmup_s,
+                "min_iters": min_iters,
+                "min_s": min_s,
+                "max_s": max_s,
+                "sample_period_s": sample_period_s,
+                "max_iters": max_iters,
+                "rate_hz": rate_hz,
+            }
         )
         outputs_to = None
         if save_outputs:
@@ -137,6 +141,48 @@ class EdgeTarget:
         if result.throttle is not None:
             self._item.user_properties.append(("edgelab.throttled", str(result.throttle.throttled)))
         return result
+
+    def _protocol(self, given: dict[str, Any]) -> LatencyProtocol:
+        """Each setting from ``given``, else the command line, else the default."""
+        values: dict[str, Any] = {}
+        for spec in fields(LatencyProtocol):
+            value = given.get(spec.name)
+            if value is None:
+                value = self._selection.protocol_overrides.get(spec.name)
+            if value is None:
+                value = getattr(_DEFAULT_PROTOCOL, spec.name)
+            values[spec.name] = int(value) if spec.type in ("int", int) else float(value)
+        return LatencyProtocol(**values)
+
+    def interleaved(
+        self, others: Sequence[str], *, rounds: int = 4, **settings: Any
+    ) -> dict[str, BenchmarkResult]:
+        """Measure this variant and the variants of the zoo models ``others`` on this device in
+        ABBA rounds (drift falls on all alike); every result is recorded. Returns results by
+        variant id; ``edge.result`` is this test's own."""
+        extra = [variants_for(model)[0] for model in others]
+        measured: dict[str, tuple[BenchmarkResult, DeployReport]] = {}
+
+        def measure(variant: Variant, protocol: LatencyProtocol) -> BenchmarkResult:
+            result, deploy = self.lab.benchmark(
+                self.device, variant, protocol, threads=self._selection.threads
+            )
+            measured[variant.id] = (result, deploy)
+            return result
+
+        base = self._protocol(settings)
+        results = run_interleaved([self.variant, *extra], base, rounds, measure)
+        self.result, self.deploy = results[self.variant.id], measured[self.variant.id][1]
+        for variant in extra:
+            self.lab.record(
+                test=f"{self._item.nodeid}::interleaved[{variant.id}]",
+                status="passed",
+                device=self.device,
+                variant=variant,
+                result=results[variant.id],
+                deploy=measured[variant.id][1],
+            )
+        return results
 
     def sustained(
         self,

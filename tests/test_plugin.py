@@ -218,3 +218,28 @@ def test_benchmark_over_ssh_on_a_real_sshd(pytester, sshd):
     assert (record["device"], record["device_kind"], record["status"]) == ("board", "ssh", "passed")
     assert record["latency_ms"]["median"] > 0 and record["peak_rss_mb"] > 0
     assert list(workdir.glob("cas/*/silero_vad.onnx"))
+
+
+INTERLEAVED_TEST = """
+import pytest
+
+@pytest.mark.edge(model="silero_vad")
+def test_against_face_detection(edge):
+    results = edge.interleaved(["face_detection"], rounds=4, min_iters=40)
+    assert set(results) == {"silero_vad-onnxruntime-fp32", "face_detection-litert-fp16"}
+    assert edge.result is results["silero_vad-onnxruntime-fp32"]
+"""
+
+
+def test_interleaved_rounds_are_merged_and_every_variant_recorded(pytester):
+    pytester.makepyfile(test_edge=INTERLEAVED_TEST)
+    run = pytester.runpytest(*FAST)
+    run.assert_outcomes(passed=1)
+    records = {r["model"]: r for r in results_of(pytester)["results"]}
+    assert set(records) == {"silero_vad", "face_detection"}
+    for record in records.values():
+        assert record["rounds"] == 4 and record["status"] == "passed"
+        assert record["iterations"] == record["latency_ms"]["samples"] >= 40  # 4 rounds of >= 10
+        assert record["protocol"]["min_iters"] == 40
+    assert records["face_detection"]["test"].endswith("::interleaved[face_detection-litert-fp16]")
+    assert records["face_detection"]["latency_ms"]["median"] > records["silero_vad"]["latency_ms"]["median"]
