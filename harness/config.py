@@ -35,6 +35,14 @@ class _Device(BaseModel):
     threads: int = Field(default=0, ge=0, description="Intra-op threads; 0 lets the runtime choose.")
     labels: dict[str, str] = Field(default_factory=dict)
     virtual: bool = Field(default=False, description="True for devices of the virtual lab.")
+    runner: Literal["agent", "native"] = Field(
+        default="agent",
+        description="agent: the Python agent; native: the runtimes' benchmark binaries in native_tools.",
+    )
+    native_tools: dict[Literal["tflite", "onnx"], str] = Field(
+        default_factory=dict,
+        description="Host paths of benchmark_model (tflite), onnxruntime_perf_test (onnx) for the device.",
+    )
     energy: str = Field(
         default="auto",
         pattern=r"^(auto|none|odpm|rapl|ina3221|tegrastats|battery|external)$",

@@ -102,6 +102,7 @@ class BenchmarkResult:
     energy: EnergyReport | None = None
     warnings: tuple[str, ...] = ()
     rounds: int = 1  # > 1: interleaved with other variants in ABBA rounds, merged
+    notes: tuple[str, ...] = ()  # what a native tool did not report and what stands in for it
 
     @property
     def peak_rss_mb(self) -> float | None:
@@ -132,6 +133,8 @@ class BenchmarkResult:
             "iterations": self.iterations,
             "stopped_by": self.stopped_by,
             "rounds": self.rounds,
+            "runner": "native" if self.stopped_by == "native" else "agent",
+            "notes": list(self.notes),
             "protocol": asdict(self.protocol),
             "cooldown": asdict(self.cooldown) if self.cooldown is not None else None,
             "thermal": None

@@ -26,7 +26,7 @@ from harness.models import zoo
 from harness.models.variants import Variant
 from harness.probes.energy import ExternalMeter, pick_source
 from harness.probes.thermal import wait_until_cool
-from harness.runners import python_agent
+from harness.runners import native, python_agent
 from harness.store.results_json import ResultsFile, new_run_id
 from harness.transport import Transport, open_transport
 
@@ -62,6 +62,24 @@ class DeviceSession:
             "numpy": self.probe.get("numpy"),
             "labels": dict(self.config.labels),
         }
+
+
+def native_probe(transport: Transport) -> dict[str, Any]:
+    """What a device without Python says about itself (uname, getprop when it is Android)."""
+    uname = transport.run(["uname", "-s", "-r", "-m"], timeout=30).stdout.split()
+    model = transport.run(
+        ["sh", "-c", "getprop ro.product.model 2>/dev/null; true"], timeout=30
+    ).stdout.strip()
+    return {
+        "os": {
+            "system": uname[0] if uname else None,
+            "release": uname[1] if len(uname) > 1 else None,
+            "machine": uname[2] if len(uname) > 2 else None,
+            "android": {"model": model} if model else None,
+        },
+        "runner": "native",
+        "energy_sources": [],
+    }
 
 
 def _git(*args: str) -> str | None:
@@ -138,6 +156,10 @@ class Lab:
         try:
             workdir = resolve_workdir(transport, config.workdir)
             deployer = Deployer(transport, workdir, config.python)
+            if config.runner == "native":
+                return DeviceSession(
+                    config, transport, workdir, deployer, "", DeployReport(), native_probe(transport)
+                )
             agent = Artifact.from_file(python_agent.AGENT_FILE)
             report = deployer.ensure([agent])
             agent_path = deployer.remote_path(agent)
@@ -176,6 +198,8 @@ class Lab:
             remote_outputs = posixpath.join(
                 device.workdir, "runs", self.run_id, _safe_name(outputs_to.name) + ".npz"
             )
+        if device.config.runner == "native":
+            return self._benchmark_native(device, variant, model, protocol, threads), deploy
         source, meter = self._energy_source(device, energy)
         argv = python_agent.build_run_argv(
             device.config.python,
@@ -209,6 +233,44 @@ class Lab:
             device.transport.pull(remote_outputs, outputs_to)
             device.transport.run(["rm", "-f", remote_outputs], timeout=60)
         return result, deploy
+
+    def _benchmark_native(
+        self,
+        device: DeviceSession,
+        variant: Variant,
+        model: Artifact,
+        protocol: LatencyProtocol,
+        threads: int | None,
+    ) -> BenchmarkResult:
+        """benchmark_model / onnxruntime_perf_test from native_tools, pushed like any artifact."""
+        fmt = variant.format
+        tool_path = device.config.native_tools.get(fmt) if fmt in ("tflite", "onnx") else None  # type: ignore[call-overload]
+        if not tool_path:
+            tool = native.NATIVE_TOOL_FOR_FORMAT.get(fmt, "?")
+            raise ConfigError(
+                f"device '{device.config.name}': runner native has no {fmt} tool; add "
+                f"native_tools: {{{fmt}: /path/to/{tool}}} (built for the device) to devices.yaml"
+            )
+        local = Path(tool_path).expanduser()
+        if not local.is_file():
+            raise ConfigError(f"device '{device.config.name}': native_tools.{fmt}: {local} does not exist")
+        binary = Artifact.from_file(local)
+        device.deployer.ensure([binary])
+        remote_binary = device.deployer.remote_path(binary)
+        device.transport.run(["chmod", "755", remote_binary], timeout=60, check=True)
+        count = device.config.threads if threads is None else threads
+        build = native.tflite_argv if fmt == "tflite" else native.ort_argv
+        argv = build(remote_binary, device.deployer.remote_path(model), protocol, count)
+        return native.run_native(
+            device.transport,
+            argv,
+            timeout_s=protocol.budget_s(),
+            model=variant.model,
+            model_format=fmt,
+            precision=variant.precision,
+            protocol=protocol,
+            threads=count,
+        )
 
     def _energy_source(
         self, device: DeviceSession, override: str | None
