@@ -31,6 +31,7 @@ from harness.models.variants import (
 )
 from harness.probes.thermal import SustainedCurve, sustained_curve
 from harness.session import Lab
+from harness.store.db import default_url
 from harness.store.results_json import RESULTS_FILE, new_run_id
 
 _DEFAULT_PROTOCOL = LatencyProtocol()
@@ -245,6 +246,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="reports",
         help="Where runs are written, relative to the rootdir (default: reports).",
     )
+    group.addoption(
+        "--results-db",
+        default=None,
+        help="Results database URL: sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB "
+        "(default: sqlite results.db in --reports-dir; 'none' for results.json only).",
+    )
     group.addoption("--run-id", default=None, help="Name of this run (default: UTC time + random suffix).")
     group.addoption(
         "--threads",
@@ -330,7 +337,14 @@ def _selection(config: pytest.Config) -> tuple[Lab, Selection]:
     reports_dir = Path(option.reports_dir)
     if not reports_dir.is_absolute():
         reports_dir = config.rootpath / reports_dir
-    lab = Lab(fleet, reports_dir=reports_dir, run_id=run_id, selected=devices)
+    results_db = option.results_db or os.environ.get("EDGELAB_RESULTS_DB") or default_url(reports_dir)
+    lab = Lab(
+        fleet,
+        reports_dir=reports_dir,
+        run_id=run_id,
+        selected=devices,
+        results_db=None if results_db == "none" else results_db,
+    )
     return lab, Selection(devices, runtimes, precisions, overrides, option.threads)
 
 
@@ -358,6 +372,12 @@ class _XdistRunId:
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["edgelab_run_id"] = self.run_id
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    lab = session.config.stash.get(LAB_KEY, None)
+    if lab is not None and not hasattr(session.config, "workerinput"):
+        lab.finish()  # the controller marks the run complete once every worker is done
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -27,6 +27,7 @@ from harness.models.variants import Variant
 from harness.probes.energy import ExternalMeter, pick_source
 from harness.probes.thermal import wait_until_cool
 from harness.runners import native, python_agent
+from harness.store.db import ResultsStore
 from harness.store.results_json import ResultsFile, new_run_id
 from harness.transport import Transport, open_transport
 
@@ -97,7 +98,7 @@ def run_metadata(run_id: str, devices: list[str], argv: list[str] | None = None)
         "id": run_id,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "git_commit": _git("rev-parse", "HEAD"),
-        "git_branch": _git("rev-parse", "--abbrev-ref", "HEAD"),
+        "git_branch": _branch(),
         "git_dirty": bool(dirty),
         "harness_version": harness.__version__,
         "host": platform.node(),
@@ -107,6 +108,14 @@ def run_metadata(run_id: str, devices: list[str], argv: list[str] | None = None)
         "devices": devices,
         "command": argv if argv is not None else sys.argv,
     }
+
+
+def _branch() -> str | None:
+    """The branch, also in CI's detached checkouts (GitHub: GITHUB_HEAD_REF on PRs, else REF_NAME)."""
+    name = _git("rev-parse", "--abbrev-ref", "HEAD")
+    if name in (None, "HEAD"):
+        return os.environ.get("GITHUB_HEAD_REF") or os.environ.get("GITHUB_REF_NAME") or name
+    return name
 
 
 def _safe_name(text: str) -> str:
@@ -123,8 +132,10 @@ class Lab:
         reports_dir: Path,
         run_id: str | None = None,
         selected: list[str] | None = None,
+        results_db: str | None = None,
     ) -> None:
         self.fleet = fleet
+        self.results_db = results_db  # None: no database, results.json only
         self.reports_dir = reports_dir
         self.run_id = run_id or new_run_id()
         self.selected = selected if selected is not None else fleet.names()
@@ -132,6 +143,7 @@ class Lab:
         self._failures: dict[str, EdgeLabError] = {}
         self._results: ResultsFile | None = None
         self._metadata: dict[str, Any] | None = None
+        self._store: ResultsStore | None = None
 
     # -- devices -----------------------------------------------------------------------------
 
@@ -316,6 +328,23 @@ class Lab:
             self._results = ResultsFile(self.reports_dir, self.run_id, self.metadata)
         return self._results
 
+    @property
+    def store(self) -> ResultsStore | None:
+        """Opened (and the run inserted) on the first record, like results.json."""
+        if self._store is None and self.results_db is not None:
+            self._store = ResultsStore(self.results_db)
+            self._store.write_run(self.metadata)
+        return self._store
+
+    def finish(self) -> None:
+        """The run ended normally: mark it complete (a killed run stays incomplete)."""
+        if self._results is not None:
+            self._results.update_run(
+                complete=True, finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            )
+        if self._store is not None:
+            self._store.finish_run(self.run_id)
+
     def record(
         self,
         *,
@@ -367,9 +396,13 @@ class Lab:
                 "present": deploy.present,
             }
         self.results.append(record)
+        if self.store is not None:
+            self.store.write_record(record)
         return record
 
     def close(self) -> None:
         for session in self._devices.values():
             session.transport.close()
         self._devices.clear()
+        if self._store is not None:
+            self._store.close()
