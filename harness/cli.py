@@ -1,4 +1,4 @@
-"""``edgelab``: the command-line face (devices, doctor, models, lab, parse).
+"""``edgelab``: the command-line face (devices, doctor, models, lab, parse, report, pr-comment).
 
 Parses arguments and calls the library; every EdgeLabError becomes one clear line and exit 1.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -147,6 +148,74 @@ def cmd_lab(arguments: argparse.Namespace) -> int:
     return 0 if all(row.alive for row in rows) else 3
 
 
+def _store(arguments: argparse.Namespace, reports_dir: Path) -> Any:
+    from harness.store.db import ResultsStore, default_url
+
+    url = arguments.results_db or os.environ.get("EDGELAB_RESULTS_DB") or default_url(reports_dir)
+    if url == "none":
+        return None
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        return None  # no database yet: reports from results.json alone
+    return ResultsStore(url)
+
+
+def cmd_report(arguments: argparse.Namespace) -> int:
+    from harness.report import write_reports
+    from harness.report.history import write_history
+
+    reports_dir = Path(arguments.reports_dir)
+    store = _store(arguments, reports_dir)
+    if arguments.history:
+        if store is None:
+            raise EdgeLabError(
+                f"--history needs the results database ({reports_dir}/results.db or --results-db)"
+            )
+        path = write_history(
+            store, reports_dir / "history.html", branch=arguments.branch, last=arguments.last
+        )
+        print(f"history: {path}")
+        return 0
+    run_id = arguments.run or _latest_run(reports_dir)
+    written = write_reports(reports_dir, run_id, store, baseline=arguments.baseline)
+    if written is None:
+        raise EdgeLabError(f"run {run_id}: no {reports_dir / run_id / 'results.json'}")
+    print(f"report: {written[0]}\nsummary: {written[1]}")
+    return 0
+
+
+def _latest_run(reports_dir: Path) -> str:
+    latest = reports_dir / "latest"
+    if not latest.exists():
+        raise EdgeLabError(f"no run in {reports_dir} (no 'latest' link); run the suites or name a run")
+    return latest.resolve().name
+
+
+def cmd_pr_comment(arguments: argparse.Namespace) -> int:
+    from harness.report import SUMMARY_FILE, write_reports
+    from harness.report.github import post_comment
+
+    reports_dir = Path(arguments.reports_dir)
+    run_id = arguments.run or _latest_run(reports_dir)
+    summary = reports_dir / run_id / SUMMARY_FILE
+    if arguments.baseline or not summary.exists():
+        written = write_reports(
+            reports_dir, run_id, _store(arguments, reports_dir), baseline=arguments.baseline
+        )
+        if written is None:
+            raise EdgeLabError(f"run {run_id}: no results.json to summarize")
+        summary = written[1]
+    text = summary.read_text(encoding="utf-8")
+    print(text, end="")
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    if arguments.post:
+        action = post_comment(text, pr=arguments.pr, repo=arguments.repo)
+        print(f"pr-comment: {action}", file=sys.stderr)
+    return 0
+
+
 def cmd_parse(arguments: argparse.Namespace) -> int:
     from harness.probes.parsers import parse
 
@@ -190,6 +259,24 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--tau-s", type=float, default=None, help="thermal time constant override (seconds)")
     lab.add_argument("--purge", action="store_true", help="with down: also delete the devices' stored files")
     lab.set_defaults(handler=cmd_lab)
+    report = commands.add_parser("report", help="write a run's HTML report and summary.md, or the history")
+    report.add_argument("run", nargs="?", help="run id (default: reports/latest)")
+    report.add_argument("--reports-dir", default="reports")
+    report.add_argument("--results-db", default=None, help="default: sqlite results.db in --reports-dir")
+    report.add_argument("--baseline", default=None, help="run id, branch:NAME or results.json path")
+    report.add_argument("--history", action="store_true", help="trend report across stored runs")
+    report.add_argument("--branch", default=None, help="with --history: only runs of this branch")
+    report.add_argument("--last", type=int, default=30, help="with --history: this many newest runs")
+    report.set_defaults(handler=cmd_report)
+    comment = commands.add_parser("pr-comment", help="print summary.md; --post puts it on the PR")
+    comment.add_argument("run", nargs="?", help="run id (default: reports/latest)")
+    comment.add_argument("--reports-dir", default="reports")
+    comment.add_argument("--results-db", default=None)
+    comment.add_argument("--baseline", default=None, help="recompare against this baseline first")
+    comment.add_argument("--post", action="store_true", help="create or update one comment with the gh CLI")
+    comment.add_argument("--pr", type=int, default=None, help="PR number (default: from the GitHub event)")
+    comment.add_argument("--repo", default=None, help="OWNER/NAME (default: $GITHUB_REPOSITORY)")
+    comment.set_defaults(handler=cmd_pr_comment)
     from harness.probes.parsers import PARSERS
 
     parse = commands.add_parser("parse", help="parse a device tool's output into JSON")

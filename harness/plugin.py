@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from harness.compare import BaselineSource
 from harness.config import load_fleet
 from harness.deploy import DeployReport
 from harness.errors import EdgeLabError
@@ -30,7 +31,9 @@ from harness.models.variants import (
     variants_for,
 )
 from harness.probes.thermal import SustainedCurve, sustained_curve
+from harness.report import write_reports
 from harness.session import Lab
+from harness.stats import NOISE_FLOOR
 from harness.store.db import default_url
 from harness.store.results_json import RESULTS_FILE, new_run_id
 
@@ -58,6 +61,7 @@ class EdgeParam:
 
 LAB_KEY = pytest.StashKey[Lab]()
 SELECTION_KEY = pytest.StashKey[Selection]()
+REPORTS_KEY = pytest.StashKey[tuple[Path, Path]]()
 TARGET_KEY = pytest.StashKey["EdgeTarget"]()
 
 
@@ -252,6 +256,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Results database URL: sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB "
         "(default: sqlite results.db in --reports-dir; 'none' for results.json only).",
     )
+    group.addoption(
+        "--baseline",
+        default=None,
+        help="Compare each result with a baseline: a run id, branch:NAME (newest run on that branch "
+        "with the same device and variant) or a results.json path (default: no comparison).",
+    )
+    group.addoption(
+        "--fail-on-regression",
+        action="store_true",
+        default=False,
+        help="A regression against --baseline fails the test, with the evidence (default: off).",
+    )
+    group.addoption(
+        "--noise-floor",
+        type=float,
+        default=NOISE_FLOOR,
+        help=f"Latency changes within this fraction are never regressions (default: {NOISE_FLOOR}).",
+    )
+    group.addoption(
+        "--no-report",
+        action="store_true",
+        default=False,
+        help="Do not write index.html and summary.md at the end of the run (default: write them).",
+    )
     group.addoption("--run-id", default=None, help="Name of this run (default: UTC time + random suffix).")
     group.addoption(
         "--threads",
@@ -345,6 +373,12 @@ def _selection(config: pytest.Config) -> tuple[Lab, Selection]:
         selected=devices,
         results_db=None if results_db == "none" else results_db,
     )
+    lab.noise_floor = option.noise_floor
+    lab.fail_on_regression = option.fail_on_regression
+    if option.baseline:
+        lab.baseline = BaselineSource(option.baseline, lab.store_for_reading(), current_run=lab.run_id)
+    elif option.fail_on_regression:
+        raise EdgeLabError("--fail-on-regression needs --baseline (a run id, branch:NAME or a results.json)")
     return lab, Selection(devices, runtimes, precisions, overrides, option.threads)
 
 
@@ -378,6 +412,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     lab = session.config.stash.get(LAB_KEY, None)
     if lab is not None and not hasattr(session.config, "workerinput"):
         lab.finish()  # the controller marks the run complete once every worker is done
+        if not session.config.option.no_report:
+            written = write_reports(
+                lab.reports_dir,
+                lab.run_id,
+                lab.store_for_reading(),
+                baseline_label=session.config.option.baseline,
+            )
+            if written is not None:
+                session.config.stash[REPORTS_KEY] = written
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -460,7 +503,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     error = None
     if call.excinfo is not None and not report.skipped:
         error = f"{call.excinfo.typename}: {call.excinfo.value}"
-    target.lab.record(
+    record = target.lab.record(
         test=item.nodeid,
         status=status,
         device=target.device,
@@ -471,6 +514,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         duration_s=round(time.monotonic() - target.started, 3),
         sustained=target.curve.as_dict() if target.curve is not None else None,
     )
+    if status == "passed" and record["status"] == "failed":  # --fail-on-regression
+        report.outcome = "failed"
+        report.longrepr = f"EdgeLab {record['error']}"
     return report
 
 
@@ -500,6 +546,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"{median:>10} {p90:>9} {peak_text:>8}  {record['status']}{throttled}"
         )
     terminalreporter.write_line(f"{len(results)} result(s) in {path}")
+    written = config.stash.get(REPORTS_KEY, None)
+    if written is not None:
+        terminalreporter.write_line(f"report: {written[0]}  PR summary: {written[1]}")
 
 
 @pytest.fixture(scope="session")

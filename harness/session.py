@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
+from harness.compare import BaselineSource, compare_records
 from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice
 from harness.deploy import Artifact, Deployer, DeployReport, resolve_workdir
 from harness.errors import ConfigError, EdgeLabError
@@ -27,6 +28,7 @@ from harness.models.variants import Variant
 from harness.probes.energy import ExternalMeter, pick_source
 from harness.probes.thermal import wait_until_cool
 from harness.runners import native, python_agent
+from harness.stats import NOISE_FLOOR
 from harness.store.db import ResultsStore
 from harness.store.results_json import ResultsFile, new_run_id
 from harness.transport import Transport, open_transport
@@ -144,6 +146,10 @@ class Lab:
         self._results: ResultsFile | None = None
         self._metadata: dict[str, Any] | None = None
         self._store: ResultsStore | None = None
+        self._run_written = False
+        self.baseline: BaselineSource | None = None  # set by --baseline
+        self.fail_on_regression = False
+        self.noise_floor = NOISE_FLOOR
 
     # -- devices -----------------------------------------------------------------------------
 
@@ -331,9 +337,17 @@ class Lab:
     @property
     def store(self) -> ResultsStore | None:
         """Opened (and the run inserted) on the first record, like results.json."""
+        if not self._run_written and self.results_db is not None:
+            store = self.store_for_reading()
+            assert store is not None
+            store.write_run(self.metadata)
+            self._run_written = True
+        return self._store
+
+    def store_for_reading(self) -> ResultsStore | None:
+        """The store without inserting this run (baselines, reports)."""
         if self._store is None and self.results_db is not None:
             self._store = ResultsStore(self.results_db)
-            self._store.write_run(self.metadata)
         return self._store
 
     def finish(self) -> None:
@@ -342,7 +356,7 @@ class Lab:
             self._results.update_run(
                 complete=True, finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             )
-        if self._store is not None:
+        if self._store is not None and self._run_written:
             self._store.finish_run(self.run_id)
 
     def record(
@@ -395,6 +409,13 @@ class Lab:
                 "replaced": deploy.replaced,
                 "present": deploy.present,
             }
+        if self.baseline is not None and record["status"] == "passed" and result is not None:
+            comparison = compare_records(record, self.baseline.find(record), self.noise_floor)
+            record["comparison"] = comparison.as_dict()
+            if self.fail_on_regression and comparison.verdict == "regressed":
+                evidence = "; ".join(m.evidence for m in comparison.metrics if m.verdict == "regressed")
+                record["status"] = "failed"
+                record["error"] = f"regression vs {comparison.baseline_run}: {evidence}"
         self.results.append(record)
         if self.store is not None:
             self.store.write_record(record)

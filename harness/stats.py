@@ -1,6 +1,13 @@
-"""Summaries of latency samples; baseline comparisons arrive with the results history.
+"""Summaries of latency samples and comparisons of a candidate run with a baseline.
 
 All inputs are raw per-iteration samples; nothing here knows about devices or pytest.
+
+A comparison is a ratio of medians (candidate / baseline) with a bootstrap confidence interval,
+a Mann-Whitney U test, and a noise floor: run-to-run drift of a device is larger than the
+sampling error inside one run, so a change smaller than the floor is never called a regression.
+Verdicts: ``regressed`` / ``improved`` (CI entirely beyond the floor and p < alpha),
+``unchanged`` (CI entirely inside the floor), else ``inconclusive`` (collect more samples).
+The calibration of these defaults is in benchmarks/stats_calibration.py.
 """
 
 from __future__ import annotations
@@ -58,3 +65,151 @@ def summarize_latency(samples_ns: Sequence[int]) -> LatencySummary:
         max=float(values.max()),
         samples=int(values.size),
     )
+
+
+NOISE_FLOOR = 0.03  # changes within +-3% are run-to-run noise on the devices we calibrated
+ALPHA = 0.01
+CONFIDENCE = 0.99
+BOOTSTRAP_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class MedianCI:
+    median: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Candidate vs baseline for one metric where higher is worse (latency, memory, energy)."""
+
+    baseline_median: float
+    candidate_median: float
+    ratio: float  # candidate / baseline
+    ci_low: float
+    ci_high: float
+    p_value: float
+    verdict: str  # regressed | improved | unchanged | inconclusive
+    n_baseline: int
+    n_candidate: int
+    noise_floor: float
+
+    @property
+    def change(self) -> float:
+        return self.ratio - 1.0
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return {
+            "baseline_median": self.baseline_median,
+            "candidate_median": self.candidate_median,
+            "ratio": self.ratio,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "p_value": self.p_value,
+            "verdict": self.verdict,
+            "n_baseline": self.n_baseline,
+            "n_candidate": self.n_candidate,
+            "noise_floor": self.noise_floor,
+        }
+
+
+def bootstrap_medians(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Medians of ``resamples`` bootstrap resamples, drawn exactly without building them.
+
+    The median of a size-n resample of the sorted sample is its k-th order statistic
+    (k = (n+1)//2), and P(median <= x_(j)) = P(Binomial(n, j/n) >= k): sampling that
+    distribution costs O(n + resamples) instead of O(resamples x n log n).
+    """
+    from scipy import stats as scipy_stats
+
+    ordered = np.sort(values)
+    n = ordered.size
+    k = (n + 1) // 2
+    cdf = scipy_stats.binom.sf(k - 1, n, np.arange(1, n + 1) / n)
+    picks = np.searchsorted(cdf, rng.random(resamples))
+    return ordered[np.minimum(picks, n - 1)]
+
+
+def median_ci(samples: Sequence[float], confidence: float = 0.95, seed: int = 0) -> MedianCI:
+    """Median with a distribution-free CI from order statistics (binomial)."""
+    from scipy import stats as scipy_stats
+
+    values = np.sort(np.asarray(samples, dtype=np.float64))
+    n = values.size
+    if n == 0:
+        raise ValueError("no samples")
+    low_rank = int(scipy_stats.binom.ppf((1 - confidence) / 2, n, 0.5))
+    high_rank = min(n - 1, int(scipy_stats.binom.isf((1 - confidence) / 2, n, 0.5)))
+    return MedianCI(float(np.median(values)), float(values[max(0, low_rank - 1)]), float(values[high_rank]))
+
+
+def compare(
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    *,
+    noise_floor: float = NOISE_FLOOR,
+    alpha: float = ALPHA,
+    confidence: float = CONFIDENCE,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> Comparison:
+    """Compare two sets of raw samples (same unit). Deterministic for a given ``seed``."""
+    from scipy import stats as scipy_stats
+
+    base = np.asarray(baseline, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if base.size < 2 or cand.size < 2:
+        raise ValueError("compare needs at least 2 samples on each side")
+    rng = np.random.default_rng(seed)
+    base_median, cand_median = float(np.median(base)), float(np.median(cand))
+    ratios = bootstrap_medians(cand, resamples, rng) / bootstrap_medians(base, resamples, rng)
+    tail = (1 - confidence) / 2 * 100
+    low, high = (float(v) for v in np.percentile(ratios, [tail, 100 - tail]))
+    p_value = float(scipy_stats.mannwhitneyu(base, cand, alternative="two-sided").pvalue)
+    ratio = cand_median / base_median
+    if low > 1 + noise_floor and p_value < alpha:
+        verdict = "regressed"
+    elif high < 1 - noise_floor and p_value < alpha:
+        verdict = "improved"
+    elif low >= 1 - noise_floor and high <= 1 + noise_floor:
+        verdict = "unchanged"
+    else:
+        verdict = "inconclusive"
+    return Comparison(
+        baseline_median=base_median,
+        candidate_median=cand_median,
+        ratio=ratio,
+        ci_low=low,
+        ci_high=high,
+        p_value=p_value,
+        verdict=verdict,
+        n_baseline=int(base.size),
+        n_candidate=int(cand.size),
+        noise_floor=noise_floor,
+    )
+
+
+@dataclass(frozen=True)
+class ProportionDrop:
+    """Accuracy (a proportion) of a candidate vs a baseline, in points, with a Wald CI."""
+
+    baseline: float
+    candidate: float
+    drop_points: float  # (baseline - candidate) x 100; positive is worse
+    ci_low_points: float
+    ci_high_points: float
+
+
+def proportion_drop(
+    baseline_correct: int, baseline_n: int, candidate_correct: int, candidate_n: int, confidence: float = 0.95
+) -> ProportionDrop:
+    from scipy import stats as scipy_stats
+
+    if baseline_n <= 0 or candidate_n <= 0:
+        raise ValueError("accuracy needs at least one sample on each side")
+    p1, p2 = baseline_correct / baseline_n, candidate_correct / candidate_n
+    z = float(scipy_stats.norm.isf((1 - confidence) / 2))
+    se = float(np.sqrt(p1 * (1 - p1) / baseline_n + p2 * (1 - p2) / candidate_n))
+    drop = (p1 - p2) * 100
+    return ProportionDrop(p1, p2, drop, drop - z * se * 100, drop + z * se * 100)

@@ -901,7 +901,9 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         if energy is not None:  # energy wants readings close to the window's ends
             period = min(period, 0.1) if period > 0 else 0.1
         sampler = ThermalSampler(period, energy=energy).start() if period > 0 else None
-        idle = idle_baseline(arguments.idle_s) if arguments.idle_s > 0 else None
+        # an idle baseline for energy, or at least a short look at how busy the rest of the device is
+        idle_s = arguments.idle_s if arguments.idle_s > 0 else (0.2 if env is not None else 0.0)
+        idle = idle_baseline(idle_s) if idle_s > 0 else None
         try:
             warmup_iters, warmup_s = warm_up(feed, samples, arguments.warmup_iters, arguments.warmup_s)
             unix_start = time.time()

@@ -1,0 +1,61 @@
+"""Post or update EdgeLab's one PR comment with the GitHub CLI (``gh``), found by its marker."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+from harness.errors import EdgeLabError
+from harness.report.markdown import MARKER
+
+
+def _pr_from_event() -> int | None:
+    path = os.environ.get("GITHUB_EVENT_PATH")
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            event = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    number = (event.get("pull_request") or {}).get("number") or event.get("number")
+    return int(number) if number else None
+
+
+def _gh(*args: str, stdin: str | None = None) -> str:
+    completed = subprocess.run(
+        ["gh", *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
+    if completed.returncode != 0:
+        raise EdgeLabError(
+            f"gh {' '.join(args[:2])} failed: {completed.stderr.strip() or completed.stdout.strip()}"
+        )
+    return completed.stdout
+
+
+def post_comment(body: str, *, pr: int | None = None, repo: str | None = None) -> str:
+    """Update the comment that carries MARKER, or create it. Returns what was done."""
+    if shutil.which("gh") is None:
+        raise EdgeLabError("--post needs the GitHub CLI: install gh and set GH_TOKEN (or run without --post)")
+    repo = repo or os.environ.get("GITHUB_REPOSITORY")
+    pr = pr or _pr_from_event()
+    if not repo or not pr:
+        raise EdgeLabError("--post needs --repo OWNER/NAME and --pr N (or a GitHub pull_request event)")
+    comments = json.loads(_gh("api", f"repos/{repo}/issues/{pr}/comments", "--paginate") or "[]")
+    existing = next((c for c in comments if MARKER in (c.get("body") or "")), None)
+    payload = json.dumps({"body": body})
+    if existing is not None:
+        _gh(
+            "api",
+            "--method",
+            "PATCH",
+            f"repos/{repo}/issues/comments/{existing['id']}",
+            "--input",
+            "-",
+            stdin=payload,
+        )
+        return f"updated comment {existing['id']} on {repo}#{pr}"
+    _gh("api", "--method", "POST", f"repos/{repo}/issues/{pr}/comments", "--input", "-", stdin=payload)
+    return f"created a comment on {repo}#{pr}"
