@@ -52,6 +52,12 @@ class _Device(BaseModel):
         default=None,
         description="With energy: external, a host command that prints one reading in watts per line.",
     )
+    noise_floor: float | None = Field(
+        default=None,
+        ge=0,
+        lt=1,
+        description="Latency changes within this fraction are noise on this device (default: --noise-floor).",
+    )
     cooldown_below_c: float | None = Field(
         default=None,
         description="Before each measurement, wait until the hottest thermal zone is below this.",

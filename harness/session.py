@@ -410,7 +410,10 @@ class Lab:
                 "present": deploy.present,
             }
         if self.baseline is not None and record["status"] == "passed" and result is not None:
-            comparison = compare_records(record, self.baseline.find(record), self.noise_floor)
+            floor = self.fleet[device].noise_floor
+            comparison = compare_records(
+                record, self.baseline.find(record), floor if floor is not None else self.noise_floor
+            )
             record["comparison"] = comparison.as_dict()
             if self.fail_on_regression and comparison.verdict == "regressed":
                 evidence = "; ".join(m.evidence for m in comparison.metrics if m.verdict == "regressed")

@@ -3,9 +3,14 @@
 import os
 import tempfile
 
+# pytester runs pytest in this process and unloads what a run imported; C extensions (scipy,
+# numpy.fft) cannot be loaded twice, so load them once here, before any inner run.
+import scipy.stats  # noqa: F401
+
+from tests.fixtures.postgres import postgres_url
 from tests.fixtures.sshd import other_sshd, sshd
 
 # Hermetic fleets: a lab the developer has up must not leak its devices into these tests.
 os.environ["EDGELAB_LAB_DIR"] = tempfile.mkdtemp(prefix="edgelab-no-lab-")
 
-__all__ = ["other_sshd", "sshd"]
+__all__ = ["other_sshd", "postgres_url", "sshd"]

@@ -135,6 +135,8 @@ class ResultsStore:
     """Open (and create the schema of) the store at ``url``."""
 
     def __init__(self, url: str) -> None:
+        if url.startswith(("postgresql://", "postgres://")):  # the driver EdgeLab installs: psycopg 3
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
         self.url = url
         self.label = _describe(url)
         try:

@@ -62,3 +62,23 @@ def test_an_energy_source_the_device_lacks_is_a_clear_error(harness_lab):
         ConfigError, match="energy source 'tegrastats' is not on the device .*set energy: auto or none"
     ):
         harness_lab.benchmark("virtual-rpi5", variants_for("silero_vad")[0], PROTOCOL, energy="tegrastats")
+
+
+def test_a_slower_device_is_flagged_with_direction_and_size(harness_lab):
+    from harness.compare import compare_records
+
+    # The same suite on virtual-pixel8 (1.0 core) then on virtual-rpi5 (0.5 core), compared as
+    # if it were one device slot: a real slowdown of about 2x. Short runs, from cool, so the
+    # 2-s thermal model of the test lab does not throttle either of them.
+    protocol = LatencyProtocol(warmup_iters=3, warmup_s=0.1, min_iters=40, min_s=0.4, max_s=30.0, idle_s=0.0)
+    variant = variants_for("ppocr_det")[0]
+    fast, _ = harness_lab.benchmark("virtual-pixel8", variant, protocol, cooldown_below_c=33.0, energy="none")
+    slow, _ = harness_lab.benchmark("virtual-rpi5", variant, protocol, cooldown_below_c=33.0, energy="none")
+    base = {**fast.to_record(), "run_id": "phone"}
+    cand = {**slow.to_record(), "run_id": "board", "device": "virtual-pixel8"}
+    comparison = compare_records(cand, base)
+    latency = comparison.metrics[0]
+    assert comparison.verdict == "regressed" and latency.verdict == "regressed", latency.evidence
+    assert 1.6 < latency.ratio < 2.6, latency.evidence
+    assert latency.ci_low > 1.03
+    assert compare_records(base, {**cand, "run_id": "board"}).metrics[0].verdict == "improved"

@@ -122,9 +122,7 @@ def test_native_run_end_to_end_on_the_local_device(tmp_path):
 
 
 def test_native_errors_name_the_fix(tmp_path):
-    lab = native_lab(
-        tmp_path, {"tflite": stand_in(tmp_path, "ort_perf_test/spacemit_k1_yolov8n_int8.txt")}
-    )
+    lab = native_lab(tmp_path, {"tflite": stand_in(tmp_path, "ort_perf_test/spacemit_k1_yolov8n_int8.txt")})
     try:
         with pytest.raises(
             ConfigError,
