@@ -13,7 +13,16 @@ nox.options.sessions = ["lint", "tests"]
 
 # Debian packages the tests need: a real OpenSSH server (ssh transport tests, virtual boards),
 # iproute2 (network namespaces, veth, tc) and util-linux (unshare, nsenter) for the virtual lab.
-SYSTEM_PACKAGES = {"sshd": "openssh-server", "ip": "iproute2", "tc": "iproute2", "nsenter": "util-linux"}
+# PostgreSQL (the results-store tests start a real server) and Chromium (the HTML report is
+# checked in a real headless browser).
+SYSTEM_PACKAGES = {
+    "sshd": "openssh-server",
+    "ip": "iproute2",
+    "tc": "iproute2",
+    "nsenter": "util-linux",
+    "pg_ctlcluster": "postgresql",
+    "chromium": "chromium",
+}
 
 
 def _ensure_system_packages(session: nox.Session) -> None:
@@ -56,6 +65,21 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "harness", "tests", "benchmarks", "suites", "noxfile.py")
     session.run("ruff", "format", "--check", "harness")
     session.run("mypy", "harness")
+
+
+@nox.session
+def nightly(session: nox.Session) -> None:
+    """The nightly lab job: every suite on the whole fleet (or --device=...), results stored,
+    compared with the last run on main, and the trend report written.
+
+    Set EDGELAB_RESULTS_DB=postgresql://... to share the history across lab hosts.
+    """
+    session.install("-e", ".")
+    args = session.posargs or ["--device=all"]
+    try:
+        session.run("pytest", "suites", "-ra", "--baseline=branch:main", *args)
+    finally:  # the trend report also when a suite failed
+        session.run("edgelab", "report", "--history", "--branch", "main")
 
 
 @nox.session

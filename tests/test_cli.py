@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import sys
 
@@ -91,3 +93,81 @@ def test_parse_prints_json_with_units_in_the_keys(tmp_path, capsys):
     assert "edgelab: error: tegrastats: no line with 'RAM" in capsys.readouterr().err
     assert main(["parse", "tegrastats", str(tmp_path / "missing.txt")]) == 1
     assert "missing.txt: cannot read (No such file or directory)" in capsys.readouterr().err
+
+
+def _run_folder(reports, run_id, median, branch="main"):
+    from harness.store.db import ResultsStore, default_url
+
+    samples = [median * (1 + 0.01 * ((i % 7) - 3)) for i in range(200)]
+    record = {
+        "run_id": run_id,
+        "test": "t::x",
+        "status": "passed",
+        "device": "local",
+        "model": "silero_vad",
+        "format": "onnx",
+        "runtime": "onnxruntime",
+        "precision": "fp32",
+        "threads": 1,
+        "model_sha256": "0" * 64,
+        "latency_ms": {"median": median, "p90": median},
+        "latency_samples_ms": samples,
+        "peak_rss_mb": 80.0,
+    }
+    run = {"id": run_id, "git_branch": branch, "started_at": run_id, "devices": ["local"]}
+    (reports / run_id).mkdir(parents=True)
+    (reports / run_id / "results.json").write_text(
+        json.dumps({"schema_version": 1, "run": run, "results": [record]})
+    )
+    store = ResultsStore(default_url(reports))
+    store.write_run(run)
+    store.write_record(record)
+    store.finish_run(run_id)
+    store.close()
+
+
+def test_report_and_history_and_pr_comment(tmp_path, capsys, monkeypatch):
+    reports = tmp_path / "reports"
+    _run_folder(reports, "2026-01", 1.0)
+    _run_folder(reports, "2026-02", 1.5)
+    assert main(["report", "2026-02", "--reports-dir", str(reports), "--baseline", "2026-01"]) == 0
+    assert (reports / "2026-02" / "index.html").exists()
+    assert "regressed" in (reports / "2026-02" / "summary.md").read_text()
+    assert main(["report", "--history", "--reports-dir", str(reports), "--branch", "main"]) == 0
+    history = (reports / "history.html").read_text()
+    assert "2026-01" in history and "2026-02" in history
+    step_summary = tmp_path / "step.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    capsys.readouterr()
+    assert main(["pr-comment", "2026-02", "--reports-dir", str(reports)]) == 0
+    assert "| 🔺 regressed | local | silero_vad |" in capsys.readouterr().out
+    assert "<!-- edgelab-summary -->" in step_summary.read_text()
+    assert main(["report", "nope", "--reports-dir", str(reports)]) == 1
+    assert "run nope: no " in capsys.readouterr().err
+
+
+def test_pr_comment_post_updates_the_marked_comment(tmp_path, capsys, monkeypatch):
+    # GitHub is not reachable here: a stand-in `gh` on PATH answers the comment lookup with the id
+    # of an existing EdgeLab comment and records every call.
+    reports = tmp_path / "reports"
+    _run_folder(reports, "2026-03", 1.0)
+    calls = tmp_path / "calls.txt"
+    stand_in = tmp_path / "bin" / "gh"
+    stand_in.parent.mkdir()
+    stand_in.write_text(
+        f'#!/bin/sh\necho "$*" >> {calls}\ncat >> {calls}\ncase "$*" in *--jq*) echo 4242 ;; esac\n'
+    )
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stand_in.parent}:{os.environ['PATH']}")
+    assert (
+        main(["pr-comment", "2026-03", "--reports-dir", str(reports), "--post", "--pr", "7", "--repo", "o/r"])
+        == 0
+    )
+    assert "pr-comment: updated comment 4242 on o/r#7" in capsys.readouterr().err
+    logged = calls.read_text()
+    assert "api repos/o/r/issues/7/comments --paginate --jq" in logged
+    assert "api --method PATCH repos/o/r/issues/comments/4242 --input -" in logged
+    assert '"body": "<!-- edgelab-summary -->' in logged
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["pr-comment", "2026-03", "--reports-dir", str(reports), "--post"]) == 1
+    assert "--post needs the GitHub CLI" in capsys.readouterr().err

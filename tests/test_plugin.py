@@ -290,7 +290,7 @@ def test_fail_on_regression_fails_the_test_with_the_evidence(pytester):
     base.write_text(json.dumps(document))
     run = pytester.runpytest(*FAST, "--run-id=cand", f"--baseline={base}", "--fail-on-regression")
     run.assert_outcomes(failed=1)
-    run.stdout.fnmatch_lines(["*EdgeLab regression vs base: median * ms (+9*%*"])
+    run.stdout.fnmatch_lines(["*EdgeLab regression vs base: median * ms (+*%, 99% CI*Mann-Whitney*"])
     (record,) = results_of(pytester)["results"]
     assert record["status"] == "failed" and record["comparison"]["verdict"] == "regressed"
 

@@ -55,7 +55,9 @@ _ANCHORS = ("avg_ms", "total_inference_ms", "p50_ms")
 
 def parse_ort_perf_test(text: str) -> OrtPerfTest:
     """Parse ``onnxruntime_perf_test`` stdout. Every latency is converted to ms from the unit printed."""
-    lines = [line.strip() for line in require_text(KIND, text, "capture onnxruntime_perf_test's whole stdout")]
+    lines = [
+        line.strip() for line in require_text(KIND, text, "capture onnxruntime_perf_test's whole stdout")
+    ]
     found: dict[str, Any] = {}
     for line in lines:
         if not line:
@@ -65,16 +67,19 @@ def parse_ort_perf_test(text: str) -> OrtPerfTest:
             if match is None:
                 continue
             groups = match.groups()
-            if not key:  # Min/Max/Pnn Latency
-                key, groups = f"{groups[0].lower()}_ms", groups[1:]
+            name = key
+            if not name:  # Min/Max/Pnn Latency
+                name, groups = f"{groups[0].lower()}_ms", groups[1:]
             unit = (groups[1] or default_unit).lower()
-            found.setdefault(key, scaled(groups[0], _TO_MS[unit]))
+            found.setdefault(name, scaled(groups[0], _TO_MS[unit]))
             break
         else:
             _other(line, found)
     if not any(found.get(key) is not None for key in _ANCHORS):
         raise ParseError(
-            KIND, f"no 'Average inference time cost', 'Total inference time cost' or 'P50 Latency' line found; {HINT}"
+            KIND,
+            "no 'Average inference time cost', 'Total inference time cost' or 'P50 Latency' line found; "
+            + HINT,
         )
     found["iterations"] = found.get("requests", found.get("runs"))
     return OrtPerfTest.model_validate(found)

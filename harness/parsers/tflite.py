@@ -117,7 +117,9 @@ def parse_tflite_benchmark(text: str) -> TfliteBenchmark:
             fields["memory_init_mb"] = to_float(match.group(2))
             fields["memory_overall_mb"] = to_float(match.group(3))
             continue
-        if match := re.match(rf"^Overall peak memory footprint \(MB\) via periodic monitoring:\s*({NUM})", line):
+        if match := re.match(
+            rf"^Overall peak memory footprint \(MB\) via periodic monitoring:\s*({NUM})", line
+        ):
             fields["peak_memory_mb"] = to_float(match.group(1))
         elif match := re.match(rf"^-\s*VmRSS\s*:\s*({NUM})\s*MB", line):
             fields["end_vm_rss_mb"] = to_float(match.group(1))
@@ -127,12 +129,16 @@ def parse_tflite_benchmark(text: str) -> TfliteBenchmark:
             fields["model_file"] = match.group(1).strip()
         elif match := re.match(rf"^The input model file size \(MB\):\s*({NUM})", line):
             fields["model_size_mb"] = to_float(match.group(1))
-        elif match := re.match(r"^(?:Num threads|#threads used for CPU inference):\s*\[?\s*(-?\d+)\s*\]?", line):
+        elif match := re.match(
+            r"^(?:Num threads|#threads used for CPU inference):\s*\[?\s*(-?\d+)\s*\]?", line
+        ):
             fields["num_threads"] = int(match.group(1))
         elif match := re.match(rf"^Initialized session in\s*({NUM})\s*ms", line):
             fields["init_session_ms"] = to_float(match.group(1))
     if not timings_seen and not stats:
-        raise ParseError(KIND, f"no 'Inference timings in us' line and no 'count=N ...' statistics line found; {HINT}")
+        raise ParseError(
+            KIND, f"no 'Inference timings in us' line and no 'count=N ...' statistics line found; {HINT}"
+        )
     steady = stats[-1] if stats else None
     warmup = stats[-2] if len(stats) >= 2 else None
     avg_us = timings.get("avg_us")
