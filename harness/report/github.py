@@ -43,19 +43,12 @@ def post_comment(body: str, *, pr: int | None = None, repo: str | None = None) -
     pr = pr or _pr_from_event()
     if not repo or not pr:
         raise EdgeLabError("--post needs --repo OWNER/NAME and --pr N (or a GitHub pull_request event)")
-    comments = json.loads(_gh("api", f"repos/{repo}/issues/{pr}/comments", "--paginate") or "[]")
-    existing = next((c for c in comments if MARKER in (c.get("body") or "")), None)
+    select = f'.[] | select(.body | contains("{MARKER}")) | .id'
+    found = _gh("api", f"repos/{repo}/issues/{pr}/comments", "--paginate", "--jq", select).split()
     payload = json.dumps({"body": body})
-    if existing is not None:
-        _gh(
-            "api",
-            "--method",
-            "PATCH",
-            f"repos/{repo}/issues/comments/{existing['id']}",
-            "--input",
-            "-",
-            stdin=payload,
-        )
-        return f"updated comment {existing['id']} on {repo}#{pr}"
+    if found:
+        target = f"repos/{repo}/issues/comments/{found[0]}"
+        _gh("api", "--method", "PATCH", target, "--input", "-", stdin=payload)
+        return f"updated comment {found[0]} on {repo}#{pr}"
     _gh("api", "--method", "POST", f"repos/{repo}/issues/{pr}/comments", "--input", "-", stdin=payload)
     return f"created a comment on {repo}#{pr}"
