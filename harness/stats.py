@@ -31,9 +31,13 @@ class LatencySummary:
     min: float
     max: float
     samples: int
+    median_ci_low: float | None = None  # 95% distribution-free CI of the median (order statistics)
+    median_ci_high: float | None = None
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | None]:
         return {
+            "median_ci_low": self.median_ci_low,
+            "median_ci_high": self.median_ci_high,
             "median": self.median,
             "p90": self.p90,
             "p99": self.p99,
@@ -54,6 +58,7 @@ def summarize_latency(samples_ns: Sequence[int]) -> LatencySummary:
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
     mean = float(values.mean())
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+    ci = median_ci(values) if values.size >= 2 else None
     return LatencySummary(
         median=float(p50),
         p90=float(p90),
@@ -64,6 +69,8 @@ def summarize_latency(samples_ns: Sequence[int]) -> LatencySummary:
         min=float(values.min()),
         max=float(values.max()),
         samples=int(values.size),
+        median_ci_low=ci.low if ci else None,
+        median_ci_high=ci.high if ci else None,
     )
 
 
@@ -131,7 +138,7 @@ def bootstrap_medians(values: np.ndarray, resamples: int, rng: np.random.Generat
     return ordered[np.minimum(picks, n - 1)]
 
 
-def median_ci(samples: Sequence[float], confidence: float = 0.95, seed: int = 0) -> MedianCI:
+def median_ci(samples: Sequence[float] | np.ndarray, confidence: float = 0.95) -> MedianCI:
     """Median with a distribution-free CI from order statistics (binomial)."""
     from scipy import stats as scipy_stats
 

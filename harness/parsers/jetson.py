@@ -16,7 +16,7 @@ HINT = "is this the output of tegrastats on a Jetson (one sample per line)?"
 # Temperatures at or below this are "no sensor" sentinels (tegrastats prints -256C).
 SENTINEL_C = -100.0
 # Rails whose current reading is the whole module's input power.
-INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN_SYS_5V0")
+INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 
 
 class CpuCore(Result):
@@ -61,7 +61,7 @@ class TegrastatsSample(Result):
     # lower-case zone names; "no sensor" sentinels (-256C) dropped
     temps_c: dict[str, float] = Field(default_factory=dict)
     rails: dict[str, PowerRail] = Field(default_factory=dict)
-    input_power_mw: int | None = None  # current reading of VDD_IN / POM_5V_IN / VIN_SYS_5V0
+    input_power_mw: int | None = None  # current reading of VDD_IN (JetPack 5+) or POM_5V_IN (JetPack 4)
 
 
 class Tegrastats(Result):

@@ -72,7 +72,7 @@ def parse_power_supply(text: str) -> PowerSupply:
         pair = _split(line)
         if pair is not None:
             fields.setdefault(_key(pair[0]), pair[1].strip())
-    if not _ANCHOR_KEYS & fields.keys():
+    if not any(to_int(fields[key]) is not None for key in _ANCHOR_KEYS & fields.keys()):
         raise ParseError(
             POWER_SUPPLY,
             f"no POWER_SUPPLY_* / capacity / voltage_now / current_now key found; {_POWER_SUPPLY_HINT}",

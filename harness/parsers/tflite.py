@@ -48,6 +48,8 @@ class TfliteBenchmark(Result):
     end_vm_rss_mb: float | None = None  # "Memory status at the end of exeution: - VmRSS : N MB"
 
 
+# TFLite's own log prefix (TF >= 2.12 prints every line as "INFO: ...").
+_LOG_LEVEL = re.compile(r"^(?:INFO|WARNING|ERROR|VERBOSE|DEBUG):\s*")
 _STATS_KEYS = {
     "first": "first_us",
     "curr": "curr_us",
@@ -88,7 +90,10 @@ def _stats(rest: str, count: str) -> RunStats:
 
 def parse_tflite_benchmark(text: str) -> TfliteBenchmark:
     """Parse ``benchmark_model`` stdout (or its logcat lines on Android)."""
-    lines = [line.strip() for line in require_text(KIND, text, "capture benchmark_model's whole stdout")]
+    lines = [
+        _LOG_LEVEL.sub("", line.strip())
+        for line in require_text(KIND, text, "capture benchmark_model's whole stdout")
+    ]
     fields: dict[str, object] = {}
     timings: dict[str, float | None] = {}
     stats: list[RunStats] = []
