@@ -370,6 +370,27 @@ def load_model(runtime: str, path: str, threads: int, delegate: str | None) -> M
 # -- inputs -------------------------------------------------------------------------------------
 
 
+AFFINE_SCALE, AFFINE_OFFSET = ".__scale__", ".__offset__"
+
+
+def _apply_affine(given: dict[str, Any]) -> dict[str, Any]:
+    """Inputs stored compactly (uint8) with ``NAME.__scale__`` / ``NAME.__offset__`` arrays become
+    ``float32 = stored * scale + offset`` here, before any timing (the model's normalisation)."""
+    import numpy
+
+    result = {k: v for k, v in given.items() if not k.endswith((AFFINE_SCALE, AFFINE_OFFSET))}
+    for name in list(result):
+        scale, offset = given.get(name + AFFINE_SCALE), given.get(name + AFFINE_OFFSET)
+        if scale is not None or offset is not None:
+            values = result[name].astype(numpy.float32)
+            if scale is not None:
+                values = values * scale.astype(numpy.float32)
+            if offset is not None:
+                values = values + offset.astype(numpy.float32)
+            result[name] = numpy.ascontiguousarray(values, dtype=numpy.float32)
+    return result
+
+
 def load_inputs(model: Model, path: str | None) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
     """The input batch (arrays with a leading sample axis), its size, and where each came from."""
     import numpy
@@ -390,6 +411,7 @@ def load_inputs(model: Model, path: str | None) -> tuple[dict[str, Any], int, li
             raise
         except Exception as exc:
             raise AgentFailure("inputs", f"cannot read inputs {path}: {exc}", type(exc).__name__) from None
+    given = _apply_affine(given)
     known = [spec["name"] for spec in model.inputs]
     unknown = [key for key in given if key not in known]
     if unknown:

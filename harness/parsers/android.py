@@ -15,6 +15,7 @@ from harness.parsers._common import Result, require_text, snake, to_float, to_in
 
 MEMINFO = "dumpsys-meminfo"
 _MEMINFO_HINT = "is this the output of 'adb shell dumpsys meminfo <pid|package>'?"
+_MEMINFO_CAPTURE = "capture 'adb shell dumpsys meminfo <pid|package>'"
 
 
 class AppSummaryRow(Result):
@@ -105,7 +106,8 @@ def _table(lines: list[str]) -> tuple[list[str], dict[str, dict[str, int]]]:
 
 def parse_dumpsys_meminfo(text: str) -> DumpsysMeminfo:
     """Parse ``dumpsys meminfo <pid|package>`` (one process; the first block if several)."""
-    lines = require_text(MEMINFO, text, "capture 'adb shell dumpsys meminfo <pid|package>'")
+    # Blank lines carry nothing in this format (and some captures double them): drop them.
+    lines = [line for line in require_text(MEMINFO, text, _MEMINFO_CAPTURE) if line.strip()]
     joined = "\n".join(lines)
     if "No process found for" in joined:
         raise ParseError(
@@ -209,9 +211,10 @@ def _objects(lines: list[str]) -> dict[str, int]:
             inside = True
             continue
         if inside:
-            if not stripped:
+            pairs = _KB_PAIR.findall(line)
+            if not pairs:  # the next section's heading
                 break
-            for name, value in _KB_PAIR.findall(line):
+            for name, value in pairs:
                 objects[snake(name)] = int(value)
     return objects
 

@@ -1,0 +1,197 @@
+"""Variant recipes: one model in several precisions, built on the host, cached by content hash.
+
+ONNX: ``fp32`` (as shipped), ``fp16`` (onnxconverter-common, io types kept), ``int8-dynamic``
+(``quantize_dynamic``), ``int8-static`` (``quantize_static``, QDQ, per-channel, calibrated on the
+task's real data; opset raised to 13 first, ``quant_pre_process`` with skip_symbolic_shape).
+TFLite models from mediapipe carry fp16 weights and no signature, which ai-edge-quantizer
+needs: they exist in the precision they ship in, and every other recipe says why it cannot run.
+
+Each built file sits in ``<cache>/variants/<sha256[:16]>-<precision>-r<RECIPE_VERSION>/`` with a
+``recipe.json`` recording the settings and the tool versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ModelError
+from harness.models import zoo
+
+RECIPE_VERSION = 1
+ONNX_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+STATIC_OPSET = 13
+
+Calibration = Callable[[], Iterator[dict[str, Any]]]
+
+
+class RecipeRefused(ModelError):
+    """This model cannot take this recipe; the message says why (never a silent copy)."""
+
+
+@dataclass(frozen=True)
+class BuiltVariant:
+    path: Path
+    precision: str
+    recipe: dict[str, Any]
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _folder(spec: zoo.ModelSpec, precision: str) -> Path:
+    return zoo.cache_dir() / "variants" / f"{spec.sha256[:16]}-{precision}-r{RECIPE_VERSION}"
+
+
+def build(spec: zoo.ModelSpec, precision: str, calibration: Calibration | None = None) -> BuiltVariant:
+    """The host file of ``spec`` in ``precision`` (built once, then from the cache)."""
+    source = zoo.fetch(spec)
+    if precision == spec.precision:
+        return BuiltVariant(source, precision, {"recipe": "as shipped", "source_sha256": spec.sha256})
+    if spec.format != "onnx":
+        raise RecipeRefused(
+            f"{spec.name}: {precision} is not available: the {spec.format} model ships with {spec.precision} "
+            "weights and no signature, and ai-edge-quantizer needs a signature; use the ONNX models for "
+            "precision comparisons"
+        )
+    if precision not in ONNX_PRECISIONS:
+        raise RecipeRefused(
+            f"{spec.name}: unknown precision '{precision}' (known: {', '.join(ONNX_PRECISIONS)})"
+        )
+    folder = _folder(spec, precision)
+    target = folder / spec.filename
+    record = folder / "recipe.json"
+    if target.exists() and record.exists():
+        return BuiltVariant(target, precision, json.loads(record.read_text()))
+    workdir = Path(tempfile.mkdtemp(prefix=f"edgelab-{spec.name}-{precision}-"))
+    try:
+        output = workdir / spec.filename
+        if precision == "fp16":
+            settings = _fp16(source, output)
+        elif precision == "int8-dynamic":
+            settings = _int8_dynamic(source, output, workdir)
+        else:
+            if calibration is None:
+                raise RecipeRefused(
+                    f"{spec.name}: int8-static needs calibration data from the task's dataset"
+                )
+            settings = _int8_static(source, output, workdir, calibration)
+        recipe = {
+            "recipe": precision,
+            "source_sha256": spec.sha256,
+            "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
+            "settings": settings,
+            "versions": {name: _version(name) for name in ("onnx", "onnxruntime", "onnxconverter-common")},
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(output, target)
+        record.write_text(json.dumps(recipe, indent=1))
+        return BuiltVariant(target, precision, recipe)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _fp16(source: Path, output: Path) -> dict[str, Any]:
+    import onnx
+    from onnxconverter_common import float16
+
+    model = onnx.load(str(source))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            converted = float16.convert_float_to_float16(model, keep_io_types=True)
+        except Exception as exc:  # the converter raises plain exceptions for unsupported graphs
+            problem = f"{type(exc).__name__}: {exc}"
+            raise RecipeRefused(f"{source.name}: fp16 conversion failed: {problem}") from None
+    onnx.save(converted, str(output))
+    truncated = sum("will be truncated" in str(w.message) for w in caught)
+    return {
+        "tool": "onnxconverter_common.float16.convert_float_to_float16",
+        "keep_io_types": True,
+        "weights_clamped_to_fp16_range": truncated,  # tiny values flushed to +-1e-7 by the converter
+    }
+
+
+def _preprocessed(source: Path, workdir: Path, opset: int | None = None) -> Path:
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    current = source
+    if opset is not None:
+        model = onnx.load(str(source))
+        version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+        if version < opset:
+            from onnx import version_converter
+
+            current = workdir / f"opset{opset}.onnx"
+            onnx.save(version_converter.convert_version(model, opset), str(current))
+    prepared = workdir / "prepared.onnx"
+    quant_pre_process(str(current), str(prepared), skip_symbolic_shape=True)
+    return prepared
+
+
+def _int8_dynamic(source: Path, output: Path, workdir: Path) -> dict[str, Any]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    prepared = _preprocessed(source, workdir)
+    quantize_dynamic(str(prepared), str(output), weight_type=QuantType.QInt8)
+    return {"tool": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8", "pre_process": True}
+
+
+def _int8_static(source: Path, output: Path, workdir: Path, calibration: Calibration) -> dict[str, Any]:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.items = calibration()
+            self.count = 0
+
+        def get_next(self) -> dict[str, Any] | None:
+            item = next(self.items, None)
+            if item is not None:
+                self.count += 1
+            return item
+
+    prepared = _preprocessed(source, workdir, opset=STATIC_OPSET)
+    reader = Reader()
+    quantize_static(
+        str(prepared),
+        str(output),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    if reader.count == 0:
+        raise RecipeRefused(f"{source.name}: int8-static got no calibration samples")
+    return {
+        "tool": "onnxruntime.quantization.quantize_static",
+        "format": "QDQ",
+        "per_channel": True,
+        "activation_type": "QUInt8",
+        "weight_type": "QInt8",
+        "calibrate_method": "MinMax",
+        "calibration_samples": reader.count,
+        "opset": STATIC_OPSET,
+    }
