@@ -22,6 +22,7 @@ SYSTEM_PACKAGES = {
     "nsenter": "util-linux",
     "pg_ctlcluster": "postgresql",
     "chromium": "chromium",
+    "espeak-ng": "espeak-ng",  # speech for the voice-activity dataset
 }
 
 

@@ -16,12 +16,14 @@ from typing import Any
 
 import pytest
 
+from harness.accuracy import AccuracyReport
 from harness.compare import BaselineSource
 from harness.config import load_fleet
 from harness.deploy import DeployReport
 from harness.errors import EdgeLabError
 from harness.interleave import run_interleaved
 from harness.measurement import BenchmarkResult, LatencyProtocol, SustainedResult
+from harness.models.recipes import RecipeRefused
 from harness.models.variants import (
     KNOWN_PRECISIONS,
     KNOWN_RUNTIMES,
@@ -82,6 +84,7 @@ class EdgeTarget:
         self.recorded = False
         self.started = time.monotonic()
         self.curve: SustainedCurve | None = None
+        self.accuracy: AccuracyReport | None = None
 
     def benchmark(
         self,
@@ -116,6 +119,7 @@ class EdgeTarget:
                 "rate_hz": rate_hz,
             }
         )
+        self._buildable()
         outputs_to = None
         if save_outputs:
             outputs_to = self.lab.reports_dir / self.lab.run_id / "outputs" / self._item.name
@@ -146,6 +150,38 @@ class EdgeTarget:
         if result.throttle is not None:
             self._item.user_properties.append(("edgelab.throttled", str(result.throttle.throttled)))
         return result
+
+    def evaluate(
+        self,
+        *,
+        corruptions: Sequence[str] | None = None,
+        severities: Sequence[int] = (1, 3, 5),
+        seed: int = 0,
+    ) -> AccuracyReport:
+        """Accuracy of this variant on this device over its task's real data, clean and under every
+        corruption x severity, next to the host fp32 reference; recorded with the test. Latency
+        and memory of the same pass are in ``edge.result``."""
+        self._buildable()
+        result, report, deploy = self.lab.evaluate(
+            self.device,
+            self.variant,
+            corruptions=corruptions,
+            severities=severities,
+            seed=seed,
+            threads=self._selection.threads,
+        )
+        self.result, self.deploy, self.accuracy = result, deploy, report
+        worst, drop = report.max_drop_vs_fp32()
+        self._item.user_properties.append(("edgelab.accuracy_clean", f"{report.value():.4f}"))
+        self._item.user_properties.append(("edgelab.max_drop_vs_fp32_points", f"{drop:.2f} ({worst})"))
+        return report
+
+    def _buildable(self) -> None:
+        """A recipe this model cannot take skips the test with the reason (never a silent copy)."""
+        try:
+            self.variant.build()
+        except RecipeRefused as refused:
+            pytest.skip(str(refused))
 
     def _protocol(self, given: dict[str, Any]) -> LatencyProtocol:
         """Each setting from ``given``, else the command line, else the default."""
@@ -462,10 +498,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     runtimes = _intersect(_as_tuple(marker.kwargs.get("runtimes")), selection.runtimes)
     precisions = _intersect(_as_tuple(marker.kwargs.get("precisions")), selection.precisions)
     params = []
+    disjoint = [
+        f"the marker's {name} {'/'.join(marked)} and --{flag} {'/'.join(chosen)} have none in common"
+        for name, flag, marked, chosen in (
+            ("runtimes", "runtime", _as_tuple(marker.kwargs.get("runtimes")), selection.runtimes),
+            ("precisions", "precision", _as_tuple(marker.kwargs.get("precisions")), selection.precisions),
+        )
+        if marked is not None and chosen is not None and not set(marked) & set(chosen)
+    ]
     for device in selection.devices:
         for model in models:
             variants, reason = select_variants(model, runtimes, precisions)
-            params += [pytest.param(EdgeParam(device, v), id=f"{device}-{v.id}") for v in variants]
+            if disjoint:
+                variants, reason = [], "; ".join(disjoint)
+            params += [
+                pytest.param(
+                    EdgeParam(device, v),
+                    id=f"{device}-{v.id}",
+                    marks=[pytest.mark.skip(reason=v.unavailable)] if v.unavailable else [],
+                )
+                for v in variants
+            ]
             if not variants:
                 params.append(
                     pytest.param(None, id=f"{device}-{model}", marks=pytest.mark.skip(reason=reason))
@@ -513,6 +566,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         error=error,
         duration_s=round(time.monotonic() - target.started, 3),
         sustained=target.curve.as_dict() if target.curve is not None else None,
+        accuracy=target.accuracy.as_dict() if target.accuracy is not None else None,
     )
     if status == "passed" and record["status"] == "failed":  # --fail-on-regression
         report.outcome = "failed"

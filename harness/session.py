@@ -13,15 +13,20 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import harness
+from harness.accuracy import AccuracyReport, host_reference, score
 from harness.compare import BaselineSource, compare_records
 from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice
+from harness.datasets.tasks import DEFAULT_SEVERITIES, EvalSet, evalset_key, task_for
 from harness.deploy import Artifact, Deployer, DeployReport, resolve_workdir
-from harness.errors import ConfigError, EdgeLabError
+from harness.errors import AgentError, ConfigError, EdgeLabError
 from harness.measurement import BenchmarkResult, LatencyProtocol
 from harness.models import zoo
 from harness.models.variants import Variant
@@ -146,6 +151,7 @@ class Lab:
         self._results: ResultsFile | None = None
         self._metadata: dict[str, Any] | None = None
         self._store: ResultsStore | None = None
+        self._evalsets: dict[str, EvalSet] = {}
         self._run_written = False
         self.baseline: BaselineSource | None = None  # set by --baseline
         self.fail_on_regression = False
@@ -251,6 +257,60 @@ class Lab:
             device.transport.pull(remote_outputs, outputs_to)
             device.transport.run(["rm", "-f", remote_outputs], timeout=60)
         return result, deploy
+
+    def evaluate(
+        self,
+        device_name: str,
+        variant: Variant,
+        *,
+        corruptions: Sequence[str] | None = None,
+        severities: Sequence[int] = DEFAULT_SEVERITIES,
+        seed: int = 0,
+        threads: int | None = None,
+    ) -> tuple[BenchmarkResult, AccuracyReport, DeployReport]:
+        """Run the variant over its task's real inputs (every slice) on the device, pull the
+        outputs back, and score them per slice against the labels and the host fp32 reference."""
+        task = task_for(variant.model)
+        chosen = tuple(corruptions) if corruptions is not None else task.default_corruptions
+        key = evalset_key(variant.model, chosen, severities, seed)
+        if key not in self._evalsets:
+            self._evalsets[key] = task.build(chosen, severities, seed)
+        evalset = self._evalsets[key]
+        folder = zoo.cache_dir() / "evalsets"
+        inputs = folder / f"{variant.model}-{key}.npz"
+        if not inputs.exists():
+            evalset.save(inputs)
+        reference = host_reference(
+            zoo.fetch(variant.spec), evalset, folder / f"{variant.model}-{key}-fp32.npz"
+        )
+        protocol = LatencyProtocol(
+            warmup_iters=1,
+            warmup_s=0.0,
+            min_iters=evalset.size,
+            min_s=0.0,
+            max_s=900.0,
+            max_iters=evalset.size,
+            idle_s=0.0,
+        )
+        outputs_to = self.reports_dir / self.run_id / "outputs" / _safe_name(f"{device_name}-{variant.id}")
+        result, deploy = self.benchmark(
+            device_name,
+            variant,
+            protocol,
+            threads=threads,
+            inputs=inputs,
+            outputs_to=outputs_to,
+            energy="none",
+        )
+        with np.load(outputs_to, allow_pickle=False) as archive:
+            outputs = {name: archive[name] for name in archive.files}
+        try:
+            report = score(task, evalset, outputs, reference, variant.precision)
+        except ValueError as exc:
+            raise AgentError(
+                f"device '{device_name}': {variant.id}: outputs cannot be scored: {exc}"
+            ) from None
+        return result, report, deploy
 
     def _benchmark_native(
         self,
@@ -371,6 +431,7 @@ class Lab:
         error: str | None = None,
         duration_s: float | None = None,
         sustained: dict[str, Any] | None = None,
+        accuracy: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Append one finished test to results.json now, so a crash later loses nothing."""
         session = self._devices.get(device)
@@ -402,6 +463,8 @@ class Lab:
             record.update(result.to_record())
         if sustained is not None:
             record["sustained"] = sustained
+        if accuracy is not None:
+            record["accuracy"] = accuracy
         if deploy is not None:
             record["deploy"] = {
                 "bytes_pushed": deploy.bytes_pushed,

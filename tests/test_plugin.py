@@ -21,7 +21,7 @@ FAST = [
 BENCH_TEST = """
 import pytest
 
-@pytest.mark.edge(model="silero_vad")
+@pytest.mark.edge(model="silero_vad", precisions=["fp32"])
 def test_latency(edge):
     result = edge.benchmark()
     assert result.latency_ms.samples >= 5
@@ -121,7 +121,13 @@ def test_latency(edge):
     collected = [line for line in run.stdout.lines if line.startswith("test_edge.py::")]
     assert collected == [
         "test_edge.py::test_latency[local-silero_vad-onnxruntime-fp32]",
+        "test_edge.py::test_latency[local-silero_vad-onnxruntime-fp16]",
+        "test_edge.py::test_latency[local-silero_vad-onnxruntime-int8-dynamic]",
+        "test_edge.py::test_latency[local-silero_vad-onnxruntime-int8-static]",
         "test_edge.py::test_latency[local-face_detection-litert-fp16]",
+        "test_edge.py::test_latency[local-face_detection-litert-fp32]",
+        "test_edge.py::test_latency[local-face_detection-litert-int8-dynamic]",
+        "test_edge.py::test_latency[local-face_detection-litert-int8-static]",
     ]
 
 
@@ -130,8 +136,12 @@ def test_filtered_out_variants_are_skipped_with_the_reason(pytester):
     run = pytester.runpytest("--precision=int8-static", "-rs")
     run.assert_outcomes(skipped=1)
     run.stdout.fnmatch_lines(
-        ["*model 'silero_vad' has no variant for runtime any and precision int8-static*"]
+        ["*the marker's precisions fp32 and --precision int8-static have none in common*"]
     )
+    pytester.makepyfile(test_edge=BENCH_TEST.replace('precisions=["fp32"]', 'runtimes=["onnxruntime"]'))
+    run = pytester.runpytest("--runtime=litert", "-rs")
+    run.assert_outcomes(skipped=1)
+    run.stdout.fnmatch_lines(["*the marker's runtimes onnxruntime and --runtime litert have none in common*"])
 
 
 def test_failed_budget_is_recorded_with_the_measurement(pytester):
@@ -139,7 +149,7 @@ def test_failed_budget_is_recorded_with_the_measurement(pytester):
         test_edge="""
 import pytest
 
-@pytest.mark.edge(model="silero_vad")
+@pytest.mark.edge(model="silero_vad", precisions=["fp32"])
 def test_budget(edge):
     result = edge.benchmark()
     assert result.latency_ms.median < 0, "over budget"
@@ -158,7 +168,7 @@ def test_finished_tests_survive_a_killed_pytest(pytester):
 import os
 import pytest
 
-@pytest.mark.edge(model="silero_vad")
+@pytest.mark.edge(model="silero_vad", precisions=["fp32"])
 def test_a_measured(edge):
     edge.benchmark()
 
@@ -231,7 +241,7 @@ def test_benchmark_over_ssh_on_a_real_sshd(pytester, sshd):
 INTERLEAVED_TEST = """
 import pytest
 
-@pytest.mark.edge(model="silero_vad")
+@pytest.mark.edge(model="silero_vad", precisions=["fp32"])
 def test_against_face_detection(edge):
     results = edge.interleaved(["face_detection"], rounds=4, min_iters=40)
     assert set(results) == {"silero_vad-onnxruntime-fp32", "face_detection-litert-fp16"}
@@ -300,3 +310,22 @@ def test_fail_on_regression_without_a_baseline_is_a_usage_error(pytester):
     run = pytester.runpytest(*FAST, "--fail-on-regression")
     assert run.ret == pytest.ExitCode.USAGE_ERROR
     run.stderr.fnmatch_lines(["*--fail-on-regression needs --baseline*"])
+
+
+def test_precisions_are_parametrized_and_refused_recipes_skip_with_the_reason(pytester):
+    pytester.makepyfile(
+        test_edge="""
+import pytest
+
+@pytest.mark.edge(model=["ppocr_cls", "face_detection"], precisions=["fp32", "int8-dynamic"])
+def test_latency(edge):
+    edge.benchmark()
+"""
+    )
+    run = pytester.runpytest(*FAST, "-rs")
+    run.assert_outcomes(passed=2, skipped=2)
+    run.stdout.fnmatch_lines(
+        ["*face_detection: int8-dynamic is not available*ai-edge-quantizer needs a signature*"]
+    )
+    records = results_of(pytester)["results"]
+    assert sorted(r["precision"] for r in records) == ["fp32", "int8-dynamic"]

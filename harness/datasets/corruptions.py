@@ -161,16 +161,32 @@ def gain(audio: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
 
 
 def reverb(audio: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """A reverberant room: convolution with an exponentially decaying noise impulse response."""
-    rt60 = (0.2, 0.4, 0.6, 0.9, 1.2)[_check(severity)]
+    """A reverberant room: the dry signal plus its late reverberation (an exponentially decaying
+    noise tail, RT60 0.2 to 1.2 s) at a direct-to-reverberant ratio falling from +6 to -6 dB."""
+    index = _check(severity)
+    rt60 = (0.2, 0.4, 0.6, 0.9, 1.2)[index]
+    drr_db = (6, 3, 0, -3, -6)[index]
     length = int(rt60 * 16000)
-    t = np.arange(length) / 16000
-    response = rng.normal(0, 1, length) * np.exp(-6.9 * t / rt60)
-    response[0] = 1.0
-    wet = signal.fftconvolve(audio.astype(np.float64), response)[: audio.shape[0]]
-    peak = float(np.max(np.abs(wet))) or 1.0
-    scaled: np.ndarray = (wet / peak * max(float(np.max(np.abs(audio))), 1e-6)).astype(np.float32)
-    return scaled
+    t = np.arange(1, length + 1) / 16000
+    tail = rng.normal(0, 1, length) * np.exp(-6.9 * t / rt60)
+    dry = audio.astype(np.float64)
+    wet = signal.fftconvolve(dry, tail)[: dry.shape[0]]
+    dry_rms, wet_rms = float(np.sqrt(np.mean(dry**2))) or 1e-9, float(np.sqrt(np.mean(wet**2))) or 1e-9
+    mixed: np.ndarray = np.clip(dry + wet / wet_rms * dry_rms * 10 ** (-drr_db / 20), -1, 1).astype(
+        np.float32
+    )
+    return mixed
+
+
+def packet_loss(audio: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """A VoIP or Bluetooth link dropping 20-ms frames (zeroed)."""
+    share = (0.05, 0.1, 0.2, 0.3, 0.4)[_check(severity)]
+    frame = 320  # 20 ms at 16 kHz
+    out = audio.astype(np.float32).copy()
+    for start in range(0, out.shape[0], frame):
+        if rng.random() < share:
+            out[start : start + frame] = 0.0
+    return out
 
 
 # -- sensor series -----------------------------------------------------------------------------------
@@ -219,6 +235,7 @@ CORRUPTIONS: dict[str, Corruption] = {
         Corruption("clipping", "audio", "an overdriven microphone", clipping),
         Corruption("gain", "audio", "a quiet or far speaker, -6 to -30 dB", gain),
         Corruption("reverb", "audio", "a reverberant room, RT60 0.2 to 1.2 s", reverb),
+        Corruption("packet_loss", "audio", "VoIP/Bluetooth links dropping 20-ms frames", packet_loss),
         Corruption("dropout", "series", "lost samples held at the last value", dropout),
         Corruption("drift", "series", "slow bias drift", drift),
         Corruption("spikes", "series", "impulsive glitches", spikes),

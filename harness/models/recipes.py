@@ -24,10 +24,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harness.errors import ModelError
 from harness.models import zoo
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 5  # bump when a recipe changes: cached variants are rebuilt
 ONNX_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 STATIC_OPSET = 13
 
@@ -56,26 +58,37 @@ def _folder(spec: zoo.ModelSpec, precision: str) -> Path:
     return zoo.cache_dir() / "variants" / f"{spec.sha256[:16]}-{precision}-r{RECIPE_VERSION}"
 
 
+def refusal(spec: zoo.ModelSpec, precision: str) -> str | None:
+    """Why ``spec`` cannot take ``precision`` (None when it can), without building anything."""
+    if precision == spec.precision:
+        return None
+    if spec.format != "onnx":
+        return (
+            f"{spec.name}: {precision} is not available: the {spec.format} model ships with "
+            f"{spec.precision} weights and no signature, and ai-edge-quantizer needs a signature; "
+            "use the ONNX models for precision comparisons"
+        )
+    if precision not in ONNX_PRECISIONS:
+        return f"{spec.name}: unknown precision '{precision}' (known: {', '.join(ONNX_PRECISIONS)})"
+    return None
+
+
 def build(spec: zoo.ModelSpec, precision: str, calibration: Calibration | None = None) -> BuiltVariant:
     """The host file of ``spec`` in ``precision`` (built once, then from the cache)."""
+    refused = refusal(spec, precision)
+    if refused:
+        raise RecipeRefused(refused)
     source = zoo.fetch(spec)
     if precision == spec.precision:
         return BuiltVariant(source, precision, {"recipe": "as shipped", "source_sha256": spec.sha256})
-    if spec.format != "onnx":
-        raise RecipeRefused(
-            f"{spec.name}: {precision} is not available: the {spec.format} model ships with {spec.precision} "
-            "weights and no signature, and ai-edge-quantizer needs a signature; use the ONNX models for "
-            "precision comparisons"
-        )
-    if precision not in ONNX_PRECISIONS:
-        raise RecipeRefused(
-            f"{spec.name}: unknown precision '{precision}' (known: {', '.join(ONNX_PRECISIONS)})"
-        )
     folder = _folder(spec, precision)
     target = folder / spec.filename
     record = folder / "recipe.json"
+    refused_file = folder / "refused.txt"
     if target.exists() and record.exists():
         return BuiltVariant(target, precision, json.loads(record.read_text()))
+    if refused_file.exists():
+        raise RecipeRefused(refused_file.read_text())
     workdir = Path(tempfile.mkdtemp(prefix=f"edgelab-{spec.name}-{precision}-"))
     try:
         output = workdir / spec.filename
@@ -100,29 +113,90 @@ def build(spec: zoo.ModelSpec, precision: str, calibration: Calibration | None =
         os.replace(output, target)
         record.write_text(json.dumps(recipe, indent=1))
         return BuiltVariant(target, precision, recipe)
+    except RecipeRefused as refused:
+        folder.mkdir(parents=True, exist_ok=True)
+        refused_file.write_text(str(refused))  # a deterministic refusal: do not retry every run
+        raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _loads(path: Path) -> str | None:
+    """None when ONNX Runtime on this host can load the model, else why not."""
+    import onnxruntime
+
+    try:
+        onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types, all with a message
+        return str(exc).strip().splitlines()[0][:300]
+    return None
+
+
+def fp16_weight_share(path: Path) -> float:
+    """Share of the float weight elements stored in fp16: initializers and Constant nodes,
+    subgraphs (If/Loop bodies) included."""
+    import onnx
+
+    counts = {"fp16": 0, "fp32": 0}
+
+    def count(tensor: Any) -> None:
+        size = int(np.prod(tensor.dims)) if tensor.dims else 1
+        if tensor.data_type == onnx.TensorProto.FLOAT16:
+            counts["fp16"] += size
+        elif tensor.data_type == onnx.TensorProto.FLOAT:
+            counts["fp32"] += size
+
+    def walk(graph: Any) -> None:
+        for tensor in graph.initializer:
+            count(tensor)
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.TENSOR:  # weights as Constant nodes (Paddle)
+                    count(attribute.t)
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    walk(attribute.g)
+                for sub in attribute.graphs:
+                    walk(sub)
+
+    walk(onnx.load(str(path)).graph)
+    total = counts["fp16"] + counts["fp32"]
+    return round(counts["fp16"] / total, 4) if total else 0.0
+
+
 def _fp16(source: Path, output: Path) -> dict[str, Any]:
+    """Convert to fp16; if ONNX Runtime cannot load the result (control-flow subgraphs the converter
+    mistypes), try again keeping If/Loop/Scan in fp32, and refuse when that fails too."""
     import onnx
     from onnxconverter_common import float16
 
-    model = onnx.load(str(source))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            converted = float16.convert_float_to_float16(model, keep_io_types=True)
-        except Exception as exc:  # the converter raises plain exceptions for unsupported graphs
-            problem = f"{type(exc).__name__}: {exc}"
-            raise RecipeRefused(f"{source.name}: fp16 conversion failed: {problem}") from None
-    onnx.save(converted, str(output))
-    truncated = sum("will be truncated" in str(w.message) for w in caught)
-    return {
-        "tool": "onnxconverter_common.float16.convert_float_to_float16",
-        "keep_io_types": True,
-        "weights_clamped_to_fp16_range": truncated,  # tiny values flushed to +-1e-7 by the converter
-    }
+    attempts: list[list[str] | None] = [None, [*float16.DEFAULT_OP_BLOCK_LIST, "If", "Loop", "Scan"]]
+    problems = []
+    for block in attempts:
+        model = onnx.load(str(source))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                if block is None:
+                    converted = float16.convert_float_to_float16(model, keep_io_types=True)
+                else:
+                    converted = float16.convert_float_to_float16(
+                        model, keep_io_types=True, op_block_list=block
+                    )
+            except Exception as exc:  # the converter raises plain exceptions for unsupported graphs
+                problems.append(f"{type(exc).__name__}: {exc}")
+                continue
+        onnx.save(converted, str(output))
+        problem = _loads(output)
+        if problem is None:
+            return {
+                "tool": "onnxconverter_common.float16.convert_float_to_float16",
+                "keep_io_types": True,
+                "kept_in_fp32": sorted(set(block or float16.DEFAULT_OP_BLOCK_LIST)),
+                "fp16_weight_share": fp16_weight_share(output),  # near 0: the model stayed mostly fp32
+                "weights_clamped_to_fp16_range": sum("will be truncated" in str(w.message) for w in caught),
+            }
+        problems.append(problem)
+    raise RecipeRefused(f"{source.name}: fp16 conversion gives no loadable model: {' | '.join(problems)}")
 
 
 def _preprocessed(source: Path, workdir: Path, opset: int | None = None) -> Path:
@@ -172,17 +246,26 @@ def _int8_static(source: Path, output: Path, workdir: Path, calibration: Calibra
             return item
 
     prepared = _preprocessed(source, workdir, opset=STATIC_OPSET)
-    reader = Reader()
-    quantize_static(
-        str(prepared),
-        str(output),
-        reader,
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-    )
+    method, problems = "Percentile (99.999)", []
+    for calibrate in (CalibrationMethod.Percentile, CalibrationMethod.MinMax):
+        reader = Reader()
+        try:
+            quantize_static(
+                str(prepared),
+                str(output),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=calibrate,  # Percentile: MinMax lets outliers eat the int8 range
+            )
+            break
+        except (ValueError, RuntimeError) as exc:  # the histogram calibrators fail on some graphs
+            problems.append(f"{calibrate.name}: {exc}")
+            method = "MinMax (Percentile failed)"
+    else:
+        raise RecipeRefused(f"{source.name}: int8-static failed: {' | '.join(problems)}")
     if reader.count == 0:
         raise RecipeRefused(f"{source.name}: int8-static got no calibration samples")
     return {
@@ -191,7 +274,7 @@ def _int8_static(source: Path, output: Path, workdir: Path, calibration: Calibra
         "per_channel": True,
         "activation_type": "QUInt8",
         "weight_type": "QInt8",
-        "calibrate_method": "MinMax",
+        "calibrate_method": method,
         "calibration_samples": reader.count,
         "opset": STATIC_OPSET,
     }

@@ -1,7 +1,8 @@
 """Model variants: one model in one format, run by one runtime at one precision.
 
-Today a variant is the model as its wheel ships it; quantization recipes add more variants of
-the same model here, and nothing above this module needs to change.
+ONNX models come in fp32 (as shipped), fp16, int8-dynamic and int8-static (harness.models.recipes,
+calibrated on the model's evaluation task when it has one). TFLite models come as shipped; the
+other precisions are listed as unavailable with the reason, so a run says why they were skipped.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import SelectionError
-from harness.models import zoo
+from harness.models import recipes, zoo
 
 RUNTIME_FOR_FORMAT = {"onnx": "onnxruntime", "tflite": "litert"}
 KNOWN_RUNTIMES = ("onnxruntime", "litert")
@@ -24,20 +25,46 @@ class Variant:
     runtime: str
     precision: str
     spec: zoo.ModelSpec
+    unavailable: str | None = None  # why this recipe cannot be built for this model
 
     @property
     def id(self) -> str:
         return f"{self.model}-{self.runtime}-{self.precision}"
 
     def materialize(self) -> Path:
-        """The host file of this variant, fetched and verified."""
-        return zoo.fetch(self.spec)
+        """The host file of this variant: fetched and verified, or built by its recipe (cached)."""
+        return self.build().path
+
+    def build(self) -> recipes.BuiltVariant:
+        if self.unavailable:
+            raise recipes.RecipeRefused(self.unavailable)
+        calibration = None
+        if self.precision == "int8-static":
+            from harness.datasets.tasks import TaskError, task_for
+
+            try:
+                calibration = task_for(self.model).calibration
+            except TaskError as exc:
+                raise recipes.RecipeRefused(
+                    f"{self.model}: int8-static needs calibration data: {exc}"
+                ) from None
+        return recipes.build(self.spec, self.precision, calibration)
 
 
 def variants_for(model: str) -> list[Variant]:
-    """Every variant of a zoo model that EdgeLab can build today."""
+    """Every variant of a zoo model: what can be built, and what cannot (with the reason)."""
     spec = zoo.get(model)
-    return [Variant(spec.name, spec.format, RUNTIME_FOR_FORMAT[spec.format], spec.precision, spec)]
+    runtime = RUNTIME_FOR_FORMAT[spec.format]
+    if spec.format == "onnx":
+        return [
+            Variant(spec.name, spec.format, runtime, precision, spec) for precision in recipes.ONNX_PRECISIONS
+        ]
+    variants = [Variant(spec.name, spec.format, runtime, spec.precision, spec)]
+    for precision in ("fp32", "int8-dynamic", "int8-static"):
+        reason = recipes.refusal(spec, precision)
+        if reason:
+            variants.append(Variant(spec.name, spec.format, runtime, precision, spec, reason))
+    return variants
 
 
 def parse_choice(option: str, value: str | None, known: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -58,7 +85,8 @@ def select_variants(
     runtimes: tuple[str, ...] | None,
     precisions: tuple[str, ...] | None,
 ) -> tuple[list[Variant], str]:
-    """Variants of ``model`` allowed by the filters, and when none is, the reason why."""
+    """Variants of ``model`` allowed by the filters (unavailable ones included: the caller skips
+    them with ``variant.unavailable``), and when none is, the reason why."""
     available = variants_for(model)
     chosen = [
         variant
@@ -71,6 +99,6 @@ def select_variants(
         reason = (
             f"model '{model}' has no variant for runtime {'/'.join(runtimes or ('any',))} "
             f"and precision {'/'.join(precisions or ('any',))} "
-            f"(available: {', '.join(v.runtime + '-' + v.precision for v in available)})"
+            f"(available: {', '.join(v.runtime + '-' + v.precision for v in available if not v.unavailable)})"
         )
     return chosen, reason

@@ -10,7 +10,7 @@ import pytest
 STEADY_OVER_INITIAL_BUDGET = 2.5
 
 
-@pytest.mark.edge(model="ppocr_det")
+@pytest.mark.edge(model="ppocr_det", precisions=["fp32"])
 def test_sustained_latency(edge):
     run = edge.sustained(window_s=2.0)
     curve, verdict = run.curve, run.throttle

@@ -81,6 +81,22 @@ def test_outputs_match_numpy_for_a_three_sample_batch(matmul_relu, tmp_path):
         np.testing.assert_allclose(saved["y"], np.maximum(batch @ WEIGHTS, 0), rtol=1e-6)
 
 
+def test_uint8_inputs_with_an_affine_reach_the_model_as_floats(matmul_relu, tmp_path):
+    stored = np.random.default_rng(5).integers(0, 256, size=(2, 1, 4)).astype(np.uint8)
+    scale, offset = np.float32(2 / 255), np.float32(-1.0)
+    np.savez(tmp_path / "inputs.npz", x=stored, **{"x.__scale__": scale, "x.__offset__": offset})
+    outputs = tmp_path / "outputs.npz"
+    code, document = agent(
+        "run", "--model", str(matmul_relu), "--runtime", "onnxruntime", *FAST,
+        "--inputs", str(tmp_path / "inputs.npz"), "--outputs", str(outputs),
+    )  # fmt: skip
+    assert code == 0, document
+    assert document["inputs"][0] == {"name": "x", "shape": [1, 4], "dtype": "float32", "source": "file"}
+    expected = stored.astype(np.float32) * scale + offset
+    with np.load(outputs) as saved:
+        np.testing.assert_allclose(saved["y"], np.maximum(expected @ WEIGHTS, 0), rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("arrays", "message"),
     [

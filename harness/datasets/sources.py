@@ -1,0 +1,211 @@
+"""Real data available offline, with exact labels, and the user's own data.
+
+- photos: scikit-image's bundled images (astronaut, coffee, chelsea, rocket, camera, page, text);
+- text lines: words rendered with a real TrueType font (Pillow's bundled FreeType font), labels
+  exact by construction; pages of such lines with their text mask for detection;
+- speech: sentences spoken by ``espeak-ng`` at 16 kHz between silences, labels per 512-sample
+  chunk from where speech was placed (skipped with the reason when espeak-ng is absent);
+- the user's data: a folder of files with a ``labels.csv``, or an ``.npz`` with inputs and labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import tempfile
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import EdgeLabError
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "page", "text")
+VOCABULARY = (
+    "EDGE", "LAB", "2026", "PIXEL", "BOARD", "model", "latency", "device", "int8", "fp16", "OCR",
+    "camera", "noise", "blur", "light", "text", "line", "print", "paper", "store", "open", "close",
+    "sale", "exit", "price", "12.50", "9:41", "road", "stop", "north",
+)  # fmt: skip
+SENTENCES = (
+    "turn on the kitchen light",
+    "what is the weather tomorrow",
+    "set a timer for ten minutes",
+    "play some music in the living room",
+)
+SAMPLE_RATE = 16000
+CHUNK = 512
+
+
+class DatasetError(EdgeLabError):
+    """A dataset cannot be built or read; the message names the file or tool and the fix."""
+
+
+def photos() -> list[tuple[str, np.ndarray]]:
+    """RGB uint8 photos from scikit-image's bundled data (grayscale ones made RGB)."""
+    try:
+        from skimage import data
+    except ModuleNotFoundError:
+        raise DatasetError("photos need scikit-image: pip install scikit-image") from None
+    found = []
+    for name in PHOTOS:
+        image = np.asarray(getattr(data, name)())
+        if image.ndim == 2:
+            image = np.stack([image] * 3, axis=-1)
+        found.append((name, image[..., :3].astype(np.uint8)))
+    return found
+
+
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def render_line(text: str, height: int = 48, size: int = 30) -> np.ndarray:
+    """One line of black text on white, ``height`` pixels high, as wide as the text needs."""
+    from PIL import Image, ImageDraw
+
+    font = _font(size)
+    left, top, right, bottom = font.getbbox(text)
+    width = max(8, right - left + 16)
+    canvas = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(canvas).text(
+        (8 - left, (height - (bottom - top)) // 2 - top), text, fill="black", font=font
+    )
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def text_lines(count: int, seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    """``count`` lines of 1-3 words from VOCABULARY, deterministic by seed."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(count):
+        words = [VOCABULARY[int(i)] for i in rng.integers(0, len(VOCABULARY), size=int(rng.integers(1, 4)))]
+        text = " ".join(words)
+        lines.append((text, render_line(text)))
+    return lines
+
+
+@dataclass(frozen=True)
+class Page:
+    image: np.ndarray  # HxWx3 uint8
+    mask: np.ndarray  # HxW bool: pixels inside a text line's box
+
+
+def text_pages(count: int, size: int = 320, seed: int = 0) -> list[Page]:
+    """Pages of ``size`` x ``size`` with a few text lines at known places (for text detection)."""
+    rng = np.random.default_rng(seed)
+    pages = []
+    for index in range(count):
+        image = np.full((size, size, 3), 255, dtype=np.uint8)
+        mask = np.zeros((size, size), dtype=bool)
+        top = 12
+        for _text, rendered in text_lines(int(rng.integers(3, 6)), seed=seed * 1000 + index):
+            line = rendered[:, : size - 24]
+            height, width = line.shape[:2]
+            if top + height > size - 8:
+                break
+            left = int(rng.integers(8, max(9, size - width - 8)))
+            image[top : top + height, left : left + width] = line
+            ink = np.flatnonzero((line < 128).any(axis=(0, 2)))
+            rows = np.flatnonzero((line < 128).any(axis=(1, 2)))
+            if ink.size and rows.size:
+                mask[top + rows[0] : top + rows[-1] + 1, left + ink[0] : left + ink[-1] + 1] = True
+            top += height + int(rng.integers(4, 20))
+        pages.append(Page(image, mask))
+    return pages
+
+
+@dataclass(frozen=True)
+class Speech:
+    audio: np.ndarray  # float32, 16 kHz
+    labels: np.ndarray  # one bool per 512-sample chunk: speech placed there
+
+
+def speech(seed: int = 0) -> Speech:
+    """Sentences by espeak-ng between silences, 16 kHz, with per-chunk speech labels."""
+    binary = shutil.which("espeak-ng")
+    if binary is None:
+        raise DatasetError("speech needs espeak-ng: apt-get install espeak-ng")
+    from scipy.signal import resample_poly
+
+    rng = np.random.default_rng(seed)
+    pieces: list[np.ndarray] = []
+    truth: list[np.ndarray] = []
+    with tempfile.TemporaryDirectory() as folder:
+        for index, sentence in enumerate(SENTENCES):
+            path = Path(folder) / f"{index}.wav"
+            subprocess.run(
+                [binary, "-v", "en-us", "-s", "150", "-w", str(path), sentence], check=True, timeout=60
+            )
+            with wave.open(str(path)) as handle:
+                rate = handle.getframerate()
+                raw = np.frombuffer(handle.readframes(handle.getnframes()), dtype=np.int16)
+            voice = resample_poly(raw.astype(np.float64) / 32768.0, SAMPLE_RATE, rate).astype(np.float32)
+            envelope = np.convolve(np.abs(voice), np.ones(400) / 400, mode="same")
+            gap = np.zeros(int(rng.integers(8000, 16000)), dtype=np.float32)
+            pieces += [gap, voice]
+            truth += [np.zeros(gap.size, bool), envelope > 0.01]
+    audio = np.concatenate([*pieces, np.zeros(8000, np.float32)])
+    speaking = np.concatenate([*truth, np.zeros(8000, bool)])
+    chunks = audio.size // CHUNK
+    labels = speaking[: chunks * CHUNK].reshape(chunks, CHUNK).mean(axis=1) > 0.5
+    return Speech(audio[: chunks * CHUNK], labels)
+
+
+# -- the user's data -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserData:
+    inputs: np.ndarray  # stacked samples
+    labels: list[str]
+    source: str
+
+
+def load_user_data(path: Path) -> UserData:
+    """``DIR`` with image files and ``labels.csv`` (file,label), or an ``.npz`` with arrays
+    ``inputs`` (N x ...) and ``labels`` (N)."""
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                if "inputs" not in archive.files or "labels" not in archive.files:
+                    raise DatasetError(
+                        f"{path}: needs arrays 'inputs' and 'labels' (has: {', '.join(archive.files)})"
+                    )
+                inputs, labels = archive["inputs"], archive["labels"]
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{path}: not a readable .npz ({exc})") from None
+        if inputs.shape[0] != labels.shape[0]:
+            raise DatasetError(
+                f"{path}: {inputs.shape[0]} inputs but {labels.shape[0]} labels; one label per input"
+            )
+        return UserData(inputs, [str(label) for label in labels], str(path))
+    if not path.is_dir():
+        raise DatasetError(f"{path}: give a folder with labels.csv or an .npz file")
+    table = path / "labels.csv"
+    if not table.exists():
+        raise DatasetError(f"{path}: labels.csv is missing (one 'file,label' row per image)")
+    from PIL import Image
+
+    images, labels = [], []
+    with table.open(newline="", encoding="utf-8") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            if not row or row[0].strip().lower() == "file":
+                continue
+            if len(row) < 2 or not row[1].strip():
+                raise DatasetError(f"{table}: line {number}: expected 'file,label', got {row}")
+            file = path / row[0].strip()
+            if not file.exists():
+                raise DatasetError(f"{table}: line {number}: {file.name} does not exist in {path}")
+            images.append(np.asarray(Image.open(file).convert("RGB"), dtype=np.uint8))
+            labels.append(row[1].strip())
+    if not images:
+        raise DatasetError(f"{table}: no rows")
+    shapes = {image.shape for image in images}
+    if len(shapes) > 1:
+        raise DatasetError(f"{path}: images differ in shape {sorted(shapes)}; resize them to one shape")
+    return UserData(np.stack(images), labels, str(path))
