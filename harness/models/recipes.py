@@ -89,6 +89,8 @@ def build(spec: zoo.ModelSpec, precision: str, calibration: Calibration | None =
         return BuiltVariant(target, precision, json.loads(record.read_text()))
     if refused_file.exists():
         raise RecipeRefused(refused_file.read_text())
+    if precision == "int8-static" and calibration is None:  # the caller's omission: not cached
+        raise RecipeRefused(f"{spec.name}: int8-static needs calibration data from the task's dataset")
     workdir = Path(tempfile.mkdtemp(prefix=f"edgelab-{spec.name}-{precision}-"))
     try:
         output = workdir / spec.filename

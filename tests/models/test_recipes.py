@@ -70,6 +70,8 @@ def test_refusals_say_why():
         build(zoo.get("ppocr_cls"), "int4")
     with pytest.raises(RecipeRefused, match="int8-static needs calibration data"):
         build(zoo.get("silero_vad"), "int8-static")
+    # the caller's omission is not cached as a refusal: with calibration it builds
+    assert build(zoo.get("silero_vad"), "int8-static", task_for("silero_vad").calibration).path.exists()
 
 
 def test_variants_list_every_precision_and_unavailable_ones_with_reasons():
