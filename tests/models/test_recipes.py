@@ -60,7 +60,10 @@ def test_builds_are_cached_with_their_record():
     assert build(spec, "fp32").path == zoo.fetch(spec)  # as shipped, not copied
 
 
-def test_refusals_say_why():
+def test_refusals_say_why(tmp_path, monkeypatch):
+    from harness.models import recipes
+
+    monkeypatch.setattr(recipes, "_folder", lambda spec, precision: tmp_path / precision)  # nothing cached
     face = zoo.get("face_detection")
     reason = refusal(face, "int8-dynamic")
     assert reason is not None and "ai-edge-quantizer needs a signature" in reason and "fp16 weights" in reason
