@@ -33,6 +33,7 @@ from harness.models.variants import Variant
 from harness.probes.energy import ExternalMeter, pick_source
 from harness.probes.thermal import wait_until_cool
 from harness.runners import native, python_agent
+from harness.secrets import redact, redact_argv
 from harness.stats import NOISE_FLOOR
 from harness.store.db import ResultsStore
 from harness.store.results_json import ResultsFile, new_run_id
@@ -113,7 +114,7 @@ def run_metadata(run_id: str, devices: list[str], argv: list[str] | None = None)
         "ci_job_id": os.environ.get("GITHUB_RUN_ID") or os.environ.get("CI_JOB_ID"),
         "ci": bool(os.environ.get("CI")),
         "devices": devices,
-        "command": argv if argv is not None else sys.argv,
+        "command": redact_argv(argv if argv is not None else sys.argv),
     }
 
 
@@ -450,7 +451,7 @@ class Lab:
             "precision": variant.precision,
             "latency_ms": None,
             "peak_rss_mb": None,
-            "error": error,
+            "error": redact(error) if error else None,
             "duration_s": duration_s,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "device_fingerprint": session.fingerprint() if session else None,

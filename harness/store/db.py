@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from harness.errors import EdgeLabError
+from harness.secrets import redact
 
 DB_FILE = "results.db"
 SCHEMA_VERSION = 1
@@ -123,12 +124,7 @@ def default_url(reports_dir: Path) -> str:
 
 def _describe(url: str) -> str:
     """The URL without its password, for messages and logs."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    return redact(url)
 
 
 class ResultsStore:
@@ -147,8 +143,9 @@ class ResultsStore:
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             metadata.create_all(self.engine)
         except (SQLAlchemyError, ModuleNotFoundError, ValueError) as exc:
+            reason = redact(_first_line(exc))
             raise StoreError(
-                f"results database {self.label}: cannot open it ({_first_line(exc)}); check --results-db "
+                f"results database {self.label}: cannot open it ({reason}); check --results-db "
                 "(sqlite:///path or postgresql://user:password@host:port/db) and that the server runs"
             ) from None
 
@@ -158,7 +155,9 @@ class ResultsStore:
             with self.engine.begin() as connection:
                 yield connection
         except OperationalError as exc:
-            raise StoreError(f"results database {self.label}: {action} failed: {_first_line(exc)}") from None
+            raise StoreError(
+                f"results database {self.label}: {action} failed: {redact(_first_line(exc))}"
+            ) from None
 
     # -- writing -------------------------------------------------------------------------------
 
