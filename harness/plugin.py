@@ -297,6 +297,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(default: sqlite results.db in --reports-dir; 'none' for results.json only).",
     )
     group.addoption(
+        "--lease-timeout",
+        type=float,
+        default=600.0,
+        help="Seconds to wait for a device another run holds before its tests error (default: 600).",
+    )
+    group.addoption(
         "--baseline",
         default=None,
         help="Compare each result with a baseline: a run id, branch:NAME (newest run on that branch "
@@ -414,12 +420,37 @@ def _selection(config: pytest.Config) -> tuple[Lab, Selection]:
         results_db=None if results_db == "none" else results_db,
     )
     lab.noise_floor = option.noise_floor
+    lab.lease_timeout_s = option.lease_timeout
     lab.fail_on_regression = option.fail_on_regression
     if option.baseline:
         lab.baseline = BaselineSource(option.baseline, lab.store_for_reading(), current_run=lab.run_id)
     elif option.fail_on_regression:
         raise EdgeLabError("--fail-on-regression needs --baseline (a run id, branch:NAME or a results.json)")
     return lab, Selection(devices, runtimes, precisions, overrides, option.threads)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: one worker per selected device (runs before configure: select here)."""
+    option = config.option
+    devices_file = option.devices_file
+    if devices_file is None and (config.rootpath / "devices.yaml").exists():
+        devices_file = str(config.rootpath / "devices.yaml")
+    try:
+        return max(1, len(load_fleet(devices_file).select(option.device)))
+    except EdgeLabError:
+        return None  # pytest_configure reports the selection error properly
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``-n``: every test of a device goes to one worker, in order (devices in parallel)."""
+    selection = config.stash.get(SELECTION_KEY, None)
+    if selection is None or config.option.dist not in ("load", "loadgroup"):
+        return None  # another --dist mode the user asked for
+    from harness.xdist_scheduling import DeviceScheduling
+
+    return DeviceScheduling(config, log, selection.devices)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice
 from harness.datasets.tasks import DEFAULT_SEVERITIES, EvalSet, evalset_key, task_for
 from harness.deploy import Artifact, Deployer, DeployReport, resolve_workdir
 from harness.errors import AgentError, ConfigError, EdgeLabError
+from harness.lease import DeviceLease
 from harness.measurement import BenchmarkResult, LatencyProtocol
 from harness.models import zoo
 from harness.models.variants import Variant
@@ -154,6 +155,9 @@ class Lab:
         self._store: ResultsStore | None = None
         self._evalsets: dict[str, EvalSet] = {}
         self._run_written = False
+        self._leases: dict[str, DeviceLease] = {}
+        self.lease_timeout_s: float | None = None  # None: no leases (library use); the plugin sets it
+        self.notify: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
         self.baseline: BaselineSource | None = None  # set by --baseline
         self.fail_on_regression = False
         self.noise_floor = NOISE_FLOOR
@@ -169,12 +173,23 @@ class Lab:
             raise self._failures[name]
         config = self.fleet[name]
         try:
+            self._lease(name)
             session = self._connect(config)
         except EdgeLabError as exc:
             self._failures[name] = exc
             raise
         self._devices[name] = session
         return session
+
+    def _lease(self, name: str) -> None:
+        if self.lease_timeout_s is None or name in self._leases:
+            return
+        store = self.store_for_reading()
+        advisory = store.advisory_lock if store is not None and store.shared else None
+        lease = DeviceLease(
+            name, run_id=self.run_id, timeout_s=self.lease_timeout_s, advisory=advisory, notify=self.notify
+        )
+        self._leases[name] = lease.acquire()
 
     def _connect(self, config: DeviceConfig) -> DeviceSession:
         transport = open_transport(config)
@@ -492,5 +507,8 @@ class Lab:
         for session in self._devices.values():
             session.transport.close()
         self._devices.clear()
+        for lease in self._leases.values():
+            lease.release()
+        self._leases.clear()
         if self._store is not None:
             self._store.close()

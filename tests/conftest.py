@@ -12,5 +12,7 @@ from tests.fixtures.sshd import other_sshd, sshd
 
 # Hermetic fleets: a lab the developer has up must not leak its devices into these tests.
 os.environ["EDGELAB_LAB_DIR"] = tempfile.mkdtemp(prefix="edgelab-no-lab-")
+# ...and the developer's own runs must not hold (or wait on) the test session's device leases.
+os.environ["EDGELAB_LEASE_DIR"] = tempfile.mkdtemp(prefix="edgelab-leases-")
 
 __all__ = ["other_sshd", "postgres_url", "sshd"]

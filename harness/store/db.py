@@ -31,6 +31,7 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -141,7 +142,14 @@ class ResultsStore:
             self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
             if url.startswith("sqlite"):
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            metadata.create_all(self.engine)
+            for attempt in range(20):  # several xdist workers may create the schema at once
+                try:
+                    metadata.create_all(self.engine)
+                    break
+                except OperationalError:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.25)
         except (SQLAlchemyError, ModuleNotFoundError, ValueError) as exc:
             reason = redact(_first_line(exc))
             raise StoreError(
@@ -307,8 +315,38 @@ class ResultsStore:
             row = connection.execute(query).first()
         return str(row[0]) if row else None
 
+    @property
+    def shared(self) -> bool:
+        """A server database several lab hosts can share (leases then use its advisory locks)."""
+        return self.engine.dialect.name == "postgresql"
+
+    def advisory_lock(self, device: str) -> AdvisoryLock | None:
+        """Take the cluster-wide lease of ``device``; None when another session holds it."""
+        connection = self.engine.connect()
+        key = f"edgelab-device:{device}"
+        got = connection.execute(text("SELECT pg_try_advisory_lock(hashtext(:key))"), {"key": key}).scalar()
+        connection.commit()
+        if not got:
+            connection.close()
+            return None
+        return AdvisoryLock(connection, key)
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+class AdvisoryLock:
+    """A session-level PostgreSQL advisory lock, released (and its connection closed) on close."""
+
+    def __init__(self, connection: Any, key: str) -> None:
+        self.connection = connection
+        self.key = key
+
+    def close(self) -> None:
+        with contextlib.suppress(SQLAlchemyError):
+            self.connection.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": self.key})
+            self.connection.commit()
+        self.connection.close()
 
 
 def variant_key(record: dict[str, Any]) -> str:
@@ -321,8 +359,8 @@ def variant_key(record: dict[str, Any]) -> str:
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")  # first: the WAL switch below may have to wait
     cursor.execute("PRAGMA journal_mode=WAL")  # xdist workers write concurrently
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
