@@ -35,6 +35,10 @@ class HostKeyError(ConnectError):
     """The SSH host key is unknown or does not match known_hosts."""
 
 
+class ConnectionLost(TransportError):
+    """The device stopped answering while a command ran (link down, device rebooted or gone)."""
+
+
 class CommandTimeout(TransportError):
     """A command on the device ran past its timeout and was stopped."""
 

@@ -407,6 +407,7 @@ class VirtualLab:
                     "known_hosts": str(self.known_hosts),
                     "tags": ["linux", "board", "virtual"],
                     "workdir": BOARD_WORKDIR,
+                    "keepalive_s": 3,  # a lab link: notice a dead device within seconds
                     **common,
                 }
                 address = device.host if device.port == 22 else f"[{device.host}]:{device.port}"

@@ -18,7 +18,14 @@ from pathlib import Path
 import paramiko
 
 from harness.config import SshDevice
-from harness.errors import CommandFailed, CommandTimeout, ConnectError, HostKeyError, TransportError
+from harness.errors import (
+    CommandFailed,
+    CommandTimeout,
+    ConnectError,
+    ConnectionLost,
+    HostKeyError,
+    TransportError,
+)
 from harness.transport.base import CommandResult
 
 _CHUNK = 1 << 16
@@ -82,9 +89,11 @@ class SshRunning:
         argv: tuple[str, ...],
         channel: paramiko.Channel,
         killer: Callable[[int], None] | None = None,
+        liveness_s: float = 15.0,
     ) -> None:
         self._device = device
         self._killer = killer
+        self._liveness_s = liveness_s if liveness_s > 0 else 15.0
         self._argv = argv
         self._channel = channel
         self._started = time.monotonic()
@@ -117,6 +126,19 @@ class SshRunning:
         if buffer:
             yield buffer.decode("utf-8", errors="replace")
 
+    def _answers(self) -> bool:
+        """Does the server still answer? A keepalive request with a bounded wait: a dead link or a
+        frozen board never answers, while TCP alone would hang for minutes."""
+        transport = self._channel.get_transport()
+        if transport is None or not transport.is_active():
+            return False
+        probe = threading.Thread(
+            target=lambda: transport.global_request("keepalive@openssh.com", wait=True), daemon=True
+        )
+        probe.start()
+        probe.join(max(5.0, self._liveness_s))
+        return not probe.is_alive()
+
     def wait(self, timeout: float) -> CommandResult:
         deadline = time.monotonic() + timeout
         try:
@@ -124,8 +146,18 @@ class SshRunning:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError
-                self._channel.settimeout(remaining)
-                chunk = self._channel.recv(_CHUNK)
+                self._channel.settimeout(min(remaining, self._liveness_s))
+                try:
+                    chunk = self._channel.recv(_CHUNK)
+                except TimeoutError:
+                    if time.monotonic() < deadline and not self._answers():
+                        silent = time.monotonic() - self._started
+                        raise ConnectionLost(
+                            self._device,
+                            f"no answer from the device (link down or device gone) during "
+                            f"{shlex.join(self._argv)}, {silent:.0f} s after it started",
+                        ) from None
+                    continue
                 if not chunk:
                     break
                 self._rest.extend(chunk)
@@ -303,7 +335,7 @@ class SshTransport:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             channel.close()
             raise TransportError(self._device, f"cannot start {shlex.join(args)}: {exc}") from None
-        running = SshRunning(self._device, args, channel, self._kill_group)
+        running = SshRunning(self._device, args, channel, self._kill_group, self.config.keepalive_s)
         if stdin is not None:
             channel.sendall(stdin)
         channel.shutdown_write()
@@ -321,7 +353,7 @@ class SshTransport:
         channel = self._open_channel()
         channel.exec_command(self._wrap(args, cwd))
         channel.shutdown_write()
-        return SshRunning(self._device, args, channel, self._kill_group)
+        return SshRunning(self._device, args, channel, self._kill_group, self.config.keepalive_s)
 
     # -- files --------------------------------------------------------------------------------
 

@@ -1,0 +1,86 @@
+"""Devices that disappear mid-test, on a lab of their own: the run errors quickly naming the
+device and what it was doing, and the other device goes on."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from harness.errors import ConnectionLost, TransportError
+from harness.lab import network
+from harness.lab.manager import VirtualLab
+from harness.measurement import LatencyProtocol
+from harness.models.variants import variants_for
+from harness.session import Lab
+from tests.lab.conftest import lab_root
+
+LONG = LatencyProtocol(warmup_iters=1, warmup_s=0.0, min_iters=1, min_s=30.0, max_s=30.0, idle_s=0.0)
+SHORT = LatencyProtocol(warmup_iters=1, warmup_s=0.0, min_iters=5, min_s=0.2, max_s=10.0, idle_s=0.0)
+
+
+@pytest.fixture(scope="module")
+def fault_lab(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the virtual lab needs root")
+    root = lab_root("faults")
+    lab = VirtualLab(root)
+    try:
+        lab.up(["pixel8", "rpi5"])
+        session = Lab(
+            lab.fleet(), reports_dir=tmp_path_factory.mktemp("r"), selected=["virtual-pixel8", "virtual-rpi5"]
+        )
+        yield lab, session
+        session.close()
+    finally:
+        lab.down(purge=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def after(seconds: float, action) -> threading.Thread:
+    def run() -> None:
+        time.sleep(seconds)
+        action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_board_link_down_mid_run_is_noticed_in_seconds(fault_lab):
+    lab, session = fault_lab
+    board = next(d for d in lab.state().devices if d.name == "virtual-rpi5")
+    link = network.BoardLink(board.board_index)
+    session.benchmark(
+        "virtual-rpi5", variants_for("silero_vad")[0], SHORT, energy="none"
+    )  # connected, deployed
+    cut = after(2.0, lambda: subprocess.run(["ip", "link", "set", link.host_interface, "down"], check=True))
+    started = time.monotonic()
+    try:
+        with pytest.raises(
+            ConnectionLost, match=r"device 'virtual-rpi5': no answer from the device .*edgelab_agent.py run"
+        ):
+            session.benchmark("virtual-rpi5", variants_for("silero_vad")[0], LONG, energy="none")
+        assert time.monotonic() - started < 20  # not the 30-s run, not the 150-s command budget
+    finally:
+        cut.join()
+        subprocess.run(["ip", "link", "set", link.host_interface, "up"], check=True)
+    result, _ = session.benchmark("virtual-pixel8", variants_for("silero_vad")[0], SHORT, energy="none")
+    assert result.latency_ms.samples >= 5  # the other device went on
+
+
+def test_phone_gone_mid_run_errors_at_once(fault_lab):
+    lab, session = fault_lab
+    phone = next(d for d in lab.state().devices if d.name == "virtual-pixel8")
+    session.benchmark("virtual-pixel8", variants_for("silero_vad")[0], SHORT, energy="none")
+    killer = after(2.0, lambda: os.kill(phone.pid, signal.SIGKILL))  # its adbd dies with it
+    started = time.monotonic()
+    with pytest.raises(TransportError, match=r"device 'virtual-pixel8': shell closed without an exit code"):
+        session.benchmark("virtual-pixel8", variants_for("silero_vad")[0], LONG, energy="none")
+    killer.join()
+    assert time.monotonic() - started < 10
