@@ -628,6 +628,30 @@ def _cpu_times() -> tuple[int, int] | None:
     return sum(fields) - idle, sum(fields)
 
 
+def _own_jiffies() -> int | None:
+    """CPU time (user + system, all threads) of this process, in clock ticks."""
+    try:
+        with open("/proc/self/stat") as handle:
+            fields = handle.read().rsplit(") ", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _other_load_pct(
+    before: tuple[tuple[int, int] | None, int | None], after: tuple[tuple[int, int] | None, int | None]
+) -> float | None:
+    """Share of the device's CPU used by other processes between two readings, in percent."""
+    (machine_before, own_before), (machine_after, own_after) = before, after
+    if not machine_before or not machine_after or own_before is None or own_after is None:
+        return None
+    total = machine_after[1] - machine_before[1]
+    if total <= 0:
+        return None
+    others = (machine_after[0] - machine_before[0]) - (own_after - own_before)
+    return round(max(0.0, 100.0 * float(others) / float(total)), 2)
+
+
 def environment(sysfs: str = "/sys") -> dict[str, Any]:
     """What can make numbers lie, read once before the timed phase (outside it)."""
     governors = {}
@@ -900,6 +924,21 @@ def save_outputs(model: Model, batch: dict[str, Any], samples: int, path: str) -
     os.replace(temporary, path)
 
 
+def start_probes(arguments: argparse.Namespace) -> tuple[ThermalSampler | None, TegrastatsReader | None]:
+    """The sampler thread (thermal, and the energy source if any) or tegrastats, started."""
+    energy = None
+    tegrastats = None
+    if arguments.energy == "tegrastats":
+        tegrastats = TegrastatsReader(arguments.sample_period_s or 0.1)
+    elif arguments.energy:
+        energy = EnergyReader(arguments.energy)
+    period = arguments.sample_period_s
+    if energy is not None:  # energy wants readings close to the window's ends
+        period = min(period, 0.1) if period > 0 else 0.1
+    sampler = ThermalSampler(period, energy=energy).start() if period > 0 else None
+    return sampler, tegrastats
+
+
 def run(arguments: argparse.Namespace) -> dict[str, Any]:
     before = read_status_kb()
     started = time.perf_counter()
@@ -913,21 +952,13 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         feed(0)
         first_inference_ms = (time.perf_counter() - first_started) * 1e3
         env = environment() if arguments.environment else None
-        energy = None
-        tegrastats = None
-        if arguments.energy == "tegrastats":
-            tegrastats = TegrastatsReader(arguments.sample_period_s or 0.1)
-        elif arguments.energy:
-            energy = EnergyReader(arguments.energy)
-        period = arguments.sample_period_s
-        if energy is not None:  # energy wants readings close to the window's ends
-            period = min(period, 0.1) if period > 0 else 0.1
-        sampler = ThermalSampler(period, energy=energy).start() if period > 0 else None
-        # an idle baseline for energy, or at least a short look at how busy the rest of the device is
-        idle_s = arguments.idle_s if arguments.idle_s > 0 else (0.2 if env is not None else 0.0)
-        idle = idle_baseline(idle_s) if idle_s > 0 else None
+        sampler, tegrastats = start_probes(arguments)
+        idle = idle_baseline(arguments.idle_s) if arguments.idle_s > 0 else None  # energy's baseline
+        load_before = (_cpu_times(), _own_jiffies())
         try:
             warmup_iters, warmup_s = warm_up(feed, samples, arguments.warmup_iters, arguments.warmup_s)
+            if idle is None and env is not None:  # how busy the rest of the device was meanwhile
+                idle = {"cpu_busy_pct": _other_load_pct(load_before, (_cpu_times(), _own_jiffies()))}
             unix_start = time.time()
             perf_start = time.perf_counter_ns()
             offsets, durations, stopped_by = timed_loop(

@@ -228,7 +228,9 @@ def _energy(run: AgentRunDocument, meter_lines: list[tuple[int, str]] | None) ->
     timed = (int(run.clock["perf_counter_start_ns"]), int(run.clock["perf_counter_end_ns"]))
     if timed[1] <= timed[0]:
         return None
-    idle = (int(run.idle["start_ns"]), int(run.idle["end_ns"])) if run.idle else None
+    idle = (
+        (int(run.idle["start_ns"]), int(run.idle["end_ns"])) if run.idle and "start_ns" in run.idle else None
+    )
     env = run.environment or {}
     charging = ((env.get("battery") or {}).get("status") or "").lower() in {"charging", "full"}
     samples: list[Any]
