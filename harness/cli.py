@@ -32,10 +32,18 @@ def _fleet(arguments: argparse.Namespace) -> Fleet:
 
 
 def cmd_devices(arguments: argparse.Namespace) -> int:
+    from harness import health
+
+    if arguments.release:
+        was = health.release(arguments.release)
+        print(f"{arguments.release}: {'released from quarantine' if was else 'was not quarantined'}")
+        return 0
     fleet = _fleet(arguments)
     rows = [("NAME", "KIND", "ADDRESS", "TAGS", "WORKDIR")]
     for device in fleet.devices.values():
         tags = ",".join(device.tags) + (",virtual" if device.virtual and "virtual" not in device.tags else "")
+        if health.status(device.name).get("quarantined"):
+            tags += ",QUARANTINED"
         rows.append((device.name, device.kind, _address(device), tags.strip(",") or "-", device.workdir))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
@@ -237,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--devices-file", default=None, help="fleet inventory (default: ./devices.yaml, or only 'local')"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("devices", help="list the fleet").set_defaults(handler=cmd_devices)
+    devices = commands.add_parser("devices", help="list the fleet (quarantined devices are marked)")
+    devices.add_argument("--release", metavar="NAME", default=None, help="take NAME out of quarantine")
+    devices.set_defaults(handler=cmd_devices)
     doctor = commands.add_parser("doctor", help="connect to a device and report what it has")
     doctor.add_argument("device")
     doctor.add_argument("--json", action="store_true", help="print the probe as JSON")

@@ -81,3 +81,7 @@ class ParseError(EdgeLabError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
+
+
+class DeviceUnhealthy(EdgeLabError):
+    """A device failed its pre-use health check or is quarantined; its tests are skipped."""

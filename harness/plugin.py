@@ -9,10 +9,10 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -21,7 +21,7 @@ from harness.compare import BaselineSource
 from harness.config import load_fleet
 from harness.datasets.sources import DatasetError
 from harness.deploy import DeployReport
-from harness.errors import EdgeLabError
+from harness.errors import CommandFailed, CommandTimeout, DeviceUnhealthy, EdgeLabError, TransportError
 from harness.interleave import run_interleaved
 from harness.measurement import BenchmarkResult, LatencyProtocol, SustainedResult
 from harness.models.recipes import RecipeRefused
@@ -41,6 +41,7 @@ from harness.store.db import default_url
 from harness.store.results_json import RESULTS_FILE, new_run_id
 
 _DEFAULT_PROTOCOL = LatencyProtocol()
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -124,17 +125,19 @@ class EdgeTarget:
         outputs_to = None
         if save_outputs:
             outputs_to = self.lab.reports_dir / self.lab.run_id / "outputs" / self._item.name
-        result, deploy = self.lab.benchmark(
-            self.device,
-            self.variant,
-            protocol,
-            threads=threads if threads is not None else self._selection.threads,
-            inputs=inputs,
-            outputs_to=outputs_to,
-            cooldown_below_c=cooldown_below_c
-            if cooldown_below_c is not None
-            else self._selection.protocol_overrides.get("cooldown_below_c"),
-            energy=self._selection.protocol_overrides.get("energy"),
+        result, deploy = self._with_retries(
+            lambda: self.lab.benchmark(
+                self.device,
+                self.variant,
+                protocol,
+                threads=threads if threads is not None else self._selection.threads,
+                inputs=inputs,
+                outputs_to=outputs_to,
+                cooldown_below_c=cooldown_below_c
+                if cooldown_below_c is not None
+                else self._selection.protocol_overrides.get("cooldown_below_c"),
+                energy=self._selection.protocol_overrides.get("energy"),
+            )
         )
         self.result, self.deploy = result, deploy
         for key, value in (
@@ -179,6 +182,23 @@ class EdgeTarget:
         self._item.user_properties.append(("edgelab.accuracy_clean", f"{report.value():.4f}"))
         self._item.user_properties.append(("edgelab.max_drop_vs_fp32_points", f"{drop:.2f} ({worst})"))
         return report
+
+    def _with_retries(self, measure: Callable[[], T]) -> T:
+        """``--retries N``: when the connection is lost, reconnect and measure again (a measurement
+        is idempotent: it writes nothing until it has finished)."""
+        attempts = max(0, getattr(self.lab, "retries", 0)) + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return measure()
+            except (CommandFailed, CommandTimeout):
+                raise  # the device answered: retrying would hide a real failure
+            except TransportError as lost:
+                if attempt == attempts:
+                    raise
+                self._item.user_properties.append(("edgelab.retry", f"{attempt}: {lost}"))
+                self.lab.forget(self.device)
+                time.sleep(min(10.0, 2.0 * attempt))
+        raise AssertionError("unreachable")
 
     def _buildable(self) -> None:
         """A recipe this model cannot take skips the test with the reason (never a silent copy)."""
@@ -295,6 +315,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Results database URL: sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB "
         "(default: sqlite results.db in --reports-dir; 'none' for results.json only).",
+    )
+    group.addoption(
+        "--retries",
+        type=int,
+        default=0,
+        help="Reconnect and retry a measurement this many times when the device connection is lost "
+        "(default: 0).",
+    )
+    group.addoption(
+        "--no-health-check",
+        action="store_true",
+        default=False,
+        help="Skip the pre-use health check (free disk, battery, temperature) and quarantine.",
     )
     group.addoption(
         "--lease-timeout",
@@ -421,6 +454,8 @@ def _selection(config: pytest.Config) -> tuple[Lab, Selection]:
     )
     lab.noise_floor = option.noise_floor
     lab.lease_timeout_s = option.lease_timeout
+    lab.health_checks = not option.no_health_check
+    lab.retries = option.retries
     lab.fail_on_regression = option.fail_on_regression
     if option.baseline:
         lab.baseline = BaselineSource(option.baseline, lab.store_for_reading(), current_run=lab.run_id)
@@ -570,7 +605,10 @@ def edge(request: pytest.FixtureRequest) -> EdgeTarget:
     lab = request.config.stash[LAB_KEY]
     target = EdgeTarget(lab, param, request.node, request.config.stash[SELECTION_KEY])
     request.node.stash[TARGET_KEY] = target
-    lab.device(param.device)  # connect in setup: an absent device is an error, not a failure
+    try:
+        lab.device(param.device)  # connect in setup: an absent device is an error, not a failure
+    except DeviceUnhealthy as unhealthy:
+        pytest.skip(str(unhealthy))  # an unhealthy or quarantined device is skipped with the reason
     return target
 
 

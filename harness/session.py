@@ -5,6 +5,7 @@ Both faces (the pytest plugin and the CLI) call this; neither grows logic of its
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -21,13 +22,14 @@ from typing import Any
 import numpy as np
 
 import harness
+from harness import health
 from harness.accuracy import AccuracyReport, host_reference, score
 from harness.compare import BaselineSource, compare_records
 from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice
 from harness.datasets.tasks import DEFAULT_SEVERITIES, EvalSet, evalset_key, task_for
 from harness.deploy import Artifact, Deployer, DeployReport, resolve_workdir
-from harness.errors import AgentError, ConfigError, EdgeLabError
-from harness.lease import DeviceLease
+from harness.errors import AgentError, ConfigError, DeviceUnhealthy, EdgeLabError
+from harness.lease import DeviceLease, LeaseTimeout
 from harness.measurement import BenchmarkResult, LatencyProtocol
 from harness.models import zoo
 from harness.models.variants import Variant
@@ -157,6 +159,8 @@ class Lab:
         self._run_written = False
         self._leases: dict[str, DeviceLease] = {}
         self.lease_timeout_s: float | None = None  # None: no leases (library use); the plugin sets it
+        self.health_checks = False  # the plugin turns them on (library use: off)
+        self.retries = 0
         self.notify: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
         self.baseline: BaselineSource | None = None  # set by --baseline
         self.fail_on_regression = False
@@ -172,14 +176,42 @@ class Lab:
         if name in self._failures:
             raise self._failures[name]
         config = self.fleet[name]
+        if self.health_checks:
+            state = health.status(name)
+            if state.get("quarantined"):
+                raise DeviceUnhealthy(
+                    f"device '{name}' is quarantined after {state.get('failures')} failed health checks "
+                    f"(last: {state.get('last_problem')}); fix it, then `edgelab devices --release {name}`"
+                )
         try:
             self._lease(name)
             session = self._connect(config)
         except EdgeLabError as exc:
             self._failures[name] = exc
+            if self.health_checks and not isinstance(exc, LeaseTimeout):
+                health.record(name, False, str(exc))
             raise
+        if self.health_checks:
+            verdict = health.check(session.transport, session.workdir)
+            state = health.record(name, verdict.ok, "; ".join(verdict.problems))
+            if not verdict.ok:
+                session.transport.close()
+                quarantined = " (now quarantined)" if state.get("quarantined") else ""
+                failure = DeviceUnhealthy(
+                    f"device '{name}' failed its health check: {'; '.join(verdict.problems)}{quarantined}"
+                )
+                self._failures[name] = failure
+                raise failure
         self._devices[name] = session
         return session
+
+    def forget(self, name: str) -> None:
+        """Drop a device's connection (and its remembered failure) so the next use reconnects."""
+        session = self._devices.pop(name, None)
+        if session is not None:
+            with contextlib.suppress(Exception):
+                session.transport.close()
+        self._failures.pop(name, None)
 
     def _lease(self, name: str) -> None:
         if self.lease_timeout_s is None or name in self._leases:

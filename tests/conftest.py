@@ -14,5 +14,6 @@ from tests.fixtures.sshd import other_sshd, sshd
 os.environ["EDGELAB_LAB_DIR"] = tempfile.mkdtemp(prefix="edgelab-no-lab-")
 # ...and the developer's own runs must not hold (or wait on) the test session's device leases.
 os.environ["EDGELAB_LEASE_DIR"] = tempfile.mkdtemp(prefix="edgelab-leases-")
+os.environ["EDGELAB_HEALTH_DIR"] = tempfile.mkdtemp(prefix="edgelab-health-")
 
 __all__ = ["other_sshd", "postgres_url", "sshd"]

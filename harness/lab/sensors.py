@@ -239,6 +239,7 @@ class SensorModel:
         _write(base / "bus/iio/devices/iio:device0/energy_value", "\n".join(lines) + "\n")
         battery_temp = int((self.model.ambient_c + (state.temp_c - self.model.ambient_c) * 0.5) * 10)
         supply = base / "class/power_supply/battery"
+        _write(supply / "type", "Battery\n")
         values = {
             "capacity": state.battery_level,
             "status": "Discharging",

@@ -84,3 +84,32 @@ def test_phone_gone_mid_run_errors_at_once(fault_lab):
         session.benchmark("virtual-pixel8", variants_for("silero_vad")[0], LONG, energy="none")
     killer.join()
     assert time.monotonic() - started < 10
+
+
+def test_retries_reconnect_after_a_link_outage(fault_lab, pytester):
+    lab, _session = fault_lab
+    board = next(d for d in lab.state().devices if d.name == "virtual-rpi5")
+    link = network.BoardLink(board.board_index)
+    pytester.makepyfile(
+        test_edge=f"""
+import subprocess, threading, time
+import pytest
+
+def outage():
+    time.sleep(2)
+    subprocess.run(["ip", "link", "set", "{link.host_interface}", "down"], check=True)
+    time.sleep(12)
+    subprocess.run(["ip", "link", "set", "{link.host_interface}", "up"], check=True)
+
+@pytest.mark.edge(model="silero_vad", precisions=["fp32"])
+def test_latency(edge):
+    threading.Thread(target=outage, daemon=True).start()
+    edge.benchmark(min_s=6, max_s=6, warmup_s=0)
+"""
+    )
+    run = pytester.runpytest_subprocess(
+        f"--devices-file={lab.devices_file}", "--device=virtual-rpi5", "--retries=2", "--energy=none",
+        "-p", "no:cacheprovider", "--junitxml=j.xml",
+    )  # fmt: skip
+    run.assert_outcomes(passed=1)
+    assert "edgelab.retry" in (pytester.path / "j.xml").read_text()  # it was lost, then measured again
