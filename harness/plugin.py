@@ -673,6 +673,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"{median:>10} {p90:>9} {peak_text:>8}  {record['status']}{throttled}"
         )
     terminalreporter.write_line(f"{len(results)} result(s) in {path}")
+    lost: dict[str, str] = {}
+    for record in results:
+        error = record.get("error") or ""
+        if record["status"] in ("error", "failed") and any(
+            marker in error
+            for marker in ("ConnectionLost", "TransportError", "ConnectError", "no answer from")
+        ):
+            lost.setdefault(record["device"], error.splitlines()[0][:160])
+    for device, error in lost.items():
+        terminalreporter.write_line(f"LOST DEVICE {device}: {error}", red=True)
     written = config.stash.get(REPORTS_KEY, None)
     if written is not None:
         terminalreporter.write_line(f"report: {written[0]}  PR summary: {written[1]}")
