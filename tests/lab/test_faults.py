@@ -113,3 +113,40 @@ def test_latency(edge):
     )  # fmt: skip
     run.assert_outcomes(passed=1)
     assert "edgelab.retry" in (pytester.path / "j.xml").read_text()  # it was lost, then measured again
+
+
+def test_a_lost_device_is_listed_and_the_other_device_goes_on(fault_lab, pytester):
+    lab, _session = fault_lab
+    board = next(d for d in lab.state().devices if d.name == "virtual-rpi5")
+    link = network.BoardLink(board.board_index)
+    pytester.makepyfile(
+        test_edge=f"""
+import subprocess, threading, time
+import pytest
+
+@pytest.mark.edge(model="silero_vad", precisions=["fp32"])
+def test_latency(edge):
+    if edge.device == "virtual-rpi5":
+        threading.Thread(target=lambda: (time.sleep(2), subprocess.run(
+            ["ip", "link", "set", "{link.host_interface}", "down"], check=True)), daemon=True).start()
+        edge.benchmark(min_s=20, max_s=20, warmup_s=0)
+    else:
+        edge.benchmark()
+"""
+    )
+    try:
+        run = pytester.runpytest_subprocess(
+            f"--devices-file={lab.devices_file}", "--device=virtual-rpi5,virtual-pixel8", "--energy=none",
+            "-p", "no:cacheprovider", "--min-s=0.5", "--warmup-s=0",
+        )  # fmt: skip
+    finally:
+        subprocess.run(["ip", "link", "set", link.host_interface, "up"], check=True)
+    run.assert_outcomes(passed=1, failed=1)
+    run.stdout.fnmatch_lines(["*LOST DEVICE virtual-rpi5: ConnectionLost: device 'virtual-rpi5': no answer*"])
+    import json
+
+    records = json.loads((pytester.path / "reports" / "latest" / "results.json").read_text())["results"]
+    assert {r["device"]: r["status"] for r in records} == {
+        "virtual-rpi5": "failed",
+        "virtual-pixel8": "passed",
+    }
