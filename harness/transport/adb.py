@@ -7,10 +7,12 @@ without ``shell_v2`` fall back to v1 with an exit-code sentinel (stderr merged i
 from __future__ import annotations
 
 import contextlib
+import os
 import posixpath
 import shlex
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -186,6 +188,15 @@ def device_shell_command(argv: Sequence[str], cwd: str | None) -> str:
     return f"cd {shlex.quote(cwd)} && {command}" if cwd else command
 
 
+_BINARY_PUSH_MIN_BYTES = 8 << 20
+
+
+def _adb_binary() -> str | None:
+    """The adb client adbutils ships (the same version as the lab's server), if present."""
+    candidate = Path(adbutils.__file__).parent / "binaries" / "adb"
+    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
+
+
 class AdbTransport:
     """One Android device behind an adb server; checks server, serial and state up front."""
 
@@ -341,10 +352,20 @@ class AdbTransport:
         if not Path(local).is_file():
             raise TransportError(self._device_name, f"no such file on the host: {local}")
         self.run(["mkdir", "-p", posixpath.dirname(remote) or "/"], timeout=60, check=True)
-        try:
-            self._adb.sync.push(str(local), remote, mode=0o644)
-        except (adbutils.AdbError, OSError) as exc:
-            raise TransportError(self._device_name, f"push {local} -> {remote} failed: {exc}") from None
+        binary = _adb_binary()
+        if binary is not None and Path(local).stat().st_size >= _BINARY_PUSH_MIN_BYTES:
+            # the adb client's own sync is ~20% faster than adbutils' Python one on large files
+            command = [binary, "-H", self.config.adb_host, "-P", str(self.config.adb_port)]
+            command += ["-s", self.config.serial, "push", str(local), remote]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False)
+            if done.returncode != 0:
+                problem = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+                raise TransportError(self._device_name, f"push {local} -> {remote} failed: {problem[0]}")
+        else:
+            try:
+                self._adb.sync.push(str(local), remote, mode=0o644)
+            except (adbutils.AdbError, OSError) as exc:
+                raise TransportError(self._device_name, f"push {local} -> {remote} failed: {exc}") from None
         size = self._adb.sync.stat(remote).size
         return int(size)
 
