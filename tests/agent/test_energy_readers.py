@@ -4,7 +4,6 @@ devices' (Pixel ODPM, RAPL, Jetson INA3221, power_supply), and its fixed-rate ti
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import time
 
 import pytest
@@ -87,9 +86,10 @@ def test_fixed_rate_spaces_request_starts():
     offsets, _durations, stopped_by = agent.timed_loop(
         lambda i: None, 1, min_iters=20, min_s=0.0, max_s=10.0, max_iters=20, rate_hz=100.0
     )
-    gaps = [b - a for a, b in itertools.pairwise(offsets)]
     assert len(offsets) == 20 and stopped_by in {"min_reached", "max_iters"}
-    assert min(gaps) >= 9_000_000  # never earlier than the schedule (10 ms)
+    # a schedule, not a pause: request i never starts before i x 10 ms (a late one is not made up for
+    # by shifting the rest)
+    assert all(offset >= index * 10_000_000 - 500_000 for index, offset in enumerate(offsets))
     assert offsets[-1] >= 19 * 10_000_000
 
 
