@@ -74,16 +74,6 @@ def test_board_link_down_mid_run_is_noticed_in_seconds(fault_lab):
     assert result.latency_ms.samples >= 5  # the other device went on
 
 
-def test_phone_gone_mid_run_errors_at_once(fault_lab):
-    lab, session = fault_lab
-    phone = next(d for d in lab.state().devices if d.name == "virtual-pixel8")
-    session.benchmark("virtual-pixel8", variants_for("silero_vad")[0], SHORT, energy="none")
-    killer = after(2.0, lambda: os.kill(phone.pid, signal.SIGKILL))  # its adbd dies with it
-    with pytest.raises(TransportError, match=r"device 'virtual-pixel8': shell closed without an exit code"):
-        session.benchmark("virtual-pixel8", variants_for("silero_vad")[0], LONG, energy="none")
-    killer.join()
-
-
 def test_retries_reconnect_after_a_link_outage(fault_lab, pytester):
     lab, _session = fault_lab
     board = next(d for d in lab.state().devices if d.name == "virtual-rpi5")
@@ -140,7 +130,8 @@ def test_latency(edge):
     finally:
         subprocess.run(["ip", "link", "set", link.host_interface, "up"], check=True)
     run.assert_outcomes(passed=1, failed=1)
-    run.stdout.fnmatch_lines(["*LOST DEVICE virtual-rpi5: ConnectionLost: device 'virtual-rpi5': no answer*"])
+    # lost in whichever phase the link went down (a running command, or opening the next channel)
+    run.stdout.fnmatch_lines(["*LOST DEVICE virtual-rpi5: *Error: device 'virtual-rpi5': *"])
     import json
 
     records = json.loads((pytester.path / "reports" / "latest" / "results.json").read_text())["results"]
@@ -148,3 +139,14 @@ def test_latency(edge):
         "virtual-rpi5": "failed",
         "virtual-pixel8": "passed",
     }
+
+
+# Last: it kills the phone the tests above use.
+def test_phone_gone_mid_run_errors_at_once(fault_lab):
+    lab, session = fault_lab
+    phone = next(d for d in lab.state().devices if d.name == "virtual-pixel8")
+    session.benchmark("virtual-pixel8", variants_for("silero_vad")[0], SHORT, energy="none")
+    killer = after(2.0, lambda: os.kill(phone.pid, signal.SIGKILL))  # its adbd dies with it
+    with pytest.raises(TransportError, match=r"device 'virtual-pixel8': shell closed without an exit code"):
+        session.benchmark("virtual-pixel8", variants_for("silero_vad")[0], LONG, energy="none")
+    killer.join()
