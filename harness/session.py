@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,14 @@ from harness.compare import BaselineSource, compare_records
 from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice
 from harness.datasets.tasks import DEFAULT_SEVERITIES, EvalSet, evalset_key, task_for
 from harness.deploy import Artifact, Deployer, DeployReport, resolve_workdir
-from harness.errors import AgentError, ConfigError, DeviceUnhealthy, EdgeLabError
+from harness.errors import (
+    AgentError,
+    ConfigError,
+    ConnectionLost,
+    DeviceUnhealthy,
+    EdgeLabError,
+    TransportError,
+)
 from harness.lease import DeviceLease, LeaseTimeout
 from harness.measurement import BenchmarkResult, LatencyProtocol
 from harness.models import zoo
@@ -119,6 +126,19 @@ def run_metadata(run_id: str, devices: list[str], argv: list[str] | None = None)
         "devices": devices,
         "command": redact_argv(argv if argv is not None else sys.argv),
     }
+
+
+@contextlib.contextmanager
+def _phase(name: str) -> Iterator[None]:
+    """Say which phase a lost connection interrupted: 'device 'x': phase run: ...'."""
+    try:
+        yield
+    except (ConnectionLost, TransportError) as exc:
+        if type(exc) not in (ConnectionLost, TransportError) or "phase " in str(exc):
+            raise  # timeouts and command failures carry their own context
+        prefix = f"device '{exc.device}': "
+        detail = str(exc)[len(prefix) :] if str(exc).startswith(prefix) else str(exc)
+        raise type(exc)(exc.device, f"phase {name}: {detail}") from exc
 
 
 def _branch() -> str | None:
@@ -264,7 +284,8 @@ class Lab:
         input_file = inputs if inputs is not None else self._default_inputs(variant)
         model = Artifact.from_file(model_file, variant.spec.filename)
         input_artifact = Artifact.from_file(input_file)
-        deploy = device.deployer.ensure([model, input_artifact])
+        with _phase("deploy"):
+            deploy = device.deployer.ensure([model, input_artifact])
         remote_outputs = None
         if outputs_to is not None:
             remote_outputs = posixpath.join(
@@ -287,23 +308,26 @@ class Lab:
         below_c = cooldown_below_c if cooldown_below_c is not None else device.config.cooldown_below_c
         cooldown = None
         if below_c is not None:
-            cooldown = wait_until_cool(device.transport, below_c, protocol.cooldown_max_s)
-        result = python_agent.run_agent(
-            device.transport,
-            argv,
-            timeout_s=protocol.budget_s(),
-            model=variant.model,
-            model_format=variant.format,
-            precision=variant.precision,
-            protocol=protocol,
-            virtual=device.config.virtual,
-            meter=meter,
-        )
+            with _phase("cooldown"):
+                cooldown = wait_until_cool(device.transport, below_c, protocol.cooldown_max_s)
+        with _phase("run"):
+            result = python_agent.run_agent(
+                device.transport,
+                argv,
+                timeout_s=protocol.budget_s(),
+                model=variant.model,
+                model_format=variant.format,
+                precision=variant.precision,
+                protocol=protocol,
+                virtual=device.config.virtual,
+                meter=meter,
+            )
         if cooldown is not None:
             result = dataclasses.replace(result, cooldown=cooldown)
         if remote_outputs is not None and outputs_to is not None:
-            device.transport.pull(remote_outputs, outputs_to)
-            device.transport.run(["rm", "-f", remote_outputs], timeout=60)
+            with _phase("pull outputs"):
+                device.transport.pull(remote_outputs, outputs_to)
+                device.transport.run(["rm", "-f", remote_outputs], timeout=60)
         return result, deploy
 
     def evaluate(

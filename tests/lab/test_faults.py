@@ -62,7 +62,8 @@ def test_board_link_down_mid_run_is_noticed_in_seconds(fault_lab):
     cut = after(2.0, lambda: subprocess.run(["ip", "link", "set", link.host_interface, "down"], check=True))
     try:
         with pytest.raises(
-            ConnectionLost, match=r"device 'virtual-rpi5': no answer from the device .*edgelab_agent.py run"
+            ConnectionLost,
+            match=r"device 'virtual-rpi5': phase run: no answer from the device .*edgelab_agent.py run",
         ):
             session.benchmark("virtual-rpi5", variants_for("silero_vad")[0], LONG, energy="none")
         # ConnectionLost (not CommandTimeout): noticed by the liveness probe while the 30-s run was
@@ -147,6 +148,8 @@ def test_phone_gone_mid_run_errors_at_once(fault_lab):
     phone = next(d for d in lab.state().devices if d.name == "virtual-pixel8")
     session.benchmark("virtual-pixel8", variants_for("silero_vad")[0], SHORT, energy="none")
     killer = after(2.0, lambda: os.kill(phone.pid, signal.SIGKILL))  # its adbd dies with it
-    with pytest.raises(TransportError, match=r"device 'virtual-pixel8': shell closed without an exit code"):
+    with pytest.raises(
+        TransportError, match=r"device 'virtual-pixel8': phase run: shell closed without an exit code"
+    ):
         session.benchmark("virtual-pixel8", variants_for("silero_vad")[0], LONG, energy="none")
     killer.join()
