@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import platform
 import posixpath
@@ -282,7 +283,7 @@ class Lab:
         device = self.device(device_name)
         model_file = variant.materialize()
         input_file = inputs if inputs is not None else self._default_inputs(variant)
-        model = Artifact.from_file(model_file, variant.spec.filename)
+        model = Artifact.from_file(model_file, model_file.name)
         input_artifact = Artifact.from_file(input_file)
         with _phase("deploy"):
             deploy = device.deployer.ensure([model, input_artifact])
@@ -445,7 +446,8 @@ class Lab:
 
     def _default_inputs(self, variant: Variant) -> Path:
         """Deterministic synthetic inputs from the zoo's input spec, cached by model hash."""
-        destination = zoo.cache_dir() / "inputs" / f"{variant.spec.sha256[:16]}-b1-s0.npz"
+        shapes = hashlib.sha256(repr(variant.spec.inputs).encode()).hexdigest()[:8]
+        destination = zoo.cache_dir() / "inputs" / f"{variant.spec.sha256[:16]}-{shapes}-b1-s0.npz"
         if not destination.exists():
             destination.parent.mkdir(parents=True, exist_ok=True)
             zoo.make_inputs(variant.spec, destination, batch=1, seed=0)

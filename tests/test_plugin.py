@@ -125,6 +125,7 @@ def test_latency(edge):
         "test_edge.py::test_latency[local-silero_vad-onnxruntime-int8-dynamic]",
         "test_edge.py::test_latency[local-silero_vad-onnxruntime-int8-static]",
         "test_edge.py::test_latency[local-face_detection-litert-fp16]",
+        "test_edge.py::test_latency[local-face_detection-onnxruntime-fp16]",
         "test_edge.py::test_latency[local-face_detection-litert-fp32]",
         "test_edge.py::test_latency[local-face_detection-litert-int8-dynamic]",
         "test_edge.py::test_latency[local-face_detection-litert-int8-static]",

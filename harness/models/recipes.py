@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -280,3 +281,96 @@ def _int8_static(source: Path, output: Path, workdir: Path, calibration: Calibra
         "calibration_samples": reader.count,
         "opset": STATIC_OPSET,
     }
+
+
+def onnx_twin(spec: zoo.ModelSpec) -> zoo.ModelSpec:
+    """The ONNX description of a TFLite zoo model: same source and weights, NCHW inputs."""
+    import dataclasses
+
+    inputs = tuple(
+        dataclasses.replace(i, shape=(i.shape[0], i.shape[3], i.shape[1], i.shape[2]))
+        if len(i.shape) == 4
+        else i
+        for i in spec.inputs
+    )
+    return dataclasses.replace(spec, format="onnx", inputs=inputs)
+
+
+def convert_tflite(spec: zoo.ModelSpec) -> BuiltVariant:
+    """The same TFLite model as ONNX (tflite2onnx, no TensorFlow), validated against LiteRT on a
+    random input before use; cached like every recipe."""
+    folder = _folder(spec, "onnx-from-tflite")
+    target = folder / (Path(spec.filename).stem + ".onnx")
+    record = folder / "recipe.json"
+    refused_file = folder / "refused.txt"
+    if target.exists() and record.exists():
+        return BuiltVariant(target, spec.precision, json.loads(record.read_text()))
+    if refused_file.exists():
+        raise RecipeRefused(refused_file.read_text())
+    source = zoo.fetch(spec)
+    workdir = Path(tempfile.mkdtemp(prefix=f"edgelab-{spec.name}-onnx-"))
+    try:
+        output = workdir / target.name
+        try:
+            import tflite2onnx
+
+            logging.getLogger("tflite2onnx").setLevel(logging.ERROR)
+            tflite2onnx.convert(str(source), str(output))
+        except Exception as exc:  # the converter raises plain exceptions for unsupported ops
+            raise RecipeRefused(
+                f"{spec.name}: tflite2onnx cannot convert it: {type(exc).__name__}: {exc}"
+            ) from None
+        difference = _max_difference_with_litert(source, output)
+        if difference is None or difference > 1e-2:
+            raise RecipeRefused(
+                f"{spec.name}: the ONNX conversion disagrees with LiteRT (max |diff| {difference})"
+            )
+        recipe = {
+            "recipe": "onnx-from-tflite",
+            "source_sha256": spec.sha256,
+            "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
+            "settings": {
+                "tool": "tflite2onnx.convert",
+                "layout": "NHWC input -> NCHW",
+                "max_abs_diff_vs_litert": difference,
+            },
+            "versions": {
+                name: _version(name) for name in ("tflite2onnx", "onnx", "onnxruntime", "ai-edge-litert")
+            },
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(output, target)
+        record.write_text(json.dumps(recipe, indent=1))
+        return BuiltVariant(target, spec.precision, recipe)
+    except RecipeRefused as refused:
+        folder.mkdir(parents=True, exist_ok=True)
+        refused_file.write_text(str(refused))
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _max_difference_with_litert(tflite: Path, onnx_file: Path) -> float | None:
+    """Largest absolute difference between LiteRT and ONNX Runtime outputs on one random input."""
+    import onnxruntime
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tflite))
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    values = np.random.default_rng(0).uniform(-1, 1, detail["shape"]).astype(np.float32)
+    interpreter.set_tensor(detail["index"], values)
+    interpreter.invoke()
+    expected = [interpreter.get_tensor(o["index"]) for o in interpreter.get_output_details()]
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.transpose(values, (0, 3, 1, 2)) if values.ndim == 4 else values}
+    produced = session.run(None, feed)
+    if len(produced) != len(expected):
+        return None
+    worst = 0.0
+    for reference in expected:
+        matches = [np.asarray(p) for p in produced if np.asarray(p).size == reference.size]
+        if not matches:
+            return None
+        worst = max(worst, min(float(np.max(np.abs(m.reshape(-1) - reference.reshape(-1)))) for m in matches))
+    return worst

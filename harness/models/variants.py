@@ -15,6 +15,9 @@ from harness.models import recipes, zoo
 
 RUNTIME_FOR_FORMAT = {"onnx": "onnxruntime", "tflite": "litert"}
 KNOWN_RUNTIMES = ("onnxruntime", "litert")
+# TFLite zoo models tflite2onnx converts faithfully (checked against LiteRT at build time);
+# selfie_segmentation uses HARD_SWISH, which it does not support.
+ONNX_TWINS = ("face_detection", "hand_landmark")
 KNOWN_PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-static")
 
 
@@ -26,6 +29,7 @@ class Variant:
     precision: str
     spec: zoo.ModelSpec
     unavailable: str | None = None  # why this recipe cannot be built for this model
+    converted_from: str | None = None  # "tflite": the same model converted to ONNX (like for like)
 
     @property
     def id(self) -> str:
@@ -38,6 +42,8 @@ class Variant:
     def build(self) -> recipes.BuiltVariant:
         if self.unavailable:
             raise recipes.RecipeRefused(self.unavailable)
+        if self.converted_from == "tflite":
+            return recipes.convert_tflite(self.spec)
         calibration = None
         if self.precision == "int8-static":
             from harness.datasets.tasks import TaskError, task_for
@@ -60,6 +66,11 @@ def variants_for(model: str) -> list[Variant]:
             Variant(spec.name, spec.format, runtime, precision, spec) for precision in recipes.ONNX_PRECISIONS
         ]
     variants = [Variant(spec.name, spec.format, runtime, spec.precision, spec)]
+    if spec.name in ONNX_TWINS:  # the same weights in ONNX, for a like-for-like runtime comparison
+        twin = recipes.onnx_twin(spec)
+        variants.append(
+            Variant(spec.name, "onnx", "onnxruntime", spec.precision, twin, converted_from="tflite")
+        )
     for precision in ("fp32", "int8-dynamic", "int8-static"):
         reason = recipes.refusal(spec, precision)
         if reason:

@@ -85,3 +85,20 @@ def test_variants_list_every_precision_and_unavailable_ones_with_reasons():
     assert len(chosen) == 1 and chosen[0].unavailable
     none, reason = select_variants("silero_vad", ("litert",), None)
     assert none == [] and "available: onnxruntime-fp32, onnxruntime-fp16" in reason
+
+
+def test_tflite_models_get_a_validated_onnx_twin_for_runtime_comparison():
+    from harness.models.recipes import convert_tflite, onnx_twin
+
+    face = zoo.get("face_detection")
+    built = convert_tflite(face)
+    settings = built.recipe["settings"]
+    assert built.path.suffix == ".onnx" and settings["max_abs_diff_vs_litert"] < 1e-2
+    assert built.recipe["versions"]["tflite2onnx"]
+    session = onnxruntime.InferenceSession(str(built.path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [1, 3, 128, 128]  # NHWC became NCHW
+    assert onnx_twin(face).inputs[0].shape == (1, 3, 128, 128)
+    twins = [v for v in variants_for("face_detection") if v.runtime == "onnxruntime"]
+    assert [(v.format, v.precision, v.converted_from) for v in twins] == [("onnx", "fp16", "tflite")]
+    with pytest.raises(RecipeRefused, match="tflite2onnx cannot convert it: .*HARD_SWISH"):
+        convert_tflite(zoo.get("selfie_segmentation"))
