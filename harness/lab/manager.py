@@ -496,7 +496,7 @@ class VirtualLab:
                     network.destroy(link)
                     done.append(f"removed netns {link.namespace} and veth {link.host_interface}")
         lab_group = DeviceCgroup(self.lab_id)
-        for folder in {lab_group.cpu, lab_group.cpuacct, lab_group.cpu.parent, lab_group.cpuacct.parent}:
+        for folder in (lab_group.cpu, lab_group.cpuacct, lab_group.cpu.parent, lab_group.cpuacct.parent):
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty: another lab may share the parent
         leftovers = self.leftovers(state)
