@@ -157,10 +157,10 @@ def cmd_lab(arguments: argparse.Namespace) -> int:
 
 
 def _store(arguments: argparse.Namespace, reports_dir: Path) -> Any:
-    from harness.store.db import ResultsStore, default_url
+    from harness.store.db import ResultsStore, resolve_url
 
-    url = arguments.results_db or os.environ.get("EDGELAB_RESULTS_DB") or default_url(reports_dir)
-    if url == "none":
+    url = resolve_url(arguments.results_db, reports_dir)
+    if url is None:
         return None
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
         return None  # no database yet: reports from results.json alone

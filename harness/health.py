@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.probes.thermal import to_celsius
 from harness.transport.base import Transport
 
 QUARANTINE_AFTER = 3
@@ -63,7 +64,7 @@ def check(transport: Transport, workdir: str) -> Health:
     battery = facts.get("battery_pct")
     if battery is not None and battery < MIN_BATTERY_PCT:
         problems.append(f"battery at {battery:.0f}% (< {MIN_BATTERY_PCT}%)")
-    hottest = facts.get("hottest_mc", 0.0) / (1000 if facts.get("hottest_mc", 0) > 200 else 1)
+    hottest = to_celsius(facts.get("hottest_mc", 0.0))
     if hottest >= MAX_TEMP_C:
         problems.append(f"hottest thermal zone at {hottest:.0f} C (>= {MAX_TEMP_C:.0f} C)")
     return Health(not problems, problems, facts)

@@ -18,7 +18,7 @@ import pytest
 
 from harness.accuracy import AccuracyReport
 from harness.compare import BaselineSource
-from harness.config import load_fleet
+from harness.config import Fleet, load_fleet
 from harness.datasets.sources import DatasetError
 from harness.deploy import DeployReport
 from harness.errors import CommandFailed, CommandTimeout, DeviceUnhealthy, EdgeLabError, TransportError
@@ -37,7 +37,7 @@ from harness.probes.thermal import SustainedCurve, sustained_curve
 from harness.report import write_reports
 from harness.session import Lab
 from harness.stats import NOISE_FLOOR
-from harness.store.db import default_url
+from harness.store.db import resolve_url
 from harness.store.results_json import RESULTS_FILE, new_run_id
 
 _DEFAULT_PROTOCOL = LatencyProtocol()
@@ -420,12 +420,17 @@ def _add_thermal_options(group: pytest.OptionGroup) -> None:
     )
 
 
-def _selection(config: pytest.Config) -> tuple[Lab, Selection]:
-    option = config.option
-    devices_file = option.devices_file
+def _fleet(config: pytest.Config) -> Fleet:
+    """``--devices-file``, else devices.yaml in the rootdir, else ``local`` alone."""
+    devices_file = config.option.devices_file
     if devices_file is None and (config.rootpath / "devices.yaml").exists():
         devices_file = str(config.rootpath / "devices.yaml")
-    fleet = load_fleet(devices_file)
+    return load_fleet(devices_file)
+
+
+def _selection(config: pytest.Config) -> tuple[Lab, Selection]:
+    option = config.option
+    fleet = _fleet(config)
     devices = [device.name for device in fleet.select(option.device)]
     runtimes = parse_choice("--runtime", option.runtime, KNOWN_RUNTIMES)
     precisions = parse_choice("--precision", option.precision, KNOWN_PRECISIONS)
@@ -444,13 +449,12 @@ def _selection(config: pytest.Config) -> tuple[Lab, Selection]:
     reports_dir = Path(option.reports_dir)
     if not reports_dir.is_absolute():
         reports_dir = config.rootpath / reports_dir
-    results_db = option.results_db or os.environ.get("EDGELAB_RESULTS_DB") or default_url(reports_dir)
     lab = Lab(
         fleet,
         reports_dir=reports_dir,
         run_id=run_id,
         selected=devices,
-        results_db=None if results_db == "none" else results_db,
+        results_db=resolve_url(option.results_db, reports_dir),
     )
     lab.noise_floor = option.noise_floor
     lab.lease_timeout_s = option.lease_timeout
@@ -467,12 +471,8 @@ def _selection(config: pytest.Config) -> tuple[Lab, Selection]:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto``: one worker per selected device (runs before configure: select here)."""
-    option = config.option
-    devices_file = option.devices_file
-    if devices_file is None and (config.rootpath / "devices.yaml").exists():
-        devices_file = str(config.rootpath / "devices.yaml")
     try:
-        return max(1, len(load_fleet(devices_file).select(option.device)))
+        return max(1, len(_fleet(config).select(config.option.device)))
     except EdgeLabError:
         return None  # pytest_configure reports the selection error properly
 

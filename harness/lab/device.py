@@ -53,7 +53,8 @@ def board_root(state_dir: Path) -> DeviceRoot:
     return DeviceRoot(state_dir, writable=BOARD_WRITABLE)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -171,7 +172,7 @@ class Supervisor:
             network.create(link)
             address, port = link.board_address, 22
         else:
-            address, port = "127.0.0.1", _free_port()
+            address, port = "127.0.0.1", free_port()
         config = sshd_config(self.state, root, address, port, Path(self.arguments.authorized_keys))
         command = [sshd, "-D", "-e", "-f", str(config)]
         if link is not None:

@@ -31,9 +31,9 @@ from harness.config import Fleet, load_fleet
 from harness.errors import EdgeLabError
 from harness.lab import lab_dir, network
 from harness.lab.adbd import android_root
-from harness.lab.device import board_root
+from harness.lab.device import board_root, free_port
 from harness.lab.profiles import get_profile
-from harness.lab.sandbox import DeviceRoot
+from harness.lab.sandbox import DeviceRoot, mounts_under
 from harness.lab.sensors import DeviceCgroup
 
 READY_TIMEOUT_S = 60.0
@@ -115,12 +115,6 @@ def adb_binary() -> Path:
             f"adbutils ships no adb binary at {binary}; reinstall adbutils (pip install -U adbutils)"
         )
     return binary
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -287,7 +281,7 @@ class VirtualLab:
         return free[:count]
 
     def _start_adb_server(self, state: LabState) -> None:
-        port = _free_port()
+        port = free_port()
         log = self.root / "adb-server.log"
         with log.open("ab") as sink:
             process = subprocess.Popen(
@@ -527,7 +521,7 @@ class VirtualLab:
                 found.append(f"network namespace/link of {device.name}")
         if _alive(state.adb_pid):
             found.append(f"process {state.adb_pid} (adb server)")
-        found += [f"mount {point}" for point in _mounts_under(self.root)]
+        found += [f"mount {point}" for point in mounts_under(self.root)]
         return found
 
 
@@ -538,13 +532,6 @@ def _cgroup(device: LabDevice) -> DeviceCgroup:
 def _device_root(device: LabDevice) -> DeviceRoot:
     state_dir = Path(device.state_dir)
     return android_root(state_dir) if device.kind == "adb" else board_root(state_dir)
-
-
-def _mounts_under(root: Path) -> list[str]:
-    base = os.path.realpath(root)
-    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-        points = [line.split()[4] for line in handle]
-    return [p for p in points if p == base or p.startswith(base + "/")]
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -104,9 +104,7 @@ class DeviceRoot:
 
     @staticmethod
     def _is_mountpoint(path: Path) -> bool:
-        target = os.path.realpath(path)
-        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-            return any(line.split()[4] == target for line in handle)
+        return os.path.realpath(path) in mount_points()
 
     def destroy(self) -> None:
         """Drop the namespace (and with it every mount inside), then the folder's own bind."""
@@ -117,10 +115,7 @@ class DeviceRoot:
 
     def host_mounts(self) -> list[str]:
         """Mount points of the host table under this device's folder (empty after destroy)."""
-        base = os.path.realpath(self.state_dir)
-        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-            points = [line.split()[4] for line in handle]
-        return [p for p in points if p == base or p.startswith(base + "/")]
+        return mounts_under(self.state_dir)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -204,6 +199,18 @@ class DeviceRoot:
         if self.host_mounts():
             raise SandboxError(f"refusing to delete {self.state_dir}: mounts remain {self.host_mounts()}")
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def mount_points() -> list[str]:
+    """Every mount point of this process's mount table."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        return [line.split()[4] for line in handle]
+
+
+def mounts_under(folder: Path) -> list[str]:
+    """Mount points at or below ``folder``."""
+    base = os.path.realpath(folder)
+    return [p for p in mount_points() if p == base or p.startswith(base + "/")]
 
 
 def _q(text: str) -> str:

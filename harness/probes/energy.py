@@ -21,7 +21,6 @@ from typing import Any
 
 from harness.errors import ConfigError, ParseError
 
-ENERGY_SOURCES = ("odpm", "rapl", "ina3221", "tegrastats", "battery")
 PREFERENCE = ("odpm", "rapl", "ina3221", "tegrastats", "battery")
 
 

@@ -55,7 +55,7 @@ class ThermalTrace:
             samples.append(
                 ThermalSample(
                     offset_s=(int(t_ns) - timed_start_ns) / 1e9,
-                    temps_c=tuple(None if v is None else _to_celsius(v) for v in temps),
+                    temps_c=tuple(None if v is None else to_celsius(v) for v in temps),
                     cur_khz=tuple(cur),
                     max_khz=tuple(cap),
                 )
@@ -115,7 +115,7 @@ class ThermalTrace:
         }
 
 
-def _to_celsius(value: int | float) -> float:
+def to_celsius(value: int | float) -> float:
     """sysfs thermal zones report millidegrees; a few drivers report whole degrees."""
     return float(value) / 1000.0 if abs(value) >= 200 else float(value)
 
@@ -290,7 +290,7 @@ def hottest_zone_c(transport: Transport) -> float | None:
     values = []
     for token in result.stdout.split():
         try:
-            values.append(_to_celsius(int(token)))
+            values.append(to_celsius(int(token)))
         except ValueError:
             continue
     return max(values) if values else None

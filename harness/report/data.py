@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.compare import BaselineSource, compare_records
-from harness.errors import ConfigError
 from harness.stats import NOISE_FLOOR
 from harness.store.db import ResultsStore
-from harness.store.results_json import RESULTS_FILE
 
 
 @dataclass
@@ -30,33 +26,6 @@ class RunReport:
             for r, c in zip(self.records, self.comparisons, strict=False)
             if c and c["verdict"] == "regressed"
         ]
-
-
-def load_run(
-    reports_dir: Path, run_id: str | None, store: ResultsStore | None
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A run's metadata and records: from its results.json, else from the store."""
-    if run_id is None:
-        latest = reports_dir / "latest"
-        if not latest.exists():
-            raise ConfigError(
-                f"no run in {reports_dir} (reports/latest is missing); run the suites first or name a run"
-            )
-        run_id = latest.resolve().name
-    file = reports_dir / run_id / RESULTS_FILE
-    if file.exists():
-        document = json.loads(file.read_text(encoding="utf-8"))
-        return document["run"], document["results"]
-    if store is not None and store.run(run_id) is not None:
-        stored = store.run(run_id)
-        assert stored is not None
-        return {
-            "id": run_id,
-            "git_branch": stored.git_branch,
-            "git_commit": stored.git_commit,
-            "devices": stored.devices,
-        }, store.records(run_id)
-    raise ConfigError(f"run {run_id}: no {file} and not in the results database")
 
 
 def build(

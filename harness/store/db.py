@@ -8,6 +8,7 @@ thermal trace) live in ``samples`` so the ``measurements`` table stays small to 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,6 +122,13 @@ class StoreError(EdgeLabError):
 
 def default_url(reports_dir: Path) -> str:
     return f"sqlite:///{(reports_dir / DB_FILE).resolve()}"
+
+
+def resolve_url(given: str | None, reports_dir: Path) -> str | None:
+    """``--results-db``, else ``$EDGELAB_RESULTS_DB``, else SQLite in the reports folder;
+    None for ``none`` (results.json only)."""
+    url = given or os.environ.get("EDGELAB_RESULTS_DB") or default_url(reports_dir)
+    return None if url == "none" else url
 
 
 def _describe(url: str) -> str:
