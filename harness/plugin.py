@@ -121,7 +121,6 @@ class EdgeTarget:
                 "rate_hz": rate_hz,
             }
         )
-        self._buildable()
         outputs_to = None
         if save_outputs:
             outputs_to = self.lab.reports_dir / self.lab.run_id / "outputs" / self._item.name
@@ -165,7 +164,6 @@ class EdgeTarget:
         """Accuracy of this variant on this device over its task's real data, clean and under every
         corruption x severity, next to the host fp32 reference; recorded with the test. Latency
         and memory of the same pass are in ``edge.result``."""
-        self._buildable()
         try:
             result, report, deploy = self.lab.evaluate(
                 self.device,
@@ -175,7 +173,7 @@ class EdgeTarget:
                 seed=seed,
                 threads=self._selection.threads,
             )
-        except DatasetError as missing:  # e.g. espeak-ng absent: no speech to evaluate on
+        except (DatasetError, RecipeRefused) as missing:  # e.g. espeak-ng absent, a refused recipe
             pytest.skip(str(missing))
         self.result, self.deploy, self.accuracy = result, deploy, report
         worst, drop = report.max_drop_vs_fp32()
@@ -186,10 +184,12 @@ class EdgeTarget:
     def _with_retries(self, measure: Callable[[], T]) -> T:
         """``--retries N``: when the connection is lost, reconnect and measure again (a measurement
         is idempotent: it writes nothing until it has finished)."""
-        attempts = max(0, getattr(self.lab, "retries", 0)) + 1
+        attempts = max(0, self.lab.retries) + 1
         for attempt in range(1, attempts + 1):
             try:
                 return measure()
+            except RecipeRefused as refused:
+                pytest.skip(str(refused))  # a recipe this model cannot take: never a silent copy
             except (CommandFailed, CommandTimeout):
                 raise  # the device answered: retrying would hide a real failure
             except TransportError as lost:
@@ -199,13 +199,6 @@ class EdgeTarget:
                 self.lab.forget(self.device)
                 time.sleep(min(10.0, 2.0 * attempt))
         raise AssertionError("unreachable")
-
-    def _buildable(self) -> None:
-        """A recipe this model cannot take skips the test with the reason (never a silent copy)."""
-        try:
-            self.variant.build()
-        except RecipeRefused as refused:
-            pytest.skip(str(refused))
 
     def _protocol(self, given: dict[str, Any]) -> LatencyProtocol:
         """Each setting from ``given``, else the command line, else the default."""
