@@ -35,7 +35,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from harness.errors import EdgeLabError
 from harness.secrets import redact
@@ -192,10 +192,16 @@ class ResultsStore:
             "devices": run.get("devices"),
             "metadata": run,
         }
-        with self._begin("writing the run") as connection:
-            exists = connection.execute(select(runs.c.id).where(runs.c.id == run["id"])).first()
-            if exists is None:
-                connection.execute(insert(runs).values(**row))
+        try:
+            with self._begin("writing the run") as connection:
+                exists = connection.execute(select(runs.c.id).where(runs.c.id == run["id"])).first()
+                if exists is None:
+                    connection.execute(insert(runs).values(**row))
+        except IntegrityError:
+            # xdist workers of one run start together: another one inserted it after our check
+            with self._begin("reading the run back") as connection:
+                if connection.execute(select(runs.c.id).where(runs.c.id == run["id"])).first() is None:
+                    raise
 
     def write_record(self, record: dict[str, Any]) -> int:
         """One finished test: its measurement row and its raw samples, in one transaction."""

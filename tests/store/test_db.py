@@ -65,6 +65,28 @@ def store(request, tmp_path):
     opened.close()
 
 
+def test_two_workers_inserting_the_run_at_once_both_succeed(store):
+    """xdist workers start together: one inserts the run between the other's check and insert."""
+    from sqlalchemy import event
+
+    other = ResultsStore(store.url)
+    raced = []
+
+    def interleave(conn, cursor, statement, *args):
+        if statement.startswith("INSERT INTO runs") and not raced:
+            raced.append(True)
+            other.write_run(run("r1"))
+
+    event.listen(store.engine, "before_cursor_execute", interleave)
+    try:
+        store.write_run(run("r1"))
+    finally:
+        event.remove(store.engine, "before_cursor_execute", interleave)
+        other.close()
+    assert raced == [True]
+    assert [stored.id for stored in store.runs()] == ["r1"]
+
+
 def test_round_trip_keeps_records_and_raw_samples(store):
     store.write_run(run("r1"))
     store.write_run(run("r1"))  # a second xdist worker of the same run: no duplicate
