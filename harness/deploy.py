@@ -1,7 +1,9 @@
 """Content-addressed artifacts on the device: ``<workdir>/cas/<sha256>/<name>``.
 
-One round trip hashes what is already there; only missing or corrupted files are pushed, and
-every pushed file is hashed again on the device before it is moved into place.
+One round trip hashes what is already there; only missing or corrupted files are pushed. A push
+streams the file into a device command that writes it and hashes the same bytes as they arrive
+(``tee`` into ``sha256sum``), so verifying costs no second pass over the file; only a file whose
+device-side hash and size match the host's is moved into place.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from harness.errors import DeployError
 from harness.transport.base import Transport
 
 _HASH_TIMEOUT_S = 300.0
+# Push timeouts grow with the file: 1 MB/s is slower than any USB 2 or Wi-Fi link a lab uses.
+_SLOWEST_LINK_BYTES_PER_S = 1 << 20
 
 # Prints "<index> <sha256|missing>" for each path given as a positional argument. sha256sum is in
 # coreutils, busybox and Android's toybox; the device's python is the fallback.
@@ -34,6 +38,28 @@ for p in "$@"; do
   fi
   i=$((i+1))
 done
+"""
+
+# Writes stdin to "$1" and prints "<sha256 of what arrived> <bytes on disk>". The pipeline's
+# status is sha256sum's, so a failed write shows up as a size short of what was sent.
+_RECEIVE_SCRIPT = r"""
+part="$1"; py="$2"
+mkdir -p "${part%/*}" || exit 3
+if command -v sha256sum >/dev/null 2>&1 && command -v tee >/dev/null 2>&1; then
+  h=$(tee "$part" | sha256sum) || exit 4
+  h=${h%% *}
+else
+  h=$("$py" -c '
+import hashlib, sys
+digest = hashlib.sha256()
+with open(sys.argv[1], "wb") as out:
+    for block in iter(lambda: sys.stdin.buffer.read(1 << 20), b""):
+        digest.update(block)
+        out.write(block)
+print(digest.hexdigest())' "$part") || exit 4
+fi
+size=$(wc -c < "$part") || exit 5
+echo "$h $size"
 """
 
 _FINALIZE_SCRIPT = r"""
@@ -153,19 +179,37 @@ class Deployer:
             self._push_verified(to_push, report)
         return report
 
+    def _receive(self, artifact: Artifact, partial: str) -> tuple[str, int]:
+        """Stream one file to ``partial`` on the device; return the device's (sha256, size)."""
+        timeout = _HASH_TIMEOUT_S + artifact.size_bytes / _SLOWEST_LINK_BYTES_PER_S
+        result = self.transport.run(
+            ["sh", "-c", _RECEIVE_SCRIPT, "edgelab-receive", partial, self.python],
+            timeout=timeout,
+            stdin_file=artifact.local,
+        )
+        digest, _, size_text = result.stdout.strip().rpartition("\n")[-1].partition(" ")
+        if result.exit_code != 0 or len(digest) != 64 or not size_text.strip().isdigit():
+            raise DeployError(
+                f"device '{self.transport.device}': receiving {artifact.name} into {partial} failed "
+                f"(exit {result.exit_code}, stdout {result.stdout.strip()[-200:]!r}, "
+                f"stderr {result.stderr.strip()[-500:]!r}); check free space and permissions "
+                "under the device's workdir"
+            )
+        return digest, int(size_text)
+
     def _push_verified(self, artifacts: Sequence[Artifact], report: DeployReport) -> None:
         staging = {a: f"{self.remote_path(a)}.partial-{os.getpid()}" for a in artifacts}
         for artifact, partial in staging.items():
-            report.bytes_pushed += self.transport.push(artifact.local, partial)
+            digest, size = self._receive(artifact, partial)
+            report.bytes_pushed += size
             report.pushed.append(artifact.name)
-        hashes = self.remote_hashes(list(staging.values()))
-        for artifact, partial in staging.items():
-            if hashes[partial] != artifact.sha256:
+            if (digest, size) != (artifact.sha256, artifact.size_bytes):
                 self.transport.run(["rm", "-f", *staging.values()], timeout=60)
                 raise DeployError(
                     f"device '{self.transport.device}': {artifact.name} arrived corrupted "
-                    f"(sha256 expected {artifact.sha256}, got {hashes[partial]}); "
-                    "check free space on the device and the link, then rerun"
+                    f"(sha256 expected {artifact.sha256}, got {digest}; {size} of "
+                    f"{artifact.size_bytes} bytes written); check free space on the device and "
+                    "the link, then rerun"
                 )
         moves = [p for a, partial in staging.items() for p in (partial, self.remote_path(a))]
         self.transport.run(["sh", "-c", _FINALIZE_SCRIPT, "edgelab-finalize", *moves], timeout=60, check=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -14,15 +15,29 @@ from harness.transport.local import LocalTransport
 
 
 class CorruptingLink(LocalTransport):
-    """A link that flips one byte of every pushed file: what a flaky USB cable does."""
+    """A link that flips one byte of every streamed file: what a flaky USB cable does."""
 
-    def push(self, local: Path, remote: str) -> int:
-        sent = super().push(local, remote)
-        with open(os.path.expanduser(remote), "r+b") as handle:
-            first = handle.read(1)
-            handle.seek(0)
-            handle.write(bytes([first[0] ^ 0xFF]))
-        return sent
+    def run(self, argv, *, stdin_file=None, **kwargs):
+        if stdin_file is not None:
+            damaged = Path(str(stdin_file) + ".on-the-wire")
+            data = bytearray(Path(stdin_file).read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            damaged.write_bytes(bytes(data))
+            stdin_file = damaged
+        return super().run(argv, stdin_file=stdin_file, **kwargs)
+
+
+class ShortWrite(LocalTransport):
+    """A device whose disk fills up halfway: the file on the device is shorter than what arrived."""
+
+    def run(self, argv, *, stdin_file=None, **kwargs):
+        result = super().run(argv, stdin_file=stdin_file, **kwargs)
+        if stdin_file is not None:
+            partial = Path(argv[4])
+            partial.write_bytes(partial.read_bytes()[: partial.stat().st_size // 2])
+            digest = result.stdout.split()[0]
+            result = dataclasses.replace(result, stdout=f"{digest} {partial.stat().st_size}\n")
+        return result
 
 
 @pytest.fixture
@@ -81,6 +96,44 @@ def test_corruption_on_the_wire_fails_and_leaves_nothing_half_written(artifacts,
     assert not list((tmp_path / "device").rglob("*.partial-*"))
 
 
+def test_a_short_write_on_the_device_is_refused(artifacts, tmp_path):
+    deployer = Deployer(ShortWrite("full-disk"), str(tmp_path / "device"))
+    with pytest.raises(DeployError, match=r"arrived corrupted .*100000 of 200000 bytes written"):
+        deployer.ensure(artifacts[:1])
+    assert not Path(deployer.remote_path(artifacts[0])).exists()
+    assert not list((tmp_path / "device").rglob("*.partial-*"))
+
+
+def test_push_streams_once_and_needs_no_second_hash_pass(artifacts, tmp_path):
+    """A cold push is one command per file plus one rename: the device hashes while it writes."""
+    calls = []
+
+    class Counting(LocalTransport):
+        def run(self, argv, **kwargs):
+            calls.append((argv[3] if len(argv) > 3 else argv[0], kwargs.get("stdin_file")))
+            return super().run(argv, **kwargs)
+
+    deployer = Deployer(Counting("local"), str(tmp_path / "device"))
+    deployer.ensure(artifacts)
+    assert [name for name, _ in calls] == [
+        "edgelab-hash",
+        "edgelab-receive",
+        "edgelab-receive",
+        "edgelab-finalize",
+    ]
+    assert [source for _, source in calls if source is not None] == [a.local for a in artifacts]
+
+
+def test_an_unwritable_workdir_names_the_file_and_the_fix(artifacts, tmp_path):
+    blocker = tmp_path / "device"
+    blocker.write_text("a file where the workdir should be")
+    deployer = Deployer(LocalTransport("local"), str(blocker))
+    with pytest.raises(
+        DeployError, match=r"receiving model one.tflite into .* failed .*free space and permissions"
+    ):
+        deployer.ensure(artifacts[:1])
+
+
 def test_hash_check_is_one_round_trip(artifacts, tmp_path):
     calls = []
 
@@ -100,7 +153,7 @@ def test_python_fallback_when_sha256sum_is_missing(artifacts, tmp_path):
     """Old Android builds have no sha256sum; the device's python hashes instead."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("sh", "mv", "rm", "cat"):
+    for tool in ("sh", "mv", "rm", "cat", "mkdir", "wc"):
         real = next(Path(d, tool) for d in ("/bin", "/usr/bin") if Path(d, tool).exists())
         (bin_dir / tool).symlink_to(real)
 

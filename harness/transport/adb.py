@@ -30,6 +30,8 @@ STDIN, STDOUT, STDERR, EXIT, CLOSE_STDIN, WINDOW_SIZE = range(6)
 _HEADER = struct.Struct("<BI")
 _V1_SENTINEL = "EDGELAB-EXIT:"
 _SERVER_TIMEOUT_S = 10.0
+# adbd reads stdin packets of up to its max payload; 64 KiB fits every adbd since Android 7.
+_STDIN_PACKET = 1 << 16
 
 
 class ShellProtocolError(TransportError):
@@ -88,10 +90,15 @@ class ShellV2Session:
         self.exit_code: int | None = None
         self.started = time.monotonic()
 
-    def send_stdin(self, data: bytes | None) -> None:
+    def send_stdin(self, data: bytes | None, file: Path | None = None) -> None:
+        """Send ``data`` and then the contents of ``file`` as stdin packets, then close stdin."""
         if data:
-            for start in range(0, len(data), 1 << 16):
-                self.sock.sendall(encode_packet(STDIN, data[start : start + (1 << 16)]))
+            for start in range(0, len(data), _STDIN_PACKET):
+                self.sock.sendall(encode_packet(STDIN, data[start : start + _STDIN_PACKET]))
+        if file is not None:
+            with Path(file).open("rb") as source:
+                for block in iter(lambda: source.read(_STDIN_PACKET), b""):
+                    self.sock.sendall(encode_packet(STDIN, block))
         self.sock.sendall(encode_packet(CLOSE_STDIN))
 
     def _take(self, packets: list[Packet]) -> list[bytes]:
@@ -290,14 +297,29 @@ class AdbTransport:
         check: bool = False,
         stdin: bytes | None = None,
         cwd: str | None = None,
+        stdin_file: Path | None = None,
     ) -> CommandResult:
         args = tuple(argv)
         command = device_shell_command(args, cwd)
         if self.shell_protocol == "v2":
             session = ShellV2Session(self._device_name, args, self._open(f"shell,v2,raw:{command}", timeout))
-            session.send_stdin(stdin)
+            try:
+                session.sock.settimeout(timeout)
+                session.send_stdin(stdin, stdin_file)
+            except TimeoutError:
+                session.close()
+                raise CommandTimeout(self._device_name, shlex.join(args), timeout) from None
+            except OSError as exc:
+                session.close()
+                raise TransportError(
+                    self._device_name, f"sending input to {shlex.join(args)} failed: {exc}"
+                ) from None
             result = session.finish(timeout)
         else:
+            if stdin_file is not None:
+                raise TransportError(
+                    self._device_name, "stdin needs shell v2, which this device's adbd lacks"
+                )
             result = self._run_v1(args, command, timeout, stdin)
         if check and not result.ok:
             raise CommandFailed(self._device_name, shlex.join(args), result.exit_code, result.stderr)

@@ -61,9 +61,12 @@ class Transport(Protocol):
         check: bool = False,
         stdin: bytes | None = None,
         cwd: str | None = None,
+        stdin_file: Path | None = None,
     ) -> CommandResult:
         """Run to completion. Raises CommandTimeout past ``timeout`` seconds and
-        CommandFailed when ``check`` is true and the exit code is not 0."""
+        CommandFailed when ``check`` is true and the exit code is not 0. ``stdin_file`` streams a
+        host file to the command's stdin in blocks (never held in memory whole); it excludes
+        ``stdin``."""
         ...
 
     def push(self, local: Path, remote: str) -> int:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from harness.errors import CommandFailed, CommandTimeout, TransportError
 from harness.transport.base import CommandResult
@@ -92,20 +93,28 @@ class LocalTransport:
         check: bool = False,
         stdin: bytes | None = None,
         cwd: str | None = None,
+        stdin_file: Path | None = None,
     ) -> CommandResult:
         args = tuple(argv)
         started = time.monotonic()
-        try:
-            process = subprocess.Popen(
-                args,
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=_expand(cwd) if cwd else None,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise TransportError(self._device, f"cannot start {args[0]!r}: {exc.strerror}") from None
+        with contextlib.ExitStack() as stack:
+            source: int | IO[bytes] = subprocess.PIPE if stdin is not None else subprocess.DEVNULL
+            if stdin_file is not None:
+                try:
+                    source = stack.enter_context(Path(stdin_file).open("rb"))
+                except OSError as exc:
+                    raise TransportError(self._device, f"cannot read {stdin_file}: {exc.strerror}") from None
+            try:
+                process = subprocess.Popen(
+                    args,
+                    stdin=source,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=_expand(cwd) if cwd else None,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise TransportError(self._device, f"cannot start {args[0]!r}: {exc.strerror}") from None
         try:
             stdout, stderr = process.communicate(input=stdin, timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -29,6 +29,7 @@ from harness.errors import (
 from harness.transport.base import CommandResult
 
 _CHUNK = 1 << 16
+_STREAM_BLOCK = 1 << 20
 # The wrapper prints the remote shell's PID (= its process group: sshd starts each session with
 # setsid) as the first stderr line, so a timeout can kill the whole tree on the board.
 _PID_PREFIX = "edgelab-pid:"
@@ -327,6 +328,7 @@ class SshTransport:
         check: bool = False,
         stdin: bytes | None = None,
         cwd: str | None = None,
+        stdin_file: Path | None = None,
     ) -> CommandResult:
         args = tuple(argv)
         channel = self._open_channel()
@@ -336,9 +338,21 @@ class SshTransport:
             channel.close()
             raise TransportError(self._device, f"cannot start {shlex.join(args)}: {exc}") from None
         running = SshRunning(self._device, args, channel, self._kill_group, self.config.keepalive_s)
-        if stdin is not None:
-            channel.sendall(stdin)
-        channel.shutdown_write()
+        try:
+            channel.settimeout(timeout)
+            if stdin is not None:
+                channel.sendall(stdin)
+            if stdin_file is not None:
+                with Path(stdin_file).open("rb") as source:
+                    for block in iter(lambda: source.read(_STREAM_BLOCK), b""):
+                        channel.sendall(block)
+            channel.shutdown_write()
+        except TimeoutError:
+            running.kill()
+            raise CommandTimeout(self._device, shlex.join(args), timeout) from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            running.kill()
+            raise TransportError(self._device, f"sending input to {shlex.join(args)} failed: {exc}") from None
         try:
             result = running.wait(timeout)
         except (OSError, EOFError, paramiko.SSHException) as exc:

@@ -76,6 +76,14 @@ def test_push_pull_round_trip_into_new_directories(local, tmp_path):
     assert hashlib.sha256(back.read_bytes()).digest() == hashlib.sha256(payload).digest()
 
 
+def test_stdin_file_streams_the_file_into_the_command(local, tmp_path):
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    source = tmp_path / "model.bin"
+    source.write_bytes(payload)
+    result = local.run(["sh", "-c", "wc -c; exit 2"], timeout=60, stdin_file=source)
+    assert (result.exit_code, result.stdout.strip()) == (2, str(len(payload)))
+
+
 def test_push_of_missing_file_names_the_path(local, tmp_path):
     with pytest.raises(TransportError, match="no such file: .*absent.bin"):
         local.push(tmp_path / "absent.bin", str(tmp_path / "x"))

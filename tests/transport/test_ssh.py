@@ -84,6 +84,16 @@ def test_push_pull_round_trip_with_nested_dirs(board, tmp_path):
     assert back.read_bytes() == payload
 
 
+def test_stdin_file_streams_through_the_channel(board, tmp_path):
+    payload = os.urandom(5 * 1024 * 1024 + 3)
+    source = tmp_path / "model.bin"
+    source.write_bytes(payload)
+    target = tmp_path / "streamed.bin"
+    result = board.run(["sh", "-c", 'tee "$1" | sha256sum', "sh", str(target)], timeout=60, stdin_file=source)
+    assert result.stdout.split()[0] == hashlib.sha256(payload).hexdigest()
+    assert target.read_bytes() == payload
+
+
 def test_home_is_expanded_for_files(board, tmp_path):
     source = tmp_path / "x.txt"
     source.write_text("home")
