@@ -39,6 +39,11 @@ class _Device(BaseModel):
         default="agent",
         description="agent: the Python agent; native: the runtimes' benchmark binaries in native_tools.",
     )
+    warm_agent: bool = Field(
+        default=True,
+        description="Keep one agent per runtime imported on the device and fork each run from it "
+        "(saves the interpreter start and imports per test); false starts a fresh interpreter per run.",
+    )
     native_tools: dict[Literal["tflite", "onnx"], str] = Field(
         default_factory=dict,
         description="Host paths of benchmark_model (tflite), onnxruntime_perf_test (onnx) for the device.",

@@ -44,6 +44,7 @@ from harness.models.variants import Variant
 from harness.probes.energy import ExternalMeter, pick_source
 from harness.probes.thermal import wait_until_cool
 from harness.runners import native, python_agent
+from harness.runners.agent_server import AgentServer
 from harness.secrets import redact, redact_argv
 from harness.stats import NOISE_FLOOR
 from harness.store.db import ResultsStore
@@ -64,6 +65,35 @@ class DeviceSession:
     agent_path: str
     agent_deploy: DeployReport
     probe: dict[str, Any] = field(default_factory=dict)
+    servers: dict[str, AgentServer | None] = field(default_factory=dict)
+    cold_reasons: dict[str, str] = field(default_factory=dict)
+
+    def agent_server(self, runtime: str) -> AgentServer | None:
+        """The warm agent for ``runtime``, started on first use; None where it is off or could not
+        start (the reason is in ``cold_reasons``)."""
+        if not self.config.warm_agent:
+            return None
+        if runtime not in self.servers:
+            try:
+                self.servers[runtime] = AgentServer.start(
+                    self.transport, self.config.python, self.agent_path, self.workdir, runtime
+                )
+            except AgentError as exc:
+                self.servers[runtime] = None
+                self.cold_reasons[runtime] = str(exc)
+        return self.servers[runtime]
+
+    def server_gone(self, runtime: str, reason: str) -> None:
+        self.servers[runtime] = None
+        self.cold_reasons[runtime] = reason
+
+    def close(self) -> None:
+        for server in self.servers.values():
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    server.stop()
+        self.servers.clear()
+        self.transport.close()
 
     def fingerprint(self) -> dict[str, Any]:
         """Enough to tell two devices (or two OS builds of one device) apart in the history."""
@@ -231,7 +261,7 @@ class Lab:
         session = self._devices.pop(name, None)
         if session is not None:
             with contextlib.suppress(Exception):
-                session.transport.close()
+                session.close()
         self._failures.pop(name, None)
 
     def _lease(self, name: str) -> None:
@@ -315,6 +345,9 @@ class Lab:
             result = python_agent.run_agent(
                 device.transport,
                 argv,
+                server=device.agent_server(variant.runtime),
+                on_server_gone=lambda reason: device.server_gone(variant.runtime, reason),
+                cold_reason=device.cold_reasons.get(variant.runtime),
                 timeout_s=protocol.budget_s(),
                 model=variant.model,
                 model_format=variant.format,
@@ -563,7 +596,7 @@ class Lab:
 
     def close(self) -> None:
         for session in self._devices.values():
-            session.transport.close()
+            session.close()
         self._devices.clear()
         for lease in self._leases.values():
             lease.release()

@@ -7,6 +7,7 @@ distributions), nothing of the harness. Per iteration it adds two clock reads an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -1033,6 +1034,225 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# -- warm server ------------------------------------------------------------------------------------
+#
+# Starting Python and importing numpy and a runtime costs 0.2-0.4 s on a phone or a board, on every
+# run. ``serve`` pays it once: it imports numpy and one runtime, then forks a child per request that
+# runs ``main(argv)`` exactly as a fresh process would. A child's VmHWM starts at what the server
+# holds (the interpreter, numpy, the runtime), which a fresh process reaches when it imports them.
+#
+# Requests come through a FIFO, ``<dir>/control``: one line "<client pid> <reply fifo>", the
+# argument vector in "<reply fifo>.argv" (JSON). The child's stdout goes straight into the reply
+# FIFO and its stderr into "<reply fifo>.err"; after the child exits the server appends
+# "\n<SERVED_EXIT_MARKER><exit code>\n". A client that goes away (the host's timeout killed it)
+# takes its child with it.
+
+SERVED_EXIT_MARKER = "EDGELAB-SERVED-EXIT:"
+
+
+def resident_file_pages() -> list[int] | None:
+    """Addresses of this process's resident pages in file mappings (the code and read-only data
+    of Python, numpy and the runtime). fork() does not copy those page-table entries, so a child
+    would otherwise count fewer resident pages than a fresh process that imported the same
+    modules; the child touches these to be measured like one. None where pagemap is unreadable."""
+    import struct
+
+    page = os.sysconf("SC_PAGE_SIZE")
+    found: list[int] = []
+    try:
+        with open("/proc/self/maps") as maps, open("/proc/self/pagemap", "rb") as pagemap:
+            for line in maps:
+                fields = line.split(None, 5)
+                if len(fields) < 6 or "r" not in fields[1]:
+                    continue
+                path = fields[5].strip()
+                if not path.startswith("/") or path.startswith("/dev/"):
+                    continue
+                start, end = (int(text, 16) for text in fields[0].split("-"))
+                count = (end - start) // page
+                pagemap.seek(start // page * 8)
+                data = pagemap.read(count * 8)
+                for index, entry in enumerate(struct.unpack(f"<{len(data) // 8}Q", data)):
+                    if entry >> 63:
+                        found.append(start + index * page)
+    except (OSError, ValueError):
+        return None
+    return found
+
+
+def _touch(addresses: Sequence[int]) -> None:
+    import ctypes
+
+    for address in addresses:
+        ctypes.string_at(address, 1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _open_reply(path: str, client: int) -> int | None:
+    """Open the reply FIFO for writing once the client reads it; None if the client is gone."""
+    import errno
+    import fcntl
+
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno not in (errno.ENXIO, errno.EINTR) or not _alive(client):
+                return None
+            time.sleep(0.0005)
+            continue
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return fd
+
+
+def _reap(child: int, client: int) -> int:
+    """Wait for the child; kill its process group if the client disappears first. Returns the exit
+    code a shell would show (128 + signal for a signalled child)."""
+    import select
+    import signal
+
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(child)
+        except OSError:
+            pidfd = None
+    try:
+        while True:
+            if pidfd is not None:
+                select.select([pidfd], [], [], 0.25)
+            else:
+                time.sleep(0.002)
+            done, status = os.waitpid(child, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
+                return 128 - code if code < 0 else code
+            if not _alive(client):
+                with contextlib.suppress(OSError):
+                    os.killpg(child, signal.SIGKILL)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _read_request(reply: str) -> tuple[list[str] | None, int, str]:
+    """(argv, stderr fd, problem) for the request whose reply FIFO is ``reply``."""
+    try:
+        with open(reply + ".argv") as handle:
+            argv = json.load(handle)
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise ValueError("argv is not a list of strings")
+        err_fd = os.open(reply + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except (OSError, ValueError) as exc:
+        return None, -1, f"bad request {reply}: {exc}"
+    return argv, err_fd, ""
+
+
+def _serve_one(line: str, control_fd: int, resident: Sequence[int]) -> None:
+    client_text, _, reply = line.strip().partition(" ")
+    if not client_text.isdigit() or not reply:
+        return
+    client = int(client_text)
+    argv, err_fd, problem = _read_request(reply)
+    reply_fd = _open_reply(reply, client)
+    if reply_fd is None:
+        if err_fd >= 0:
+            os.close(err_fd)
+        return
+    if argv is None:
+        os.write(reply_fd, f"{problem}\n{SERVED_EXIT_MARKER}{EXIT_FAILED}\n".encode())
+        os.close(reply_fd)
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:  # the run, as a fresh process would do it
+        code = 1
+        try:
+            os.setsid()
+            os.close(control_fd)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(reply_fd, 1)
+            os.dup2(err_fd, 2)
+            _touch(resident)
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    os.close(err_fd)
+    code = _reap(child, client)
+    with contextlib.suppress(OSError):  # the client may be gone
+        os.write(reply_fd, f"\n{SERVED_EXIT_MARKER}{code}\n".encode())
+    os.close(reply_fd)
+    with contextlib.suppress(OSError):
+        os.unlink(reply + ".argv")
+
+
+def serve(directory: str, runtime: str | None, idle_exit_s: float) -> int:
+    """Serve runs until the host's session ends (this process is orphaned or hung up), or until
+    ``idle_exit_s`` pass without a request."""
+    import select
+
+    os.makedirs(directory, exist_ok=True)
+    control = os.path.join(directory, "control")
+    import numpy  # noqa: F401  (every run needs it)
+
+    if runtime == "onnxruntime":
+        _onnxruntime_info()
+    elif runtime == "litert":
+        with contextlib.suppress(AgentFailure):  # the run reports it, as a fresh process would
+            load_litert()
+    if os.path.exists(control):
+        os.unlink(control)
+    os.mkfifo(control, 0o600)
+    control_fd = os.open(control, os.O_RDWR)  # holding a writer: no EOF between clients
+    with open(os.path.join(directory, "pid.partial"), "w") as handle:
+        handle.write(str(os.getpid()))
+    os.replace(os.path.join(directory, "pid.partial"), os.path.join(directory, "pid"))
+    resident = resident_file_pages()
+    announce = {"kind": "serving", "pid": os.getpid(), "runtime": runtime}
+    announce["resident_file_pages"] = None if resident is None else len(resident)
+    sys.stdout.write(json.dumps(announce) + "\n")
+    sys.stdout.flush()
+    parent = os.getppid()
+    pending = b""
+    last = time.monotonic()
+    try:
+        while os.getppid() == parent and time.monotonic() - last < idle_exit_s:
+            ready, _, _ = select.select([control_fd], [], [], 1.0)
+            if not ready:
+                continue
+            pending += os.read(control_fd, 4096)
+            while b"\n" in pending:
+                line, _, pending = pending.partition(b"\n")
+                _serve_one(line.decode("utf-8", errors="replace"), control_fd, resident or [])
+                last = time.monotonic()
+    finally:
+        for name in ("control", "pid"):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, name))
+    return 0
+
+
 # -- command line -------------------------------------------------------------------------------
 
 
@@ -1066,6 +1286,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--rate-hz", type=float, default=0.0, help="fixed request rate; 0: back to back")
     run_parser.add_argument("--environment", action="store_true", help="record what can make numbers lie")
     run_parser.add_argument("--result", default=None)
+    serve_parser = commands.add_parser("serve", help="import once, fork a child per run (see serve())")
+    serve_parser.add_argument("--dir", required=True, help="where the control FIFO lives")
+    serve_parser.add_argument("--runtime", default=None, choices=["onnxruntime", "litert"])
+    serve_parser.add_argument("--idle-exit-s", type=float, default=3600.0)
     return parser
 
 
@@ -1085,9 +1309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     result_path: str | None = None
     try:
         arguments = build_parser().parse_args(argv)
-        result_path = arguments.result
+        result_path = getattr(arguments, "result", None)
         if arguments.command == "probe":
             _emit(probe(), result_path)
+        elif arguments.command == "serve":
+            return serve(arguments.dir, arguments.runtime, arguments.idle_exit_s)
         else:
             if arguments.min_iters < 1 or arguments.max_s <= 0 or arguments.max_iters < 1:
                 raise AgentFailure("args", "--min-iters and --max-iters must be >= 1 and --max-s > 0")

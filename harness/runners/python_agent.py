@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from harness.probes.environment import thermal_status
 from harness.probes.environment import warnings as environment_warnings
 from harness.probes.parsers.android import parse_dumpsys_meminfo
 from harness.probes.thermal import ThermalTrace, judge
+from harness.runners.agent_server import AgentServer, ServerGone
 from harness.stats import summarize_latency
 from harness.transport.base import CommandResult, Transport
 
@@ -181,13 +183,33 @@ def run_agent(
     protocol: LatencyProtocol,
     virtual: bool = False,
     meter: ExternalMeter | None = None,
+    server: AgentServer | None = None,
+    on_server_gone: Callable[[str], None] | None = None,
+    cold_reason: str | None = None,
 ) -> BenchmarkResult:
     """Run the agent once (with an external power meter alongside, if given) and turn its
-    document into a BenchmarkResult."""
+    document into a BenchmarkResult. With a warm ``server`` the run is a fork of it; a server that
+    has gone away is reported through ``on_server_gone`` and the run starts cold instead."""
+    note: str | None = None
     if meter is not None:
         meter.start()
     try:
-        result = transport.run(argv, timeout=timeout_s)
+        result = None
+        if server is not None:
+            try:
+                result = server.call(argv, timeout=timeout_s)
+                note = (
+                    f"forked from the warm agent: Python, numpy and {server.runtime} were imported "
+                    "before the run, so load_ms does not include importing them"
+                )
+            except ServerGone as gone:
+                cold_reason = str(gone)
+                if on_server_gone is not None:
+                    on_server_gone(cold_reason)
+        if result is None:
+            result = transport.run(argv, timeout=timeout_s)
+            if cold_reason is not None:
+                note = f"fresh interpreter: {cold_reason}"
     finally:
         meter_lines = meter.stop() if meter is not None else None
     document = parse_agent_output(transport.device, result, "run")
@@ -200,7 +222,7 @@ def run_agent(
         ) from None
     if any(sample <= 0 for sample in run.latencies_ns):
         raise AgentError(f"device '{transport.device}': agent reported non-positive latencies")
-    return build_result(
+    built = build_result(
         transport.device,
         run,
         model=model,
@@ -210,6 +232,7 @@ def run_agent(
         virtual=virtual,
         meter_lines=meter_lines,
     )
+    return dataclasses.replace(built, notes=(*built.notes, note)) if note else built
 
 
 def _trace(device: str, run: AgentRunDocument) -> ThermalTrace | None:

@@ -47,6 +47,8 @@ class LocalRunning:
         assert stream is not None
         for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
             self._stderr.extend(chunk)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=60)  # reap it: a device's init would, and kill -0 must fail
 
     def lines(self) -> Iterator[str]:
         assert self._process.stdout is not None

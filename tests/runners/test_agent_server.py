@@ -1,0 +1,148 @@
+"""The warm agent: runs forked from one server per runtime, on the host through LocalTransport.
+
+The same FIFO client runs over ssh and adb in the virtual-lab tests (every lab benchmark goes
+through it); here each property is checked where the processes can be inspected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from harness.errors import CommandTimeout
+from harness.measurement import LatencyProtocol
+from harness.runners import python_agent
+from harness.runners.agent_server import AgentServer, ServerGone
+from harness.transport.local import LocalTransport
+
+FAST = ["--warmup-iters", "2", "--warmup-s", "0", "--min-iters", "20", "--min-s", "0"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+    )
+    path = tmp_path_factory.mktemp("models") / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+@pytest.fixture
+def server(tmp_path):
+    transport = LocalTransport("local")
+    started = AgentServer.start(
+        transport, sys.executable, str(python_agent.AGENT_FILE), str(tmp_path / "device"), "onnxruntime"
+    )
+    yield started
+    started.stop()
+
+
+def argv(*args: str) -> list[str]:
+    return [sys.executable, str(python_agent.AGENT_FILE), *args]
+
+
+def children_of(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(line) for line in found.stdout.split()]
+
+
+def test_a_served_run_is_the_same_document_as_a_fresh_one(server, model):
+    served = server.call(argv("run", "--model", str(model), "--runtime", "onnxruntime", *FAST), timeout=120)
+    assert served.exit_code == 0, served.stderr
+    document = json.loads(served.stdout)
+    assert document["kind"] == "run" and document["runtime"]["name"] == "onnxruntime"
+    assert len(document["latencies_ns"]) >= 20
+    assert document["memory_kb"]["vmhwm_after_run"] >= document["memory_kb"]["vmhwm_after_load"] > 0
+    assert served.argv[0] == sys.executable  # error messages name the device's python, as cold runs do
+    # the server stays up and idle between calls: its children are gone, itself is not
+    assert json.loads(server.call(argv("probe"), timeout=60).stdout)["kind"] == "probe"
+    assert children_of(server.pid) == [] and Path(f"/proc/{server.pid}").exists()
+
+
+def test_exit_codes_and_stderr_come_back(server):
+    failed = server.call(
+        argv("run", "--model", "/nonexistent/m.onnx", "--runtime", "onnxruntime"), timeout=60
+    )
+    document = json.loads(failed.stdout)
+    assert (failed.exit_code, document["kind"], document["phase"]) == (2, "error", "load")
+    bad = server.call(argv("run", "--runtime", "tvm"), timeout=60)
+    assert bad.exit_code == 2 and json.loads(bad.stdout)["error"]["type"] == "ArgumentError"
+
+
+def test_hostile_arguments_reach_the_child_intact(server, tmp_path):
+    marker = tmp_path / "pwned"
+    name = f'it\'s $(touch {marker}); `touch {marker}` "quoted"\nnewline é.onnx'
+    result = server.call(argv("run", "--model", str(tmp_path / name), "--runtime", "onnxruntime"), timeout=60)
+    document = json.loads(result.stdout)
+    assert document["kind"] == "error" and name in document["error"]["message"]
+    assert not marker.exists()
+
+
+def test_a_timed_out_call_takes_its_child_with_it(server, model):
+    slow = ["--rate-hz", "5", "--min-iters", "1000"]  # 200 s of requests at a fixed rate
+    long_run = argv("run", "--model", str(model), "--runtime", "onnxruntime", *slow)
+    with pytest.raises(CommandTimeout, match=r"edgelab_agent.py run --model .* \(warm agent\)") as error:
+        server.call(long_run, timeout=3)
+    assert "mkfifo" not in str(error.value)  # the user reads the agent's command, not the client's
+    deadline = time.monotonic() + 10
+    while children_of(server.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children_of(server.pid) == []
+    # the server goes on serving
+    assert json.loads(server.call(argv("probe"), timeout=60).stdout)["kind"] == "probe"
+
+
+def test_a_dead_server_is_reported_and_the_run_falls_back_to_a_fresh_interpreter(server, model):
+    os.kill(server.pid, 9)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{server.pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(ServerGone, match="warm agent"):
+        server.call(argv("probe"), timeout=30)
+    gone: list[str] = []
+    protocol = LatencyProtocol(warmup_iters=1, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=10.0)
+    result = python_agent.run_agent(
+        server.transport,
+        python_agent.build_run_argv(
+            sys.executable, str(python_agent.AGENT_FILE), str(model), "onnxruntime", protocol
+        ),
+        timeout_s=120,
+        model="relu",
+        model_format="onnx",
+        precision="fp32",
+        protocol=protocol,
+        server=server,
+        on_server_gone=gone.append,
+    )
+    assert result.iterations >= 5
+    assert len(gone) == 1 and "is gone" in gone[0]
+    assert any(note.startswith("fresh interpreter: ") for note in result.notes)
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path):
+    with pytest.raises(Exception, match="warm agent did not start.*warm_agent: false"):
+        AgentServer.start(LocalTransport("local"), "/bin/false", "agent.py", str(tmp_path), "onnxruntime")
+
+
+def test_peak_rss_of_a_forked_run_matches_a_fresh_interpreter(server, model):
+    """fork() does not carry over the page-table entries of file mappings; the child touches the
+    server's resident file pages so its VmHWM counts what a fresh process that imported the same
+    modules counts. Compared in one run, as a ratio."""
+    run = ["run", "--model", str(model), "--runtime", "onnxruntime", *FAST]
+    fresh = json.loads(subprocess.run(argv(*run), capture_output=True, text=True, check=True).stdout)
+    served = json.loads(server.call(argv(*run), timeout=120).stdout)
+    fresh_kb = fresh["memory_kb"]["vmhwm_after_run"]
+    served_kb = served["memory_kb"]["vmhwm_after_run"]
+    assert abs(served_kb - fresh_kb) / fresh_kb < 0.05, (served_kb, fresh_kb)
