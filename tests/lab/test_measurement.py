@@ -79,6 +79,9 @@ def test_a_slower_device_is_flagged_with_direction_and_size(harness_lab):
     comparison = compare_records(cand, base)
     latency = comparison.metrics[0]
     assert comparison.verdict == "regressed" and latency.verdict == "regressed", latency.evidence
-    assert 1.6 < latency.ratio < 2.6, latency.evidence
+    # Half the CFS quota costs 2x or more: an inference that straddles the end of the board's
+    # 50-ms budget waits out the rest of the 100-ms period, so the longer one inference takes on
+    # this host (11 ms on one machine, 26 ms on another), the more of them do (measured 2.2x, 2.6x).
+    assert 1.6 < latency.ratio < 3.5, latency.evidence
     assert latency.ci_low > 1.03
     assert compare_records(base, {**cand, "run_id": "board"}).metrics[0].verdict == "improved"
