@@ -1,9 +1,11 @@
 """Content-addressed artifacts on the device: ``<workdir>/cas/<sha256>/<name>``.
 
 One round trip hashes what is already there; only missing or corrupted files are pushed. A push
-streams the file into a device command that writes it and hashes the same bytes as they arrive
-(``tee`` into ``sha256sum``), so verifying costs no second pass over the file; only a file whose
-device-side hash and size match the host's is moved into place.
+streams the file into one device command and is checked before the file is moved into place:
+over a link without integrity of its own (ADB) the command hashes the bytes as they arrive
+(``tee`` into ``sha256sum``: no second pass over the file); over SSH, whose packets are each
+MAC-checked, it checks the size written, as scp would trust the link, and the hash check at the
+next use still catches a file damaged at rest.
 """
 
 from __future__ import annotations
@@ -40,12 +42,16 @@ for p in "$@"; do
 done
 """
 
-# Writes stdin to "$1" and prints "<sha256 of what arrived> <bytes on disk>". The pipeline's
-# status is sha256sum's, so a failed write shows up as a size short of what was sent.
+# Writes stdin to "$1" and prints "<sha256 of what arrived> <bytes on disk>" ("-" for the hash
+# when $3 is "size"). The pipeline's status is sha256sum's, so a failed write shows up as a size
+# short of what was sent.
 _RECEIVE_SCRIPT = r"""
-part="$1"; py="$2"
+part="$1"; py="$2"; check="$3"
 mkdir -p "${part%/*}" || exit 3
-if command -v sha256sum >/dev/null 2>&1 && command -v tee >/dev/null 2>&1; then
+if [ "$check" = size ]; then
+  cat > "$part" || exit 4
+  h=-
+elif command -v sha256sum >/dev/null 2>&1 && command -v tee >/dev/null 2>&1; then
   h=$(tee "$part" | sha256sum) || exit 4
   h=${h%% *}
 else
@@ -182,13 +188,14 @@ class Deployer:
     def _receive(self, artifact: Artifact, partial: str) -> tuple[str, int]:
         """Stream one file to ``partial`` on the device; return the device's (sha256, size)."""
         timeout = _HASH_TIMEOUT_S + artifact.size_bytes / _SLOWEST_LINK_BYTES_PER_S
+        check = "size" if self.transport.integrity_in_transit else "sha256"
         result = self.transport.run(
-            ["sh", "-c", _RECEIVE_SCRIPT, "edgelab-receive", partial, self.python],
+            ["sh", "-c", _RECEIVE_SCRIPT, "edgelab-receive", partial, self.python, check],
             timeout=timeout,
             stdin_file=artifact.local,
         )
         digest, _, size_text = result.stdout.strip().rpartition("\n")[-1].partition(" ")
-        if result.exit_code != 0 or len(digest) != 64 or not size_text.strip().isdigit():
+        if result.exit_code != 0 or len(digest) not in (1, 64) or not size_text.strip().isdigit():
             raise DeployError(
                 f"device '{self.transport.device}': receiving {artifact.name} into {partial} failed "
                 f"(exit {result.exit_code}, stdout {result.stdout.strip()[-200:]!r}, "
@@ -203,11 +210,12 @@ class Deployer:
             digest, size = self._receive(artifact, partial)
             report.bytes_pushed += size
             report.pushed.append(artifact.name)
-            if (digest, size) != (artifact.sha256, artifact.size_bytes):
+            if size != artifact.size_bytes or digest not in ("-", artifact.sha256):
                 self.transport.run(["rm", "-f", *staging.values()], timeout=60)
+                got = digest if digest != "-" else "not hashed, the link checks integrity"
                 raise DeployError(
                     f"device '{self.transport.device}': {artifact.name} arrived corrupted "
-                    f"(sha256 expected {artifact.sha256}, got {digest}; {size} of "
+                    f"(sha256 expected {artifact.sha256}, got {got}; {size} of "
                     f"{artifact.size_bytes} bytes written); check free space on the device and "
                     "the link, then rerun"
                 )

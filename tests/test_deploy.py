@@ -17,6 +17,8 @@ from harness.transport.local import LocalTransport
 class CorruptingLink(LocalTransport):
     """A link that flips one byte of every streamed file: what a flaky USB cable does."""
 
+    integrity_in_transit = False  # like ADB: nothing on the link notices
+
     def run(self, argv, *, stdin_file=None, **kwargs):
         if stdin_file is not None:
             damaged = Path(str(stdin_file) + ".on-the-wire")
@@ -124,6 +126,26 @@ def test_push_streams_once_and_needs_no_second_hash_pass(artifacts, tmp_path):
     assert [source for _, source in calls if source is not None] == [a.local for a in artifacts]
 
 
+@pytest.mark.parametrize(("integrity", "check"), [(True, "size"), (False, "sha256")])
+def test_the_push_check_follows_the_links_own_integrity(artifacts, tmp_path, integrity, check):
+    """SSH MACs every packet: the size is checked. ADB has no checksum: the device hashes."""
+    checks = []
+
+    class Link(LocalTransport):
+        integrity_in_transit = integrity
+
+        def run(self, argv, **kwargs):
+            if len(argv) > 3 and argv[3] == "edgelab-receive":
+                checks.append(argv[-1])
+            return super().run(argv, **kwargs)
+
+    deployer = Deployer(Link("d"), str(tmp_path / "device"))
+    assert deployer.ensure(artifacts).bytes_pushed == 205_000
+    assert checks == [check, check]
+    for artifact in artifacts:
+        assert Path(deployer.remote_path(artifact)).read_bytes() == artifact.local.read_bytes()
+
+
 def test_an_unwritable_workdir_names_the_file_and_the_fix(artifacts, tmp_path):
     blocker = tmp_path / "device"
     blocker.write_text("a file where the workdir should be")
@@ -158,6 +180,8 @@ def test_python_fallback_when_sha256sum_is_missing(artifacts, tmp_path):
         (bin_dir / tool).symlink_to(real)
 
     class NoSha(LocalTransport):
+        integrity_in_transit = False  # hash the push too, so the fallback runs for both checks
+
         def run(self, argv, **kwargs):
             return super().run(["env", f"PATH={bin_dir}", *argv], **kwargs)
 

@@ -226,6 +226,8 @@ class AdbTransport:
         self.shell_protocol = "v2" if "shell_v2" in features else "v1"
         self.features = features
 
+    integrity_in_transit = False  # ADB stopped checksumming payloads in 0x01000001
+
     @property
     def device(self) -> str:
         return self._device_name

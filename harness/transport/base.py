@@ -48,6 +48,10 @@ class RunningCommand(Protocol):
 class Transport(Protocol):
     """How bytes and commands reach one device."""
 
+    #: True when the link itself detects corrupted bytes (SSH: a MAC on every packet; local: no
+    #: link at all). False for ADB: its protocol has carried no checksum since version 0x01000001.
+    integrity_in_transit: bool
+
     @property
     def device(self) -> str:
         """The device name from devices.yaml, used in every error message."""

@@ -214,6 +214,8 @@ class SshTransport:
         self._home: str | None = None
         self._client = self._connect()
 
+    integrity_in_transit = True  # every SSH packet carries a MAC
+
     @property
     def device(self) -> str:
         return self._device
