@@ -84,7 +84,12 @@ class DeviceSession:
         return self.servers[runtime]
 
     def server_gone(self, runtime: str, reason: str) -> None:
-        self.servers[runtime] = None
+        """The warm agent went away (idle exit, killed): this run went cold; the next one starts
+        a new server (one that cannot start leaves the device cold for the run)."""
+        gone = self.servers.pop(runtime, None)
+        if gone is not None:
+            with contextlib.suppress(Exception):
+                gone.stop()
         self.cold_reasons[runtime] = reason
 
     def close(self) -> None:

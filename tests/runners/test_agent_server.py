@@ -146,3 +146,30 @@ def test_peak_rss_of_a_forked_run_matches_a_fresh_interpreter(server, model):
     fresh_kb = fresh["memory_kb"]["vmhwm_after_run"]
     served_kb = served["memory_kb"]["vmhwm_after_run"]
     assert abs(served_kb - fresh_kb) / fresh_kb < 0.05, (served_kb, fresh_kb)
+
+
+def test_a_session_restarts_a_lost_warm_agent_and_runs_cold_meanwhile(tmp_path):
+    """An idle exit or a kill costs one cold run, not the rest of the session."""
+    from harness.config import load_fleet
+    from harness.models.variants import variants_for
+    from harness.session import Lab
+
+    devices = tmp_path / "devices.yaml"
+    devices.write_text(f"devices:\n  host:\n    kind: local\n    workdir: {tmp_path / 'device'}\n")
+    lab = Lab(
+        load_fleet(devices, lab_file=tmp_path / "no-lab.yaml"), reports_dir=tmp_path / "r", selected=["host"]
+    )
+    variant = variants_for("silero_vad")[0]
+    protocol = LatencyProtocol(warmup_iters=1, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=10.0, idle_s=0.0)
+    try:
+        first, _ = lab.benchmark("host", variant, protocol, energy="none")
+        first_pid = lab.device("host").servers["onnxruntime"].pid
+        os.kill(first_pid, 9)
+        cold, _ = lab.benchmark("host", variant, protocol, energy="none")
+        again, _ = lab.benchmark("host", variant, protocol, energy="none")
+        second_pid = lab.device("host").servers["onnxruntime"].pid
+    finally:
+        lab.close()
+    assert first.notes[-1].startswith("forked from the warm agent")
+    assert cold.notes[-1].startswith("fresh interpreter: ") and str(first_pid) in cold.notes[-1]
+    assert again.notes[-1].startswith("forked from the warm agent") and second_pid != first_pid
