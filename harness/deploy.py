@@ -138,6 +138,11 @@ class Deployer:
         self.transport = transport
         self.workdir = workdir
         self.python = python
+        self._verified: set[str] = set()  # device paths hashed or pushed by this deployer
+
+    def forget(self, artifacts: Sequence[Artifact]) -> None:
+        """Check these on the device again at the next ``ensure``, even when trusted."""
+        self._verified.difference_update(self.remote_path(a) for a in artifacts)
 
     def remote_path(self, artifact: Artifact) -> str:
         return posixpath.join(self.workdir, "cas", artifact.sha256, artifact.name)
@@ -167,16 +172,23 @@ class Deployer:
             )
         return found
 
-    def ensure(self, artifacts: Sequence[Artifact]) -> DeployReport:
-        """Make every artifact present and intact on the device; push only what is not."""
+    def ensure(self, artifacts: Sequence[Artifact], *, trust_verified: bool = False) -> DeployReport:
+        """Make every artifact present and intact on the device; push only what is not.
+
+        ``trust_verified`` skips the device round trip when every artifact was already hashed or
+        pushed by this deployer; the caller must then check them at use (the agent's --sha256)."""
         report = DeployReport()
         unique = list({a.sha256 + "/" + a.name: a for a in artifacts}.values())
+        if trust_verified and all(self.remote_path(a) in self._verified for a in unique):
+            report.present.extend(a.name for a in unique)
+            return report
         hashes = self.remote_hashes([self.remote_path(a) for a in unique])
         to_push: list[Artifact] = []
         for artifact in unique:
             current = hashes[self.remote_path(artifact)]
             if current == artifact.sha256:
                 report.present.append(artifact.name)
+                self._verified.add(self.remote_path(artifact))
                 continue
             if current is not None:
                 report.replaced.append(artifact.name)
@@ -221,3 +233,4 @@ class Deployer:
                 )
         moves = [p for a, partial in staging.items() for p in (partial, self.remote_path(a))]
         self.transport.run(["sh", "-c", _FINALIZE_SCRIPT, "edgelab-finalize", *moves], timeout=60, check=True)
+        self._verified.update(self.remote_path(a) for a in artifacts)

@@ -320,8 +320,11 @@ class Lab:
         input_file = inputs if inputs is not None else self._default_inputs(variant)
         model = Artifact.from_file(model_file, model_file.name)
         input_artifact = Artifact.from_file(input_file)
+        artifacts = [model, input_artifact]
         with _phase("deploy"):
-            deploy = device.deployer.ensure([model, input_artifact])
+            # the agent checks both files' sha256 at every run, so what this session has already
+            # checked or pushed needs no round trip before the run
+            deploy = device.deployer.ensure(artifacts, trust_verified=device.config.runner == "agent")
         remote_outputs = None
         if outputs_to is not None:
             remote_outputs = posixpath.join(
@@ -340,6 +343,7 @@ class Lab:
             inputs_path=device.deployer.remote_path(input_artifact),
             outputs_path=remote_outputs,
             energy=source if source != "external" else None,
+            verify=[(device.deployer.remote_path(a), a.sha256) for a in artifacts],
         )
         below_c = cooldown_below_c if cooldown_below_c is not None else device.config.cooldown_below_c
         cooldown = None
@@ -347,20 +351,15 @@ class Lab:
             with _phase("cooldown"):
                 cooldown = wait_until_cool(device.transport, below_c, protocol.cooldown_max_s)
         with _phase("run"):
-            result = python_agent.run_agent(
-                device.transport,
-                argv,
-                server=device.agent_server(variant.runtime),
-                on_server_gone=lambda reason: device.server_gone(variant.runtime, reason),
-                cold_reason=device.cold_reasons.get(variant.runtime),
-                timeout_s=protocol.budget_s(),
-                model=variant.model,
-                model_format=variant.format,
-                precision=variant.precision,
-                protocol=protocol,
-                virtual=device.config.virtual,
-                meter=meter,
-            )
+            try:
+                result = self._run_agent(device, variant, argv, protocol, meter)
+            except python_agent.ArtifactDamaged as damaged:
+                # changed on the device since this session checked it: check all, push again, rerun
+                self.notify(f"{damaged}; checking the device's cache and pushing again")
+                device.deployer.forget(artifacts)
+                with _phase("deploy"):
+                    deploy = device.deployer.ensure(artifacts)
+                result = self._run_agent(device, variant, argv, protocol, meter)
         if cooldown is not None:
             result = dataclasses.replace(result, cooldown=cooldown)
         if remote_outputs is not None and outputs_to is not None:
@@ -368,6 +367,29 @@ class Lab:
                 device.transport.pull(remote_outputs, outputs_to)
                 device.transport.run(["rm", "-f", remote_outputs], timeout=60)
         return result, deploy
+
+    def _run_agent(
+        self,
+        device: DeviceSession,
+        variant: Variant,
+        argv: list[str],
+        protocol: LatencyProtocol,
+        meter: ExternalMeter | None,
+    ) -> BenchmarkResult:
+        return python_agent.run_agent(
+            device.transport,
+            argv,
+            server=device.agent_server(variant.runtime),
+            on_server_gone=lambda reason: device.server_gone(variant.runtime, reason),
+            cold_reason=device.cold_reasons.get(variant.runtime),
+            timeout_s=protocol.budget_s(),
+            model=variant.model,
+            model_format=variant.format,
+            precision=variant.precision,
+            protocol=protocol,
+            virtual=device.config.virtual,
+            meter=meter,
+        )
 
     def evaluate(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 
@@ -218,3 +219,58 @@ def test_over_ssh_miss_hit_and_corruption(sshd, artifacts, tmp_path):
         assert (report.replaced, report.bytes_pushed) == (["inputs.npz"], 5_000)
     finally:
         transport.close()
+
+
+def test_trusted_ensure_skips_the_round_trip_for_what_this_deployer_checked(artifacts, tmp_path):
+    calls = []
+
+    class Counting(LocalTransport):
+        def run(self, argv, **kwargs):
+            calls.append(argv[3] if len(argv) > 3 else argv[0])
+            return super().run(argv, **kwargs)
+
+    deployer = Deployer(Counting("local"), str(tmp_path / "device"))
+    deployer.ensure(artifacts)
+    calls.clear()
+    report = deployer.ensure(artifacts, trust_verified=True)
+    assert (calls, sorted(report.present), report.bytes_pushed) == ([], ["inputs.npz", "model one.tflite"], 0)
+    deployer.forget(artifacts[:1])
+    Path(deployer.remote_path(artifacts[0])).write_bytes(b"damaged at rest")
+    report = deployer.ensure(artifacts, trust_verified=True)
+    assert calls == ["edgelab-hash", "edgelab-receive", "edgelab-finalize"]
+    assert report.replaced == [artifacts[0].name]
+    # a new deployer (a new session) trusts nothing: it checks in one round trip
+    calls.clear()
+    fresh = Deployer(Counting("local"), str(tmp_path / "device")).ensure(artifacts, trust_verified=True)
+    assert (calls, len(fresh.present)) == (["edgelab-hash"], 2)
+
+
+def test_a_model_damaged_on_the_device_between_tests_is_caught_by_the_agent_and_pushed_again(tmp_path):
+    """The session skips the cache round trip for files it checked; the agent hashes them at
+    every run, so a file changed since is never measured: it is pushed again and the run repeated."""
+    from harness.config import load_fleet
+    from harness.measurement import LatencyProtocol
+    from harness.models.variants import variants_for
+    from harness.session import Lab
+
+    devices = tmp_path / "devices.yaml"
+    devices.write_text(f"devices:\n  host:\n    kind: local\n    workdir: {tmp_path / 'device'}\n")
+    lab = Lab(
+        load_fleet(devices, lab_file=tmp_path / "no-lab.yaml"), reports_dir=tmp_path / "r", selected=["host"]
+    )
+    heard: list[str] = []
+    lab.notify = heard.append
+    variant = variants_for("silero_vad")[0]
+    protocol = LatencyProtocol(warmup_iters=1, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=10.0, idle_s=0.0)
+    try:
+        _, first = lab.benchmark("host", variant, protocol, energy="none")
+        _, trusted = lab.benchmark("host", variant, protocol, energy="none")
+        model = next((tmp_path / "device" / "cas").rglob("silero_vad.onnx"))
+        model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
+        result, repaired = lab.benchmark("host", variant, protocol, energy="none")
+    finally:
+        lab.close()
+    assert "silero_vad.onnx" in first.pushed and trusted.pushed == [] and trusted.replaced == []
+    assert repaired.replaced == ["silero_vad.onnx"] and result.iterations >= 5
+    assert len(heard) == 1 and "silero_vad.onnx: sha256" in heard[0] and "pushing again" in heard[0]
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == model.parent.name

@@ -940,7 +940,28 @@ def start_probes(arguments: argparse.Namespace) -> tuple[ThermalSampler | None, 
     return sampler, tegrastats
 
 
+def verify_files(expected: Sequence[str]) -> None:
+    """Each item is "<sha256>:<path>": the file must hash to it (checked at every use, so a file
+    damaged on the device since it was pushed is never measured)."""
+    import hashlib
+
+    for item in expected:
+        want, _, path = item.partition(":")
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:
+            raise AgentFailure("verify", f"{path}: {exc.strerror or exc}", "ChecksumMismatch") from None
+        if digest.hexdigest() != want:
+            raise AgentFailure(
+                "verify", f"{path}: sha256 {digest.hexdigest()}, expected {want}", "ChecksumMismatch"
+            )
+
+
 def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    verify_files(arguments.sha256)
     before = read_status_kb()
     started = time.perf_counter()
     model = load_model(arguments.runtime, arguments.model, arguments.threads, arguments.delegate)
@@ -1286,6 +1307,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--rate-hz", type=float, default=0.0, help="fixed request rate; 0: back to back")
     run_parser.add_argument("--environment", action="store_true", help="record what can make numbers lie")
     run_parser.add_argument("--result", default=None)
+    run_parser.add_argument(
+        "--sha256", action="append", default=[], help="SHA256:PATH that must match before the run"
+    )
     serve_parser = commands.add_parser("serve", help="import once, fork a child per run (see serve())")
     serve_parser.add_argument("--dir", required=True, help="where the control FIFO lives")
     serve_parser.add_argument("--runtime", default=None, choices=["onnxruntime", "litert"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +27,12 @@ from harness.stats import summarize_latency
 from harness.transport.base import CommandResult, Transport
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent" / "edgelab_agent.py"
+
+
+class ArtifactDamaged(AgentError):
+    """A model or input file on the device no longer matches its sha256 (checked by the agent)."""
+
+
 AGENT_SCHEMA_VERSION = 1
 PROBE_TIMEOUT_S = 120.0
 
@@ -105,6 +111,8 @@ def parse_agent_output(device: str, result: CommandResult, expected_kind: str) -
         )
     if document.get("kind") == "error":
         error = document.get("error") or {}
+        if error.get("type") == "ChecksumMismatch":
+            raise ArtifactDamaged(f"device '{device}': {error.get('message')}")
         raise AgentError(
             f"device '{device}': agent failed in phase '{document.get('phase')}': "
             f"{error.get('type')}: {error.get('message')}"
@@ -132,6 +140,7 @@ def build_run_argv(
     inputs_path: str | None = None,
     outputs_path: str | None = None,
     energy: str | None = None,
+    verify: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     argv = [
         python,
@@ -169,6 +178,8 @@ def build_run_argv(
         argv += ["--inputs", inputs_path]
     if outputs_path:
         argv += ["--outputs", outputs_path]
+    for path, digest in verify:
+        argv += ["--sha256", f"{digest}:{path}"]
     return argv
 
 

@@ -195,3 +195,16 @@ def test_probe_reports_runtimes_and_the_machine():
     assert document["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
     assert document["cpu"]["cores"] > 0 and document["os"]["system"] == "Linux"
     assert document["memory_kb"]["MemTotal"] > 0
+
+
+def test_sha256_is_checked_before_the_model_is_loaded(matmul_relu):
+    import hashlib
+
+    good = hashlib.sha256(matmul_relu.read_bytes()).hexdigest()
+    run = ["run", "--model", str(matmul_relu), "--runtime", "onnxruntime", *FAST]
+    code, document = agent(*run, "--sha256", f"{good}:{matmul_relu}")
+    assert (code, document["kind"]) == (0, "run")
+    code, document = agent(*run, "--sha256", f"{'0' * 64}:{matmul_relu}")
+    assert (code, document["kind"], document["phase"]) == (2, "error", "verify")
+    assert document["error"]["type"] == "ChecksumMismatch"
+    assert document["error"]["message"] == f"{matmul_relu}: sha256 {good}, expected {'0' * 64}"
