@@ -18,10 +18,10 @@ import threading
 import uuid
 from collections.abc import Sequence
 
+from harness.agent.edgelab_agent import SERVED_EXIT_MARKER
 from harness.errors import AgentError, CommandTimeout, ConnectionLost, EdgeLabError, TransportError
 from harness.transport.base import CommandResult, RunningCommand, Transport
 
-SERVED_EXIT_MARKER = "EDGELAB-SERVED-EXIT:"  # the agent's SERVED_EXIT_MARKER
 _NO_SERVER = 86
 _START_TIMEOUT_S = 120.0
 
@@ -59,16 +59,12 @@ class AgentServer:
         self,
         *,
         transport: Transport,
-        python: str,
-        agent_path: str,
         directory: str,
         runtime: str,
         running: RunningCommand,
         pid: int,
     ) -> None:
         self.transport = transport
-        self.python = python
-        self.agent_path = agent_path
         self.directory = directory
         self.runtime = runtime
         self.pid = pid
@@ -108,8 +104,6 @@ class AgentServer:
             )
         return cls(
             transport=transport,
-            python=python,
-            agent_path=agent_path,
             directory=directory,
             runtime=runtime,
             running=running,
@@ -132,9 +126,9 @@ class AgentServer:
             detail = str(exc).removeprefix(prefix).replace(quoted, f"{shlex.join(argv)} (warm agent)")
             raise type(exc)(exc.device, detail) from None
         body, marker, code = result.stdout.rpartition("\n" + SERVED_EXIT_MARKER)
-        if (not marker or not code.strip().isdigit()) and result.exit_code == _NO_SERVER:
-            raise ServerGone(f"device '{self.transport.device}': the warm agent ({self.pid}) is gone")
         if not marker or not code.strip().isdigit():
+            if result.exit_code == _NO_SERVER:
+                raise ServerGone(f"device '{self.transport.device}': the warm agent ({self.pid}) is gone")
             raise AgentError(
                 f"device '{self.transport.device}': the warm agent gave no exit status "
                 f"(client exit {result.exit_code}; stdout {result.stdout.strip()[-500:]!r}; "

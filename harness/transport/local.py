@@ -108,17 +108,7 @@ class LocalTransport:
                     source = stack.enter_context(Path(stdin_file).open("rb"))
                 except OSError as exc:
                     raise TransportError(self._device, f"cannot read {stdin_file}: {exc.strerror}") from None
-            try:
-                process = subprocess.Popen(
-                    args,
-                    stdin=source,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    cwd=_expand(cwd) if cwd else None,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise TransportError(self._device, f"cannot start {args[0]!r}: {exc.strerror}") from None
+            process = self._start(args, source, cwd)
         try:
             stdout, stderr = process.communicate(input=stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -151,10 +141,16 @@ class LocalTransport:
 
     def spawn(self, argv: Sequence[str], *, cwd: str | None = None) -> LocalRunning:
         args = tuple(argv)
+        return LocalRunning(self._device, args, self._start(args, subprocess.DEVNULL, cwd))
+
+    def _start(
+        self, args: tuple[str, ...], stdin: int | IO[bytes], cwd: str | None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``args`` in its own session (so a timeout can kill its whole group)."""
         try:
-            process = subprocess.Popen(
+            return subprocess.Popen(
                 args,
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=_expand(cwd) if cwd else None,
@@ -162,7 +158,6 @@ class LocalTransport:
             )
         except OSError as exc:
             raise TransportError(self._device, f"cannot start {args[0]!r}: {exc.strerror}") from None
-        return LocalRunning(self._device, args, process)
 
     def close(self) -> None:
         """Nothing to release: each command owns its own process."""
