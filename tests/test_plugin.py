@@ -264,7 +264,10 @@ def test_interleaved_rounds_are_merged_and_every_variant_recorded(pytester):
     assert records["face_detection"]["latency_ms"]["median"] > records["silero_vad"]["latency_ms"]["median"]
 
 
-def test_two_runs_in_a_row_compare_as_unchanged_and_the_store_has_both(pytester):
+def test_a_second_run_is_compared_with_the_first_by_run_id_and_the_store_has_both(pytester):
+    from harness.stats import compare
+    from harness.store.db import ResultsStore
+
     pytester.makepyfile(test_edge=BENCH_TEST)
     slow = [
         "--min-iters=2000",
@@ -273,19 +276,29 @@ def test_two_runs_in_a_row_compare_as_unchanged_and_the_store_has_both(pytester)
         "--threads=1",
     ]  # 2 spinning threads are bimodal here
     pytester.runpytest(*FAST, *slow, "--run-id=first").assert_outcomes(passed=1)
-    # Back-to-back A/A runs on these shared CI hosts differ by up to +-3.4% (benchmarks/
-    # stats_calibration.py), and once by -5.1% (docs/statistics.md): an 8% floor.
     run = pytester.runpytest(*FAST, *slow, "--run-id=second", "--baseline=first", "--noise-floor=0.08")
     run.assert_outcomes(passed=1)
     (record,) = results_of(pytester)["results"]
     comparison = record["comparison"]
     assert comparison["baseline_run"] == "first"
+    # Two back-to-back runs on a shared CI host are not guaranteed to be A/A: one CI run saw the
+    # host speed up by 31% between them (and the harness flagged the drift). So this test checks
+    # that the verdict is the one the raw samples of the two runs give, not a fixed verdict; the
+    # verdict's false-alarm rate is calibrated in benchmarks/stats_calibration.py.
+    (baseline,) = json.loads((pytester.path / "reports" / "first" / "results.json").read_text())["results"]
+    expected = compare(baseline["latency_samples_ms"], record["latency_samples_ms"], noise_floor=0.08)
     latency = comparison["metrics"][0]
-    assert latency["metric"] == "latency_median_ms" and latency["verdict"] == "unchanged", latency["evidence"]
+    assert latency["metric"] == "latency_median_ms"
+    assert (latency["verdict"], latency["ratio"]) == (expected.verdict, pytest.approx(expected.ratio))
+    assert (latency["ci_low"], latency["ci_high"]) == (
+        pytest.approx(expected.ci_low),
+        pytest.approx(expected.ci_high),
+    )
+    assert (
+        f"n={len(baseline['latency_samples_ms'])}/{len(record['latency_samples_ms'])}" in latency["evidence"]
+    )
     summary = (pytester.path / "reports" / "second" / "summary.md").read_text()
-    assert "unchanged" in summary and (pytester.path / "reports" / "second" / "index.html").exists()
-    from harness.store.db import ResultsStore
-
+    assert expected.verdict in summary and (pytester.path / "reports" / "second" / "index.html").exists()
     store = ResultsStore(f"sqlite:///{pytester.path / 'reports' / 'results.db'}")
     assert sorted(r.id for r in store.runs()) == ["first", "second"] and all(r.complete for r in store.runs())
     store.close()
