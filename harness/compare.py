@@ -82,6 +82,14 @@ def compare_records(
     )
     if len(base_samples) >= 2 and len(cand_samples) >= 2:
         result = compare(base_samples, cand_samples, noise_floor=noise_floor)
+        caveats = "".join(
+            f"; {side} run throttled ({'; '.join(reasons)}): the change may be the device's state"
+            for side, reasons in (
+                ("baseline", _throttle_reasons(baseline)),
+                ("candidate", _throttle_reasons(candidate)),
+            )
+            if reasons
+        )
         metrics.append(
             MetricComparison(
                 "latency_median_ms",
@@ -95,7 +103,7 @@ def compare_records(
                 f"median {result.baseline_median:.4g} -> {result.candidate_median:.4g} ms "
                 f"({result.change:+.1%}, 99% CI {result.ci_low - 1:+.1%}..{result.ci_high - 1:+.1%}, "
                 f"Mann-Whitney p={result.p_value:.2g}, n={result.n_baseline}/{result.n_candidate}, "
-                f"floor {noise_floor:.0%})",
+                f"floor {noise_floor:.0%}){caveats}",
             )
         )
     base_mem, cand_mem = baseline.get("peak_rss_mb"), candidate.get("peak_rss_mb")
@@ -140,6 +148,13 @@ def compare_records(
             )
         )  # fmt: skip
     return RecordComparison(*identity, baseline_run=baseline.get("run_id"), metrics=tuple(metrics))
+
+
+def _throttle_reasons(record: dict[str, Any]) -> list[str]:
+    """Why the run behind ``record`` was judged throttled (frequency cap, thermal status or latency
+    drift); empty when it was not, or was not judged."""
+    verdict = (record.get("thermal") or {}).get("verdict") or {}
+    return [str(reason) for reason in verdict.get("reasons") or []] if verdict.get("throttled") else []
 
 
 class BaselineSource:
