@@ -129,7 +129,11 @@ def cmd_lab(arguments: argparse.Namespace) -> int:
 
     lab = VirtualLab(Path(arguments.lab_dir) if arguments.lab_dir else None)
     if arguments.action == "up":
-        state = lab.up(arguments.profile or ["pixel8", "rpi5"], tau_s=arguments.tau_s)
+        state = lab.up(
+            arguments.profile or ["pixel8", "rpi5"],
+            tau_s=arguments.tau_s,
+            link_delay_ms=arguments.link_delay_ms,
+        )
         for device in state.devices:
             where = device.serial if device.kind == "adb" else f"root@{device.host}:{device.port}"
             mode = "isolated" if device.isolated else "NOT isolated (path mapping only: run as root)"
@@ -267,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--lab-dir", default=None, help="lab folder (default: $EDGELAB_LAB_DIR or ~/.cache/edgelab/lab)"
     )
     lab.add_argument("--tau-s", type=float, default=None, help="thermal time constant override (seconds)")
+    lab.add_argument(
+        "--link-delay-ms",
+        type=float,
+        default=0.0,
+        help="with up: delay every device's link by this much each way (default: 0, loopback speed)",
+    )
     lab.add_argument("--purge", action="store_true", help="with down: also delete the devices' stored files")
     lab.set_defaults(handler=cmd_lab)
     report = commands.add_parser("report", help="write a run's HTML report and summary.md, or the history")

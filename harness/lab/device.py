@@ -22,6 +22,7 @@ from pathlib import Path
 from harness.lab import network
 from harness.lab.adbd import VirtualAdbDevice
 from harness.lab.profiles import DeviceProfile, get_profile
+from harness.lab.relay import DelayRelay
 from harness.lab.sandbox import DeviceRoot
 from harness.lab.sensors import DeviceCgroup, SensorModel
 
@@ -102,6 +103,15 @@ class Supervisor:
         self.arguments = arguments
         self.cgroup = DeviceCgroup(arguments.cgroup or self.name) if DeviceCgroup.available() else None
         self.sshd: subprocess.Popen[bytes] | None = None
+        self.relay: DelayRelay | None = None
+
+    async def reachable_at(self, host: str, port: int) -> tuple[str, int]:
+        """Where clients connect: the server itself, or with ``--link-delay-ms`` a relay on
+        127.0.0.1 that holds every byte that long each way."""
+        if not self.arguments.link_delay_ms:
+            return host, port
+        self.relay = DelayRelay(host, port, self.arguments.link_delay_ms / 1e3)
+        return "127.0.0.1", await self.relay.start()
 
     async def run(self) -> None:
         if self.cgroup is not None:
@@ -116,6 +126,8 @@ class Supervisor:
             else:
                 await self.run_board(stop)
         finally:
+            if self.relay is not None:
+                await self.relay.stop()
             if self.sshd is not None and self.sshd.poll() is None:
                 self.sshd.terminate()
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -139,12 +151,18 @@ class Supervisor:
         device = VirtualAdbDevice(
             self.profile, self.state, preexec=self.cgroup.enter if self.cgroup else None
         )
-        port = await device.start(self.arguments.port)
+        _, port = await self.reachable_at("127.0.0.1", await device.start(self.arguments.port))
         model = SensorModel(
             self.profile, self.state / "sys", self.state / "data/vendor/edgelab/dumpsys", self.cgroup
         )
         self.announce(
-            {"kind": "adb", "port": port, "isolated": device.root.isolated, "cgroup": bool(self.cgroup)}
+            {
+                "kind": "adb",
+                "port": port,
+                "isolated": device.root.isolated,
+                "cgroup": bool(self.cgroup),
+                "link_delay_ms": self.arguments.link_delay_ms,
+            }
         )
         try:
             await self.sensor_loop(model, stop)
@@ -186,11 +204,13 @@ class Supervisor:
         )
         model = SensorModel(self.profile, self.state / "sys", None, self.cgroup)
         host_key = (self.state / "ssh" / "host_ed25519.pub").read_text().split()
+        host, reachable_port = await self.reachable_at(address, port)
         self.announce(
             {
                 "kind": "ssh",
-                "host": address,
-                "port": port,
+                "host": host,
+                "port": reachable_port,
+                "link_delay_ms": self.arguments.link_delay_ms,
                 "host_key": f"{host_key[0]} {host_key[1]}",
                 "isolated": root.isolated,
                 "cgroup": bool(self.cgroup),
@@ -218,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--authorized-keys", default="", help="public keys allowed to log in (boards)")
     parser.add_argument("--cgroup", default="", help="cgroup path under edgelab/ (default: the name)")
     parser.add_argument("--tau-s", type=float, default=None, help="override the thermal time constant")
+    parser.add_argument(
+        "--link-delay-ms", type=float, default=0.0, help="delay added to every byte, each way (0: none)"
+    )
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(Supervisor(arguments).run())

@@ -61,6 +61,7 @@ class LabDevice:
     isolated: bool = False
     metered: bool = False  # inside a cgroup: CPU time metered and capped
     namespace: str | None = None
+    link_delay_ms: float = 0.0  # held each way by the supervisor's relay (no netem here)
 
     @property
     def serial(self) -> str:
@@ -210,10 +211,16 @@ class VirtualLab:
 
     # -- up ------------------------------------------------------------------------------------
 
-    def up(self, profiles: list[str], *, tau_s: float | None = None) -> LabState:
+    def up(self, profiles: list[str], *, tau_s: float | None = None, link_delay_ms: float = 0.0) -> LabState:
+        """Start one device per profile. ``link_delay_ms`` is added to every byte each way on every
+        device's link (a round trip gains twice that), as a Wi-Fi or remote lab would."""
         if not profiles:
             raise LabError("lab up: give at least one --profile (e.g. pixel8, rpi5, jetson-orin-nano)")
         resolved = [get_profile(name) for name in profiles]  # unknown profiles fail here
+        if not 0 <= link_delay_ms <= 10_000:
+            raise LabError(
+                f"lab up: --link-delay-ms {link_delay_ms:g} is outside 0-10000; give a one-way delay in ms"
+            )
         if self.state() is not None:
             if self.is_up():
                 raise LabError(f"a lab is already up in {self.root}; run `edgelab lab down` first")
@@ -240,6 +247,7 @@ class VirtualLab:
                     state_dir=str(self.root / "devices" / name),
                     cgroup=f"{self.lab_id}/{name}",
                     board_index=0 if profile.kind == "android" else used_indexes.pop(0),
+                    link_delay_ms=link_delay_ms,
                 )
                 state.devices.append(device)
                 state.save(self.state_file)
@@ -321,6 +329,8 @@ class VirtualLab:
             command += ["--authorized-keys", str(self.client_key.with_suffix(".pub"))]
         if tau_s is not None:
             command += ["--tau-s", str(tau_s)]
+        if device.link_delay_ms:
+            command += ["--link-delay-ms", str(device.link_delay_ms)]
         with log.open("ab") as sink:
             process = subprocess.Popen(
                 command,
@@ -442,6 +452,8 @@ class VirtualLab:
             else:
                 connection = "listening" if alive and _port_open(device.host, device.port) else "down"
                 address = f"root@{device.host}:{device.port}"
+            if device.link_delay_ms:
+                address += f" (+{device.link_delay_ms:g} ms each way)"
             quota = None
             with contextlib.suppress(OSError, ValueError):
                 quota = _cgroup(device).quota_cores()
