@@ -42,9 +42,10 @@ class LatencyProtocol:
         if self.sample_period_s < 0:
             raise ValueError("sample_period_s must be >= 0 (0 turns the thermal sampler off)")
 
-    def budget_s(self) -> float:
-        """An upper bound on the wall time of one agent run, for the command timeout."""
-        return self.max_s + 3 * self.warmup_s + 120.0
+    def budget_s(self, *, cooldown: bool = False) -> float:
+        """An upper bound on the wall time of one agent run, for the command timeout; with
+        ``cooldown`` it includes the longest wait for the device to cool first."""
+        return self.max_s + 3 * self.warmup_s + 120.0 + (self.cooldown_max_s if cooldown else 0.0)
 
 
 @dataclass(frozen=True)

@@ -330,8 +330,14 @@ class Lab:
             remote_outputs = posixpath.join(
                 device.workdir, "runs", self.run_id, _safe_name(outputs_to.name) + ".npz"
             )
+        below_c = cooldown_below_c if cooldown_below_c is not None else device.config.cooldown_below_c
         if device.config.runner == "native":
-            return self._benchmark_native(device, variant, model, protocol, threads), deploy
+            cooldown = None
+            if below_c is not None:
+                with _phase("cooldown"):
+                    cooldown = wait_until_cool(device.transport, below_c, protocol.cooldown_max_s)
+            native_result = self._benchmark_native(device, variant, model, protocol, threads)
+            return dataclasses.replace(native_result, cooldown=cooldown), deploy
         source, meter = self._energy_source(device, energy)
         argv = python_agent.build_run_argv(
             device.config.python,
@@ -344,24 +350,18 @@ class Lab:
             outputs_path=remote_outputs,
             energy=source if source != "external" else None,
             verify=[(device.deployer.remote_path(a), a.sha256) for a in artifacts],
+            cooldown_below_c=below_c,  # the agent waits on the device, before loading the model
         )
-        below_c = cooldown_below_c if cooldown_below_c is not None else device.config.cooldown_below_c
-        cooldown = None
-        if below_c is not None:
-            with _phase("cooldown"):
-                cooldown = wait_until_cool(device.transport, below_c, protocol.cooldown_max_s)
         with _phase("run"):
             try:
-                result = self._run_agent(device, variant, argv, protocol, meter)
+                result = self._run_agent(device, variant, argv, protocol, meter, cooldown=below_c is not None)
             except python_agent.ArtifactDamaged as damaged:
                 # changed on the device since this session checked it: check all, push again, rerun
                 self.notify(f"{damaged}; checking the device's cache and pushing again")
                 device.deployer.forget(artifacts)
                 with _phase("deploy"):
                     deploy = device.deployer.ensure(artifacts)
-                result = self._run_agent(device, variant, argv, protocol, meter)
-        if cooldown is not None:
-            result = dataclasses.replace(result, cooldown=cooldown)
+                result = self._run_agent(device, variant, argv, protocol, meter, cooldown=below_c is not None)
         if remote_outputs is not None and outputs_to is not None:
             with _phase("pull outputs"):
                 device.transport.pull(remote_outputs, outputs_to)
@@ -375,6 +375,8 @@ class Lab:
         argv: list[str],
         protocol: LatencyProtocol,
         meter: ExternalMeter | None,
+        *,
+        cooldown: bool = False,
     ) -> BenchmarkResult:
         return python_agent.run_agent(
             device.transport,
@@ -382,7 +384,7 @@ class Lab:
             server=device.agent_server(variant.runtime),
             on_server_gone=lambda reason: device.server_gone(variant.runtime, reason),
             cold_reason=device.cold_reasons.get(variant.runtime),
-            timeout_s=protocol.budget_s(),
+            timeout_s=protocol.budget_s(cooldown=cooldown),
             model=variant.model,
             model_format=variant.format,
             precision=variant.precision,

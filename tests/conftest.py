@@ -4,7 +4,10 @@ import os
 import tempfile
 
 # pytester runs pytest in this process and unloads what a run imported; C extensions (scipy,
-# numpy.fft) cannot be loaded twice, so load them once here, before any inner run.
+# numpy.fft) cannot be loaded twice, so load them once here, before any inner run. The same for
+# paramiko's cryptography: its Rust core keeps the cipher classes it saw first, and re-imported
+# ones fail its checks ("cipher AES in CTR mode is not supported" on the next SSH connection).
+import paramiko  # noqa: F401
 import scipy.stats  # noqa: F401
 
 from tests.fixtures.postgres import postgres_url

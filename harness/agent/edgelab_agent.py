@@ -429,7 +429,7 @@ def load_inputs(model: Model, path: str | None) -> tuple[dict[str, Any], int, li
     count = samples.pop() if samples else 1
     if count < 1:
         raise AgentFailure("inputs", "the input batch is empty")
-    generator = numpy.random.default_rng(0)
+    generator = None  # numpy.random costs ~20 ms to import: only for inputs made up here
     batch: dict[str, Any] = {}
     described: list[dict[str, Any]] = []
     for spec in model.inputs:
@@ -452,6 +452,7 @@ def load_inputs(model: Model, path: str | None) -> tuple[dict[str, Any], int, li
             continue
         shape = [count] + [d if d is not None else 1 for d in expected]
         if dtype.kind == "f":
+            generator = generator or numpy.random.default_rng(0)
             batch[name] = generator.random(shape).astype(dtype)
         else:
             batch[name] = numpy.zeros(shape, dtype=dtype)
@@ -940,6 +941,37 @@ def start_probes(arguments: argparse.Namespace) -> tuple[ThermalSampler | None, 
     return sampler, tegrastats
 
 
+def hottest_zone_c(sysfs: str = "/sys") -> float | None:
+    """The hottest readable thermal zone, in C (None when there is none). Millidegrees, or whole
+    degrees from the few drivers that report those: the host's probes.thermal.to_celsius rule."""
+    values = []
+    for path in _glob(sysfs + "/class/thermal/thermal_zone*/temp"):
+        raw = _read_int(path)
+        if raw is not None:
+            values.append(raw / 1000.0 if abs(raw) >= 200 else float(raw))
+    return max(values) if values else None
+
+
+def cool_down(below_c: float, max_wait_s: float, poll_s: float, sysfs: str = "/sys") -> dict[str, Any]:
+    """Wait, on the device, until the hottest zone is below ``below_c`` or ``max_wait_s`` passes:
+    the same record as the host's probes.thermal.wait_until_cool, without a round trip per poll."""
+    started = time.monotonic()
+    start = current = hottest_zone_c(sysfs)
+    while current is not None and current >= below_c:
+        left = max_wait_s - (time.monotonic() - started)
+        if left <= 0:
+            break
+        time.sleep(min(poll_s, left))
+        current = hottest_zone_c(sysfs)
+    return {
+        "below_c": below_c,
+        "start_c": start,
+        "end_c": current,
+        "waited_s": round(time.monotonic() - started, 3),
+        "reached": current is None or current < below_c,
+    }
+
+
 def verify_files(expected: Sequence[str]) -> None:
     """Each item is "<sha256>:<path>": the file must hash to it (checked at every use, so a file
     damaged on the device since it was pushed is never measured)."""
@@ -962,6 +994,11 @@ def verify_files(expected: Sequence[str]) -> None:
 
 def run(arguments: argparse.Namespace) -> dict[str, Any]:
     verify_files(arguments.sha256)
+    cooldown = (
+        cool_down(arguments.cooldown_below_c, arguments.cooldown_max_s, arguments.cooldown_poll_s)
+        if arguments.cooldown_below_c is not None
+        else None
+    )
     before = read_status_kb()
     started = time.perf_counter()
     model = load_model(arguments.runtime, arguments.model, arguments.threads, arguments.delegate)
@@ -1037,6 +1074,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             "unix_time_start_s": unix_start,
         },
         "idle": idle,
+        "cooldown": cooldown,
         "environment": env,
         "tegrastats": tegrastats_lines,
         "pss_kb": pss,
@@ -1235,7 +1273,13 @@ def serve(directory: str, runtime: str | None, idle_exit_s: float) -> int:
 
     os.makedirs(directory, exist_ok=True)
     control = os.path.join(directory, "control")
-    import numpy  # noqa: F401  (every run needs it)
+    # What every run imports anyway, so a fresh process holds it too by the end of its run: glob
+    # (sysfs), hashlib (verify), zipfile (an .npz of inputs: 7 ms with bz2/lzma), numpy.
+    import glob  # noqa: F401
+    import hashlib  # noqa: F401
+    import zipfile  # noqa: F401
+
+    import numpy  # noqa: F401
 
     if runtime == "onnxruntime":
         _onnxruntime_info()
@@ -1306,6 +1350,11 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--idle-s", type=float, default=0.0, help="idle baseline before warm-up")
     run_parser.add_argument("--rate-hz", type=float, default=0.0, help="fixed request rate; 0: back to back")
     run_parser.add_argument("--environment", action="store_true", help="record what can make numbers lie")
+    run_parser.add_argument(
+        "--cooldown-below-c", type=float, default=None, help="first wait for the hottest zone to fall below"
+    )
+    run_parser.add_argument("--cooldown-max-s", type=float, default=300.0, help="longest cooldown wait")
+    run_parser.add_argument("--cooldown-poll-s", type=float, default=2.0, help="cooldown polling period")
     run_parser.add_argument("--result", default=None)
     run_parser.add_argument(
         "--sha256", action="append", default=[], help="SHA256:PATH that must match before the run"

@@ -15,13 +15,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import AgentError, ParseError
-from harness.measurement import KIB_PER_MB, BenchmarkResult, LatencyProtocol, MemoryUsage, RuntimeInfo
+from harness.measurement import (
+    KIB_PER_MB,
+    BenchmarkResult,
+    Cooldown,
+    LatencyProtocol,
+    MemoryUsage,
+    RuntimeInfo,
+)
 from harness.probes.energy import EnergyReport, ExternalMeter, meter_rows, tegrastats_rows
 from harness.probes.energy import compute as compute_energy
 from harness.probes.environment import thermal_status
 from harness.probes.environment import warnings as environment_warnings
 from harness.probes.parsers.android import parse_dumpsys_meminfo
-from harness.probes.thermal import ThermalTrace, judge
+from harness.probes.thermal import COOLDOWN_POLL_S, ThermalTrace, judge
 from harness.runners.agent_server import AgentServer, ServerGone
 from harness.stats import summarize_latency
 from harness.transport.base import CommandResult, Transport
@@ -63,6 +70,16 @@ class AgentMemory(_Lenient):
     vmrss_after_run: int | None = None
 
 
+class AgentCooldown(_Lenient):
+    """The wait the agent did before loading the model (``--cooldown-below-c``)."""
+
+    below_c: float
+    start_c: float | None
+    end_c: float | None
+    waited_s: float = Field(ge=0)
+    reached: bool
+
+
 class AgentRunDocument(_Lenient):
     """The agent's ``run`` result, schema_version 1."""
 
@@ -81,6 +98,7 @@ class AgentRunDocument(_Lenient):
     clock: dict[str, float] = Field(default_factory=dict)
     thermal: dict[str, Any] | None = None
     idle: dict[str, Any] | None = None
+    cooldown: AgentCooldown | None = None
     environment: dict[str, Any] | None = None
     tegrastats: list[list[Any]] | None = None
     pss_kb: int | None = None
@@ -141,7 +159,11 @@ def build_run_argv(
     outputs_path: str | None = None,
     energy: str | None = None,
     verify: Sequence[tuple[str, str]] = (),
+    cooldown_below_c: float | None = None,
 ) -> list[str]:
+    """The agent's ``run`` command. With ``cooldown_below_c`` the agent first waits on the device
+    (up to ``protocol.cooldown_max_s``) for the hottest zone to fall below it: no round trip per
+    poll, and none at all when the device is already cool."""
     argv = [
         python,
         agent_path,
@@ -172,6 +194,15 @@ def build_run_argv(
     ]
     if energy:
         argv += ["--energy", energy, "--idle-s", repr(protocol.idle_s)]
+    if cooldown_below_c is not None:
+        argv += [
+            "--cooldown-below-c",
+            repr(cooldown_below_c),
+            "--cooldown-max-s",
+            repr(protocol.cooldown_max_s),
+            "--cooldown-poll-s",
+            repr(COOLDOWN_POLL_S),
+        ]
     if delegate:
         argv += ["--delegate", delegate]
     if inputs_path:
@@ -361,6 +392,7 @@ def build_result(
         throttle=verdict,
         energy=_energy(run, meter_lines),
         warnings=tuple(environment_warnings(run.environment, idle_busy, virtual=virtual)),
+        cooldown=Cooldown(**run.cooldown.model_dump()) if run.cooldown is not None else None,
     )
 
 

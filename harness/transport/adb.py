@@ -278,8 +278,13 @@ class AdbTransport:
             raise ConnectError(self._device_name, f"{serial} is {state}; reconnect it (adb reconnect)")
 
     def _open(self, service: str, timeout: float) -> socket.socket:
+        # ``host:transport:SERIAL`` then the service, on one connection to the adb server.
+        # adbutils' open_transport() first asks the server its version on a second connection,
+        # and closes that one with a 10-ms sleep: half of a command's round trip on a lab link.
         try:
-            connection = self._adb.open_transport(timeout=timeout)
+            connection = self._client.make_connection(timeout=timeout)
+            connection.send_command(f"host:transport:{self.config.serial}")
+            connection.check_okay()
             connection.send_command(service)
             connection.check_okay()
         except (adbutils.AdbError, OSError) as exc:
