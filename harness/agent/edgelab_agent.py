@@ -92,8 +92,18 @@ def _getprop(key: str) -> str | None:
     return value or None
 
 
+_SDK: list[str | None] = []  # one getprop per process; a warm server's children inherit it
+
+
+def android_sdk() -> str | None:
+    """ro.build.version.sdk: set on Android, None elsewhere."""
+    if not _SDK:
+        _SDK.append(_getprop("ro.build.version.sdk"))
+    return _SDK[0]
+
+
 def _android() -> dict[str, str | None] | None:
-    if _getprop("ro.build.version.sdk") is None:
+    if android_sdk() is None:
         return None
     return {
         "sdk": _getprop("ro.build.version.sdk"),
@@ -666,8 +676,8 @@ def environment(sysfs: str = "/sys") -> dict[str, Any]:
         "loadavg_1m": float(loadavg.split()[0]) if loadavg else None,
         "cpu_count": os.cpu_count(),
         "battery": None,
-        "android": _getprop("ro.build.version.sdk") is not None,
-        "virtual": _getprop("ro.edgelab.virtual") == "1" or os.path.exists(sysfs + "/edgelab/state"),
+        "android": android_sdk() is not None,
+        "virtual": os.path.exists(sysfs + "/edgelab/state") or _getprop("ro.edgelab.virtual") == "1",
     }
     if battery:
         found["battery"] = {
@@ -711,7 +721,7 @@ STATUS_PERIOD_S = 1.0
 
 def _status_command() -> tuple[str | None, list[str] | None]:
     """``android`` (dumpsys thermalservice) or ``vcgencmd`` (get_throttled), when present."""
-    if _getprop("ro.build.version.sdk") is not None and _which("dumpsys", ("/system/bin",)):
+    if android_sdk() is not None and _which("dumpsys", ("/system/bin",)):
         return "android", ["dumpsys", "thermalservice"]
     vcgencmd = _which("vcgencmd", ("/usr/bin", "/opt/vc/bin"))
     if vcgencmd:
@@ -1280,6 +1290,8 @@ def serve(directory: str, runtime: str | None, idle_exit_s: float) -> int:
     import zipfile  # noqa: F401
 
     import numpy  # noqa: F401
+
+    android_sdk()  # children inherit the answer: one getprop fewer per run
 
     if runtime == "onnxruntime":
         _onnxruntime_info()
