@@ -121,6 +121,7 @@ def orchestration(lab: VirtualLab, rounds: int) -> dict[str, Any]:
         for name in names:
             walls: dict[str, list[float]] = {"warm": [], "cold": []}
             inference: dict[str, list[float]] = {"warm": [], "cold": []}
+            phases: dict[str, list[dict[str, float]]] = {"warm": [], "cold": []}
             loads: list[float] = []
             for session in sessions.values():
                 # connect, deploy, start the warm agent: not counted
@@ -135,6 +136,7 @@ def orchestration(lab: VirtualLab, rounds: int) -> dict[str, Any]:
                     walls[mode].append(time.perf_counter() - started)
                     timed_s = sum(result.latency_samples_ns) / 1e9
                     inference[mode].append(result.first_inference_ms / 1e3 + timed_s)
+                    phases[mode].append(result.agent_phases_ms or {})
                     if mode == "warm":
                         loads.append(result.load_ms / 1e3)
             load = statistics.median(loads)
@@ -143,6 +145,15 @@ def orchestration(lab: VirtualLab, rounds: int) -> dict[str, Any]:
                 overheads = [w - i - load for w, i in zip(walls[mode], inference[mode], strict=True)]
                 row[f"{mode}_wall_ms_median"] = round(statistics.median(walls[mode]) * 1e3, 1)
                 row[f"{mode}_overhead_ms_median"] = round(statistics.median(overheads) * 1e3, 1)
+                # where it goes: the agent's own steps on the device, and the rest (the round trip,
+                # the warm client and fork, or a fresh interpreter's start and imports)
+                measured = ("load", "first_inference", "warmup", "timed")
+                names = [n for n in phases[mode][0] if n not in measured]
+                row[f"{mode}_agent_phases_ms_median"] = {
+                    n: round(statistics.median(p.get(n, 0.0) for p in phases[mode]), 1) for n in names
+                }
+                outside = [w * 1e3 - sum(p.values()) for w, p in zip(walls[mode], phases[mode], strict=True)]
+                row[f"{mode}_outside_agent_ms_median"] = round(statistics.median(outside), 1)
             rows[name] = row
             print(name, row, flush=True)
         for session in sessions.values():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections.abc import Callable, Sequence
 
 from harness.measurement import BenchmarkResult, LatencyProtocol
@@ -83,6 +84,7 @@ def merge(parts: Sequence[BenchmarkResult], protocol: LatencyProtocol) -> Benchm
         latency_ms=summarize_latency(samples),
         memory=memory,
         load_ms=sorted(p.load_ms for p in parts)[len(parts) // 2],
+        agent_phases_ms=_median_phases(parts),
         iterations=len(samples),
         stopped_by=",".join(sorted({p.stopped_by for p in parts})),
         protocol=protocol,
@@ -133,3 +135,16 @@ def run_interleaved(
     for variant in schedule(variants, rounds):
         parts[variant.id].append(measure(variant, per_round))
     return {key: merge(results, protocol) for key, results in parts.items()}
+
+
+def _median_phases(parts: Sequence[BenchmarkResult]) -> dict[str, float] | None:
+    """Each agent phase's median over the rounds that report it."""
+    names = dict.fromkeys(name for p in parts for name in (p.agent_phases_ms or {}))
+    if not names:
+        return None
+    return {
+        name: statistics.median(
+            p.agent_phases_ms[name] for p in parts if p.agent_phases_ms and name in p.agent_phases_ms
+        )
+        for name in names
+    }

@@ -104,6 +104,7 @@ class BenchmarkResult:
     warnings: tuple[str, ...] = ()
     rounds: int = 1  # > 1: interleaved with other variants in ABBA rounds, merged
     notes: tuple[str, ...] = ()  # what a native tool did not report and what stands in for it
+    agent_phases_ms: dict[str, float] | None = None  # wall time of each step of the agent's run
 
     @property
     def peak_rss_mb(self) -> float | None:
@@ -136,6 +137,7 @@ class BenchmarkResult:
             "rounds": self.rounds,
             "runner": "native" if self.stopped_by == "native" else "agent",
             "notes": list(self.notes),
+            "agent_phases_ms": self.agent_phases_ms,
             "protocol": asdict(self.protocol),
             "cooldown": asdict(self.cooldown) if self.cooldown is not None else None,
             "thermal": None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from harness.interleave import merge, round_protocol, run_interleaved, schedule
@@ -74,6 +76,16 @@ def test_rounds_are_measured_in_order_and_merged():
     assert merged.memory.peak_rss_mb == 32.0
     assert merged.throttle is not None and merged.throttle.drift_ratio == pytest.approx(2.0)
     assert any(reason.startswith("latency drift") for reason in merged.throttle.reasons)
+
+
+def test_merged_agent_phases_are_each_phases_median_over_the_rounds():
+    rounds = [
+        dataclasses.replace(fake_result(A, 1_000_000, 10, 30.0), agent_phases_ms=phases)
+        for phases in ({"load": 10.0, "timed": 5.0}, {"load": 30.0, "timed": 7.0}, {"load": 20.0})
+    ]
+    merged = merge(rounds, rounds[0].protocol)
+    assert merged.agent_phases_ms == {"load": 20.0, "timed": 6.0}
+    assert merge([fake_result(A, 1_000_000, 10, 30.0)], LatencyProtocol()).agent_phases_ms is None
 
 
 def test_merge_of_a_single_round_keeps_the_numbers():

@@ -1002,30 +1002,52 @@ def verify_files(expected: Sequence[str]) -> None:
             )
 
 
-def run(arguments: argparse.Namespace) -> dict[str, Any]:
+class Phases:
+    """Wall time of each step of a run in ms, in order: where a test's time on the device goes."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.ms[name] = round((now - self._last) * 1e3, 3)
+        self._last = now
+
+
+def run(arguments: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 (one run, step by step)
+    phases = Phases()
     verify_files(arguments.sha256)
+    phases.done("verify")
     cooldown = (
         cool_down(arguments.cooldown_below_c, arguments.cooldown_max_s, arguments.cooldown_poll_s)
         if arguments.cooldown_below_c is not None
         else None
     )
+    phases.done("cooldown")
     before = read_status_kb()
     started = time.perf_counter()
     model = load_model(arguments.runtime, arguments.model, arguments.threads, arguments.delegate)
     load_ms = (time.perf_counter() - started) * 1e3
     after_load = read_status_kb()
+    phases.done("load")
     batch, samples, described_inputs = load_inputs(model, arguments.inputs)
+    phases.done("inputs")
     try:
         feed = model.prepare(batch, samples)
         first_started = time.perf_counter()
         feed(0)
         first_inference_ms = (time.perf_counter() - first_started) * 1e3
+        phases.done("first_inference")
         env = environment() if arguments.environment else None
+        phases.done("environment")
         sampler, tegrastats = start_probes(arguments)
         idle = idle_baseline(arguments.idle_s) if arguments.idle_s > 0 else None  # energy's baseline
         load_before = (_cpu_times(), _own_jiffies())
+        phases.done("probes_start")
         try:
             warmup_iters, warmup_s = warm_up(feed, samples, arguments.warmup_iters, arguments.warmup_s)
+            phases.done("warmup")
             if idle is None and env is not None:  # how busy the rest of the device was meanwhile
                 idle = {"cpu_busy_pct": _other_load_pct(load_before, (_cpu_times(), _own_jiffies()))}
             unix_start = time.time()
@@ -1040,11 +1062,13 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
                 rate_hz=arguments.rate_hz,
             )
             perf_end = time.perf_counter_ns()
+            phases.done("timed")
         finally:
             thermal = sampler.stop() if sampler is not None else None
             tegrastats_lines = tegrastats.stop() if tegrastats is not None else None
         if env is not None:
             environment_after(env)
+        phases.done("probes_stop")
     except AgentFailure:
         raise
     except Exception as exc:
@@ -1056,11 +1080,13 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         if env is not None and env.get("android")
         else None
     )
+    phases.done("memory")
     if arguments.outputs:
         try:
             save_outputs(model, batch, samples, arguments.outputs)
         except Exception as exc:
             raise AgentFailure("outputs", f"cannot save outputs to {arguments.outputs}: {exc}") from None
+        phases.done("outputs")
     import numpy
 
     return {
@@ -1085,6 +1111,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         },
         "idle": idle,
         "cooldown": cooldown,
+        "phases_ms": phases.ms,
         "environment": env,
         "tegrastats": tegrastats_lines,
         "pss_kb": pss,

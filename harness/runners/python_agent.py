@@ -99,6 +99,7 @@ class AgentRunDocument(_Lenient):
     thermal: dict[str, Any] | None = None
     idle: dict[str, Any] | None = None
     cooldown: AgentCooldown | None = None
+    phases_ms: dict[str, float] | None = None
     environment: dict[str, Any] | None = None
     tegrastats: list[list[Any]] | None = None
     pss_kb: int | None = None
@@ -393,6 +394,7 @@ def build_result(
         energy=_energy(run, meter_lines),
         warnings=tuple(environment_warnings(run.environment, idle_busy, virtual=virtual)),
         cooldown=Cooldown(**run.cooldown.model_dump()) if run.cooldown is not None else None,
+        agent_phases_ms=run.phases_ms,
     )
 
 

@@ -65,6 +65,17 @@ def test_onnxruntime_run_reports_timings_memory_and_synthetic_inputs(matmul_relu
     assert 0 < memory["vmhwm_before_load"] <= memory["vmhwm_after_load"] <= memory["vmhwm_after_run"]
     assert document["load_ms"] > 0 and document["first_inference_ms"] > 0
     assert document["inputs"] == [{"name": "x", "shape": [1, 4], "dtype": "float32", "source": "synthetic"}]
+    phases = document["phases_ms"]
+    assert list(phases) == [
+        "verify", "cooldown", "load", "inputs", "first_inference", "environment", "probes_start",
+        "warmup", "timed", "probes_stop", "memory",
+    ]  # fmt: skip
+    assert all(value >= 0 for value in phases.values())
+    # each phase holds what the agent times inside it
+    assert (
+        phases["load"] >= document["load_ms"] and phases["first_inference"] >= document["first_inference_ms"]
+    )
+    assert phases["timed"] >= sum(document["latencies_ns"]) / 1e6
 
 
 def test_outputs_match_numpy_for_a_three_sample_batch(matmul_relu, tmp_path):

@@ -24,6 +24,7 @@ GOOD_RUN = {
     "start_offsets_ns": [0, 2_000_100, 3_000_200, 6_000_300],
     "memory_kb": {"vmhwm_before_load": 30_720, "vmhwm_after_load": 51_200, "vmhwm_after_run": 61_440},
     "outputs_file": None,
+    "phases_ms": {"verify": 1.5, "load": 13.0, "timed": 8.2},
 }
 
 
@@ -65,6 +66,7 @@ def test_good_document_becomes_a_typed_result():
     )
     assert measured.runtime.version == "1.32.0"
     assert measured.iterations == 4 and measured.stopped_by == "min_reached"
+    assert measured.to_record()["agent_phases_ms"] == {"verify": 1.5, "load": 13.0, "timed": 8.2}
 
 
 def test_non_json_output_quotes_what_the_device_printed():
