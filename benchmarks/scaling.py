@@ -2,9 +2,10 @@
 
 Run (as root, after ``pip install -e .``)::
 
-    python benchmarks/scaling.py [--counts 1 2 4]
+    python benchmarks/scaling.py [--counts 1 2 4] [--profile pixel8|rpi5]
 
-For each count a lab of that many virtual Pixel 8s (1.0 CPU each) is started in its own folder,
+For each count a lab of that many devices of one profile (virtual Pixel 8s, 1.0 CPU each, by
+default; ``--profile rpi5``: boards of 0.5 CPU over SSH) is started in its own folder,
 ``pytest suites/ocr --precision=fp32 -n auto`` runs on all of them (one xdist worker per device),
 and the lab is brought down. Writes benchmarks/results/scaling.json with the host's CPU count:
 virtual devices share the host's cores, so on a host with fewer cores than devices the ratio
@@ -29,11 +30,11 @@ RESULTS = Path(__file__).parent / "results" / "scaling.json"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_on(count: int) -> float:
-    folder = Path.home() / ".cache" / "edgelab" / "bench-labs" / f"scaling-{count}"
+def run_on(count: int, profile: str) -> float:
+    folder = Path.home() / ".cache" / "edgelab" / "bench-labs" / f"scaling-{profile}-{count}"
     lab = VirtualLab(folder)
     try:
-        state = lab.up(["pixel8"] * count)
+        state = lab.up([profile] * count)
         names = ",".join(device.name for device in state.devices)
         command = [
             sys.executable, "-m", "pytest", "suites/ocr", "--precision=fp32", f"--device={names}",
@@ -54,21 +55,25 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--profile", default="pixel8", choices=["pixel8", "rpi5", "jetson-orin-nano"])
     arguments = parser.parse_args()
     walls = {}
     for count in arguments.counts:
-        walls[count] = round(run_on(count), 2)
+        walls[count] = round(run_on(count, arguments.profile), 2)
         print(f"{count} device(s): {walls[count]} s", flush=True)
     base = walls[arguments.counts[0]]
     figures = {
         "host": platform.node(),
         "host_cpus": os.cpu_count(),
+        "profile": arguments.profile,
         "suite": "suites/ocr --precision=fp32 (ppocr_det, ppocr_rec)",
         "wall_s": walls,
         "ratio_to_one_device": {count: round(wall / base, 3) for count, wall in walls.items()},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=1))
+    name = "scaling.json" if arguments.profile == "pixel8" else f"scaling-{arguments.profile}.json"
+    results = RESULTS.with_name(name)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(figures, indent=1))
     print(json.dumps(figures, indent=1))
 
 

@@ -381,3 +381,14 @@ def test_latency(edge):
     assert len(set.union(*workers.values())) == 3  # and the devices ran on different workers
     document = results_of(pytester)
     assert len(document["results"]) == 6 and len({r["run_id"] for r in document["results"]}) == 1
+
+
+def test_loading_the_plugin_leaves_scipy_for_when_it_is_needed():
+    # pytest loads the plugin in every run and in every xdist worker: scipy's signal and ndimage
+    # (1.3 s to import here) wait until a corruption is applied, scipy.stats until a comparison.
+    import subprocess
+    import sys
+
+    probe = "import sys, harness.plugin; print(sorted(m for m in sys.modules if m.startswith('scipy')))"
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert shown.strip() == "[]"

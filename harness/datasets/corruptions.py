@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal
 
 SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -55,6 +54,8 @@ def motion_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> n
     angle = float(rng.uniform(0, 180))
     kernel = np.zeros((length, length))
     kernel[length // 2, :] = 1.0
+    from scipy import ndimage  # scipy's filters cost a second to import: only when applied
+
     kernel = ndimage.rotate(kernel, angle, reshape=False, order=1)
     kernel /= kernel.sum()
     return _filter(image, kernel)
@@ -68,6 +69,8 @@ def defocus_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> 
 
 
 def _filter(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
     values = image.astype(np.float64)
     if values.ndim == 3:
         out = np.stack(
@@ -130,6 +133,8 @@ def occlusion(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.
 def rotation(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """A tilted phone: rotated by up to +-5..+-25 degrees, edges filled by reflection."""
     degrees = (5, 10, 15, 20, 25)[_check(severity)] * (1 if rng.random() < 0.5 else -1)
+    from scipy import ndimage
+
     return _to_uint8(
         ndimage.rotate(image.astype(np.float64), degrees, reshape=False, order=1, mode="nearest")
     )
@@ -170,6 +175,8 @@ def reverb(audio: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
     t = np.arange(1, length + 1) / 16000
     tail = rng.normal(0, 1, length) * np.exp(-6.9 * t / rt60)
     dry = audio.astype(np.float64)
+    from scipy import signal
+
     wet = signal.fftconvolve(dry, tail)[: dry.shape[0]]
     dry_rms, wet_rms = float(np.sqrt(np.mean(dry**2))) or 1e-9, float(np.sqrt(np.mean(wet**2))) or 1e-9
     mixed: np.ndarray = np.clip(dry + wet / wet_rms * dry_rms * 10 ** (-drr_db / 20), -1, 1).astype(
