@@ -34,6 +34,34 @@ _SERVER_TIMEOUT_S = 10.0
 _STDIN_PACKET = 1 << 16
 
 
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise adbutils.AdbError("the adb server closed the connection")
+        data.extend(chunk)
+    return bytes(data)
+
+
+def _host_request(sock: socket.socket, request: str) -> None:
+    """One request of the adb server's smart-socket protocol: a 4-hex-digit length, the request,
+    then OKAY, or FAIL with a length-prefixed reason."""
+    payload = request.encode("utf-8")
+    sock.sendall(b"%04x" % len(payload) + payload)
+    status = _recv_exactly(sock, 4)
+    if status == b"OKAY":
+        return
+    if status == b"FAIL":
+        length = _recv_exactly(sock, 4)
+        try:
+            size = int(length, 16)
+        except ValueError:
+            raise adbutils.AdbError(f"the adb server sent FAIL with a bad length {length!r}") from None
+        raise adbutils.AdbError(_recv_exactly(sock, size).decode("utf-8", errors="replace"))
+    raise adbutils.AdbError(f"the adb server answered {status!r}, not OKAY or FAIL")
+
+
 class ShellProtocolError(TransportError):
     """The device sent something that is not a shell v2 packet."""
 
@@ -236,6 +264,8 @@ class AdbTransport:
 
     def _check_server(self) -> None:
         try:
+            # a plain connect first: adbutils would answer a refused one with `adb start-server`
+            socket.create_connection((self.config.adb_host, self.config.adb_port), _SERVER_TIMEOUT_S).close()
             self._client.server_version()
         except (adbutils.AdbError, OSError) as exc:
             raise ConnectError(
@@ -278,20 +308,26 @@ class AdbTransport:
             raise ConnectError(self._device_name, f"{serial} is {state}; reconnect it (adb reconnect)")
 
     def _open(self, service: str, timeout: float) -> socket.socket:
-        # ``host:transport:SERIAL`` then the service, on one connection to the adb server.
-        # adbutils' open_transport() first asks the server its version on a second connection,
-        # and closes that one with a 10-ms sleep: half of a command's round trip on a lab link.
+        """``host:transport:SERIAL`` then the service, on one socket to the adb server.
+
+        Not through adbutils: its open_transport() asks the server's version on a second
+        connection and sleeps 10 ms closing it (half a command's round trip in the lab), and any
+        connection it cannot make runs ``adb start-server``, which starts a server on the
+        default port, not this device's, and waits up to 20 s for it."""
+        what = f"cannot open {service.partition(':')[0]} on {self.config.serial}"
         try:
-            connection = self._client.make_connection(timeout=timeout)
-            connection.send_command(f"host:transport:{self.config.serial}")
-            connection.check_okay()
-            connection.send_command(service)
-            connection.check_okay()
-        except (adbutils.AdbError, OSError) as exc:
+            sock = socket.create_connection((self.config.adb_host, self.config.adb_port), timeout=timeout)
+        except OSError as exc:
             raise TransportError(
-                self._device_name, f"cannot open {service.partition(':')[0]} on {self.config.serial}: {exc}"
+                self._device_name, f"{what}: no adb server at {self._server} ({exc.strerror or exc})"
             ) from None
-        sock: socket.socket = connection.conn
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # a remote server's link
+            _host_request(sock, f"host:transport:{self.config.serial}")
+            _host_request(sock, service)
+        except (adbutils.AdbError, OSError) as exc:
+            sock.close()
+            raise TransportError(self._device_name, f"{what}: {exc}") from None
         return sock
 
     # -- commands -----------------------------------------------------------------------------

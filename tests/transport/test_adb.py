@@ -195,13 +195,49 @@ def test_unknown_serial_lists_what_the_server_sees(adb_server):
     assert "(it sees: none)" in message and "adb devices" in message
 
 
-def test_no_server_on_that_port_names_it_and_the_fix():
+def test_no_server_on_that_port_names_it_and_the_fix_and_starts_none(monkeypatch):
     from harness.transport.adb import AdbTransport
 
-    port = free_port()
+    port, default = free_port(), free_port()
+    # adbutils answers a refused connection with `adb start-server`, on ANDROID_ADB_SERVER_PORT
+    # (5037 when unset), not on the port asked for: no server may appear there.
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(default))
     config = parse_device("pixel8", {"kind": "adb", "serial": "X", "adb_port": port})
     with pytest.raises(ConnectError, match=f"no adb server at 127.0.0.1:{port} .*start-server"):
         AdbTransport(config)  # type: ignore[arg-type]
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", default)) != 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"FAIL0014device 'X' not found", "device 'X' not found"),
+        (b"FAILzzzz", "FAIL with a bad length b'zzzz'"),
+        (b"WHAT", "answered b'WHAT', not OKAY or FAIL"),
+        (b"OK", "closed the connection"),
+    ],
+)
+def test_host_requests_read_the_servers_reason_or_name_what_is_odd(answer, error):
+    from harness.transport.adb import _host_request
+
+    ours, server = socket.socketpair()
+    with ours, server:
+        server.sendall(answer)
+        server.shutdown(socket.SHUT_WR)
+        with pytest.raises(adbutils.AdbError, match=error):
+            _host_request(ours, "host:transport:X")
+        assert server.recv(64) == b"0010host:transport:X"
+
+
+def test_a_host_request_answered_okay_returns():
+    from harness.transport.adb import _host_request
+
+    ours, server = socket.socketpair()
+    with ours, server:
+        server.sendall(b"OKAY")
+        _host_request(ours, "shell,v2,raw:echo hi")
+        assert server.recv(64) == b"0014shell,v2,raw:echo hi"
 
 
 def test_connect_to_an_absent_network_device_fails_clearly(adb_server):
