@@ -352,16 +352,17 @@ class Lab:
             verify=[(device.deployer.remote_path(a), a.sha256) for a in artifacts],
             cooldown_below_c=below_c,  # the agent waits on the device, before loading the model
         )
+        timeout_s = protocol.budget_s(cooldown=below_c is not None)
         with _phase("run"):
             try:
-                result = self._run_agent(device, variant, argv, protocol, meter, cooldown=below_c is not None)
+                result = self._run_agent(device, variant, argv, protocol, meter, timeout_s=timeout_s)
             except python_agent.ArtifactDamaged as damaged:
                 # changed on the device since this session checked it: check all, push again, rerun
                 self.notify(f"{damaged}; checking the device's cache and pushing again")
                 device.deployer.forget(artifacts)
                 with _phase("deploy"):
                     deploy = device.deployer.ensure(artifacts)
-                result = self._run_agent(device, variant, argv, protocol, meter, cooldown=below_c is not None)
+                result = self._run_agent(device, variant, argv, protocol, meter, timeout_s=timeout_s)
         if remote_outputs is not None and outputs_to is not None:
             with _phase("pull outputs"):
                 device.transport.pull(remote_outputs, outputs_to)
@@ -376,7 +377,7 @@ class Lab:
         protocol: LatencyProtocol,
         meter: ExternalMeter | None,
         *,
-        cooldown: bool = False,
+        timeout_s: float,
     ) -> BenchmarkResult:
         return python_agent.run_agent(
             device.transport,
@@ -384,7 +385,7 @@ class Lab:
             server=device.agent_server(variant.runtime),
             on_server_gone=lambda reason: device.server_gone(variant.runtime, reason),
             cold_reason=device.cold_reasons.get(variant.runtime),
-            timeout_s=protocol.budget_s(cooldown=cooldown),
+            timeout_s=timeout_s,
             model=variant.model,
             model_format=variant.format,
             precision=variant.precision,

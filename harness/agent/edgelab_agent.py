@@ -103,10 +103,11 @@ def android_sdk() -> str | None:
 
 
 def _android() -> dict[str, str | None] | None:
-    if android_sdk() is None:
+    sdk = android_sdk()
+    if sdk is None:
         return None
     return {
-        "sdk": _getprop("ro.build.version.sdk"),
+        "sdk": sdk,
         "release": _getprop("ro.build.version.release"),
         "model": _getprop("ro.product.model"),
         "manufacturer": _getprop("ro.product.manufacturer"),

@@ -156,13 +156,7 @@ class Supervisor:
             self.profile, self.state / "sys", self.state / "data/vendor/edgelab/dumpsys", self.cgroup
         )
         self.announce(
-            {
-                "kind": "adb",
-                "port": port,
-                "isolated": device.root.isolated,
-                "cgroup": bool(self.cgroup),
-                "link_delay_ms": self.arguments.link_delay_ms,
-            }
+            {"kind": "adb", "port": port, "isolated": device.root.isolated, "cgroup": bool(self.cgroup)}
         )
         try:
             await self.sensor_loop(model, stop)
@@ -210,7 +204,6 @@ class Supervisor:
                 "kind": "ssh",
                 "host": host,
                 "port": reachable_port,
-                "link_delay_ms": self.arguments.link_delay_ms,
                 "host_key": f"{host_key[0]} {host_key[1]}",
                 "isolated": root.isolated,
                 "cgroup": bool(self.cgroup),

@@ -262,11 +262,16 @@ class AdbTransport:
 
     # -- connection ---------------------------------------------------------------------------
 
+    def _server_socket(self, timeout: float) -> socket.socket:
+        """A connection to this device's adb server, made here and not by adbutils, which answers
+        a refused connection with ``adb start-server``: a server on the default port, not this
+        device's, and up to 20 s of waiting for it."""
+        return socket.create_connection((self.config.adb_host, self.config.adb_port), timeout=timeout)
+
     def _check_server(self) -> None:
         try:
-            # a plain connect first: adbutils would answer a refused one with `adb start-server`
-            socket.create_connection((self.config.adb_host, self.config.adb_port), _SERVER_TIMEOUT_S).close()
-            self._client.server_version()
+            with self._server_socket(_SERVER_TIMEOUT_S) as sock:
+                _host_request(sock, "host:version")
         except (adbutils.AdbError, OSError) as exc:
             raise ConnectError(
                 self._device_name,
@@ -308,15 +313,12 @@ class AdbTransport:
             raise ConnectError(self._device_name, f"{serial} is {state}; reconnect it (adb reconnect)")
 
     def _open(self, service: str, timeout: float) -> socket.socket:
-        """``host:transport:SERIAL`` then the service, on one socket to the adb server.
-
-        Not through adbutils: its open_transport() asks the server's version on a second
-        connection and sleeps 10 ms closing it (half a command's round trip in the lab), and any
-        connection it cannot make runs ``adb start-server``, which starts a server on the
-        default port, not this device's, and waits up to 20 s for it."""
+        """``host:transport:SERIAL`` then the service, on one socket to the adb server (adbutils'
+        open_transport() asks the server's version on a second connection first, and sleeps 10 ms
+        closing it: half a command's round trip in the lab)."""
         what = f"cannot open {service.partition(':')[0]} on {self.config.serial}"
         try:
-            sock = socket.create_connection((self.config.adb_host, self.config.adb_port), timeout=timeout)
+            sock = self._server_socket(timeout)
         except OSError as exc:
             raise TransportError(
                 self._device_name, f"{what}: no adb server at {self._server} ({exc.strerror or exc})"
