@@ -58,10 +58,10 @@ def real_pairs(device: str, pairs: int) -> list[dict[str, Any]]:
     from harness.config import load_fleet
     from harness.measurement import LatencyProtocol
     from harness.models.variants import variants_for
-    from harness.session import Lab
+    from harness.session import Lab, RunOptions
 
     fleet = load_fleet(Path("devices.yaml") if Path("devices.yaml").exists() else None)
-    lab = Lab(fleet, reports_dir=Path("/tmp/edgelab-calibration"), selected=[device])
+    lab = Lab(fleet, RunOptions(reports_dir=Path("/tmp/edgelab-calibration"), devices=(device,)))
     rows = []
     try:
         for model in ("ppocr_det", "face_detection", "silero_vad"):
@@ -69,8 +69,8 @@ def real_pairs(device: str, pairs: int) -> list[dict[str, Any]]:
             verdicts: list[str] = []
             ratios: list[float] = []
             for _ in range(pairs):
-                first, _deploy = lab.benchmark(device, variant, LatencyProtocol())
-                second, _deploy = lab.benchmark(device, variant, LatencyProtocol())
+                first = lab.benchmark(device, variant, LatencyProtocol()).result
+                second = lab.benchmark(device, variant, LatencyProtocol()).result
                 result = compare(first.latency_samples_ns, second.latency_samples_ns)
                 verdicts.append(result.verdict)
                 ratios.append(result.ratio)

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.compare import VerdictPolicy
 from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice, load_fleet
 from harness.errors import EdgeLabError
-from harness.session import Lab
+from harness.runners.base import DeviceProbe
+from harness.session import Lab, RunOptions
 
 
 def _address(device: LocalDevice | SshDevice | AdbDevice) -> str:
@@ -52,55 +54,49 @@ def cmd_devices(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _describe_probe(name: str, info: dict[str, Any], workdir: str) -> list[str]:
-    os_info = info.get("os") or {}
-    cpu = info.get("cpu") or {}
-    python = info.get("python") or {}
+def _describe_probe(name: str, probe: DeviceProbe, workdir: str) -> list[str]:
     lines = [
         f"device:   {name}",
-        f"os:       {os_info.get('system')} {os_info.get('release')} ({os_info.get('machine')})",
+        f"os:       {probe.os.system} {probe.os.release} ({probe.os.machine})",
     ]
-    android = os_info.get("android")
+    android = probe.os.android
     if android:
         lines.append(
             f"android:  {android.get('manufacturer')} {android.get('model')}, "
             f"Android {android.get('release')} (SDK {android.get('sdk')}), SoC {android.get('soc')}"
         )
+    python = probe.python
     lines += [
-        f"cpu:      {cpu.get('model')} x{cpu.get('cores')} (online {cpu.get('online')})",
-        f"python:   {python.get('version')} at {python.get('executable')}",
-        f"numpy:    {info.get('numpy') or 'MISSING (pip install numpy on the device)'}",
+        f"cpu:      {probe.cpu.model} x{probe.cpu.cores} (online {probe.cpu.online})",
+        f"python:   {python.version} at {python.executable}" if python else "python:   none (native runner)",
+        f"numpy:    {probe.numpy or 'MISSING (pip install numpy on the device)'}",
         f"workdir:  {workdir}",
     ]
-    for runtime, details in sorted((info.get("runtimes") or {}).items()):
-        if details.get("available"):
-            lines.append(f"runtime:  {runtime} {details.get('version')} (module {details.get('module')})")
+    for runtime, details in sorted(probe.runtimes.items()):
+        if details.available:
+            lines.append(f"runtime:  {runtime} {details.version} (module {details.module})")
         else:
-            lines.append(f"runtime:  {runtime} unavailable: {details.get('error')}")
-    memory = info.get("memory_kb") or {}
-    if memory.get("MemTotal"):
-        lines.append(
-            f"memory:   {memory['MemTotal'] // 1024} MB total, "
-            f"{memory.get('MemAvailable', 0) // 1024} MB available"
-        )
+            lines.append(f"runtime:  {runtime} unavailable: {details.error}")
+    total, available = probe.memory_kb.get("MemTotal"), probe.memory_kb.get("MemAvailable", 0)
+    if total:
+        lines.append(f"memory:   {total // 1024} MB total, {available // 1024} MB available")
     return lines
 
 
 def cmd_doctor(arguments: argparse.Namespace) -> int:
     fleet = _fleet(arguments)
     fleet[arguments.device]  # unknown names fail here, listing the known ones
-    lab = Lab(fleet, reports_dir=Path("reports"), selected=[arguments.device])
+    # the same options a pytest run has by default: the device's lease and its health check
+    lab = Lab(fleet, RunOptions(devices=(arguments.device,), command=tuple(sys.argv)))
     try:
         session = lab.device(arguments.device)
         if arguments.json:
-            print(
-                json.dumps(
-                    {"device": arguments.device, "workdir": session.workdir, **session.probe}, indent=2
-                )
-            )
+            document = {"device": arguments.device, "workdir": session.workdir, **session.probe.model_dump()}
+            print(json.dumps(document, indent=2))
         else:
             print("\n".join(_describe_probe(arguments.device, session.probe, session.workdir)))
-            print(f"agent:    {session.agent_path} ({session.agent_deploy.bytes_pushed} bytes pushed)")
+            setup = session.runner.setup
+            print(f"runner:   {session.runner.kind} ({setup.bytes_pushed} bytes pushed)")
     finally:
         lab.close()
     return 0
@@ -171,6 +167,13 @@ def _store(arguments: argparse.Namespace, reports_dir: Path) -> Any:
     return ResultsStore(url)
 
 
+def _policy(arguments: argparse.Namespace) -> VerdictPolicy | None:
+    """``--noise-floor`` for every device; None: the policy the run was made with."""
+    if arguments.noise_floor is None:
+        return None
+    return VerdictPolicy(noise_floor=arguments.noise_floor)
+
+
 def cmd_report(arguments: argparse.Namespace) -> int:
     from harness.report import write_reports
     from harness.report.history import write_history
@@ -188,7 +191,9 @@ def cmd_report(arguments: argparse.Namespace) -> int:
         print(f"history: {path}")
         return 0
     run_id = arguments.run or _latest_run(reports_dir)
-    written = write_reports(reports_dir, run_id, store, baseline=arguments.baseline)
+    written = write_reports(
+        reports_dir, run_id, store, baseline=arguments.baseline, policy=_policy(arguments)
+    )
     if written is None:
         raise EdgeLabError(f"run {run_id}: no {reports_dir / run_id / 'results.json'}")
     print(f"report: {written[0]}\nsummary: {written[1]}")
@@ -211,7 +216,11 @@ def cmd_pr_comment(arguments: argparse.Namespace) -> int:
     summary = reports_dir / run_id / SUMMARY_FILE
     if arguments.baseline or not summary.exists():
         written = write_reports(
-            reports_dir, run_id, _store(arguments, reports_dir), baseline=arguments.baseline
+            reports_dir,
+            run_id,
+            _store(arguments, reports_dir),
+            baseline=arguments.baseline,
+            policy=_policy(arguments),
         )
         if written is None:
             raise EdgeLabError(f"run {run_id}: no results.json to summarize")
@@ -284,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reports-dir", default="reports")
     report.add_argument("--results-db", default=None, help="default: sqlite results.db in --reports-dir")
     report.add_argument("--baseline", default=None, help="run id, branch:NAME or results.json path")
+    report.add_argument(
+        "--noise-floor",
+        type=float,
+        default=None,
+        help="latency floor for every device (default: the policy the run recorded)",
+    )
     report.add_argument("--history", action="store_true", help="trend report across stored runs")
     report.add_argument("--branch", default=None, help="with --history: only runs of this branch")
     report.add_argument("--last", type=int, default=30, help="with --history: this many newest runs")
@@ -293,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     comment.add_argument("--reports-dir", default="reports")
     comment.add_argument("--results-db", default=None)
     comment.add_argument("--baseline", default=None, help="recompare against this baseline first")
+    comment.add_argument(
+        "--noise-floor",
+        type=float,
+        default=None,
+        help="latency floor for every device (default: the policy the run recorded)",
+    )
     comment.add_argument("--post", action="store_true", help="create or update one comment with the gh CLI")
     comment.add_argument("--pr", type=int, default=None, help="PR number (default: from the GitHub event)")
     comment.add_argument("--repo", default=None, help="OWNER/NAME (default: $GITHUB_REPOSITORY)")

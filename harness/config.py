@@ -20,6 +20,18 @@ from harness.errors import ConfigError, SelectionError
 
 DEFAULT_DEVICES_FILE = "devices.yaml"
 LOCAL_DEVICE = "local"
+LAB_DIR_ENV = "EDGELAB_LAB_DIR"
+
+
+def lab_dir() -> Path:
+    """``$EDGELAB_LAB_DIR`` or ``~/.cache/edgelab/lab``: the virtual lab's state, devices file and logs."""
+    configured = os.environ.get(LAB_DIR_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "edgelab" / "lab"
+
+
+def lab_devices_file() -> Path:
+    """The devices file ``edgelab lab up`` writes; merged into every fleet while it exists."""
+    return lab_dir() / "devices.yaml"
 
 
 class _Device(BaseModel):
@@ -96,7 +108,8 @@ class AdbDevice(_Device):
     )
 
 
-DeviceConfig = Annotated[LocalDevice | SshDevice | AdbDevice, Field(discriminator="kind")]
+AnyDevice = LocalDevice | SshDevice | AdbDevice
+DeviceConfig = Annotated[AnyDevice, Field(discriminator="kind")]
 _DEVICE_ADAPTER: TypeAdapter[LocalDevice | SshDevice | AdbDevice] = TypeAdapter(DeviceConfig)
 
 _DEFAULT_WORKDIR = {
@@ -235,8 +248,6 @@ def load_fleet(
     The virtual lab's devices file (``lab_file``, by default the one ``edgelab lab up`` wrote)
     is merged in while it exists, so ``--device=virtual-pixel8`` works next to the real fleet.
     """
-    from harness.lab import lab_devices_file
-
     explicit = path is not None
     file = Path(path) if path is not None else Path(DEFAULT_DEVICES_FILE)
     source = str(file) if explicit else file.name

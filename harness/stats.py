@@ -12,10 +12,31 @@ The calibration of these defaults is in benchmarks/stats_calibration.py.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
+
+
+class Verdict(StrEnum):
+    """The outcome of comparing a result with its baseline (worst first)."""
+
+    REGRESSED = "regressed"
+    INCONCLUSIVE = "inconclusive"
+    IMPROVED = "improved"
+    UNCHANGED = "unchanged"
+    NEW = "new"
+
+    @property
+    def rank(self) -> int:
+        return list(Verdict).index(self)
+
+
+def worst(verdicts: Sequence[Verdict]) -> Verdict:
+    """The worst of several verdicts (regressed first); unchanged for none."""
+    return min(verdicts, key=lambda verdict: verdict.rank) if verdicts else Verdict.UNCHANGED
 
 
 @dataclass(frozen=True)
@@ -97,28 +118,15 @@ class Comparison:
     ci_low: float
     ci_high: float
     p_value: float
-    verdict: str  # regressed | improved | unchanged | inconclusive
+    verdict: Verdict  # regressed | improved | unchanged | inconclusive
     n_baseline: int
     n_candidate: int
     noise_floor: float
+    paired_rounds: int | None = None  # compare_rounds: the number of ABBA pairs judged
 
     @property
     def change(self) -> float:
         return self.ratio - 1.0
-
-    def as_dict(self) -> dict[str, float | int | str]:
-        return {
-            "baseline_median": self.baseline_median,
-            "candidate_median": self.candidate_median,
-            "ratio": self.ratio,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "p_value": self.p_value,
-            "verdict": self.verdict,
-            "n_baseline": self.n_baseline,
-            "n_candidate": self.n_candidate,
-            "noise_floor": self.noise_floor,
-        }
 
 
 def bootstrap_medians(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -175,14 +183,6 @@ def compare(
     low, high = (float(v) for v in np.percentile(ratios, [tail, 100 - tail]))
     p_value = float(scipy_stats.mannwhitneyu(base, cand, alternative="two-sided").pvalue)
     ratio = cand_median / base_median
-    if low > 1 + noise_floor and p_value < alpha:
-        verdict = "regressed"
-    elif high < 1 - noise_floor and p_value < alpha:
-        verdict = "improved"
-    elif low >= 1 - noise_floor and high <= 1 + noise_floor:
-        verdict = "unchanged"
-    else:
-        verdict = "inconclusive"
     return Comparison(
         baseline_median=base_median,
         candidate_median=cand_median,
@@ -190,10 +190,75 @@ def compare(
         ci_low=low,
         ci_high=high,
         p_value=p_value,
-        verdict=verdict,
+        verdict=judge_ratio(low, high, p_value, noise_floor=noise_floor, alpha=alpha),
         n_baseline=int(base.size),
         n_candidate=int(cand.size),
         noise_floor=noise_floor,
+    )
+
+
+def judge_ratio(low: float, high: float, p_value: float, *, noise_floor: float, alpha: float) -> Verdict:
+    """The verdict rule: beyond the floor with the whole CI and p < alpha, or inside it entirely."""
+    if low > 1 + noise_floor and p_value < alpha:
+        return Verdict.REGRESSED
+    if high < 1 - noise_floor and p_value < alpha:
+        return Verdict.IMPROVED
+    if low >= 1 - noise_floor and high <= 1 + noise_floor:
+        return Verdict.UNCHANGED
+    return Verdict.INCONCLUSIVE
+
+
+MIN_PAIRED_ROUNDS = 3
+
+
+def compare_rounds(
+    baseline_rounds: Sequence[Sequence[float]],
+    candidate_rounds: Sequence[Sequence[float]],
+    *,
+    noise_floor: float,
+    alpha: float = ALPHA,
+    confidence: float = CONFIDENCE,
+) -> Comparison:
+    """Compare two variants measured in ABBA rounds on one device: round i of each side ran back to
+    back, so a drift of the device shows in both and cancels in the ratio of their medians. The
+    verdict comes from the per-round log ratios (a t interval over rounds), not from pooled samples,
+    whose spread between rounds is drift rather than sampling error."""
+    from scipy import stats as scipy_stats
+
+    pairs = min(len(baseline_rounds), len(candidate_rounds))
+    if pairs < MIN_PAIRED_ROUNDS:
+        raise ValueError(f"compare_rounds needs at least {MIN_PAIRED_ROUNDS} rounds on each side")
+    if any(len(r) == 0 for r in (*baseline_rounds[:pairs], *candidate_rounds[:pairs])):
+        raise ValueError("compare_rounds: a round without samples")
+    logs = np.array(
+        [
+            math.log(float(np.median(c)) / float(np.median(b)))
+            for b, c in zip(baseline_rounds[:pairs], candidate_rounds[:pairs], strict=True)
+        ]
+    )
+    mean = float(logs.mean())
+    spread = float(logs.std(ddof=1))
+    if spread == 0.0:
+        low = high = math.exp(mean)
+        p_value = 1.0 if mean == 0.0 else 0.0
+    else:
+        half = float(scipy_stats.t.ppf(1 - (1 - confidence) / 2, pairs - 1)) * spread / math.sqrt(pairs)
+        low, high = math.exp(mean - half), math.exp(mean + half)
+        p_value = float(scipy_stats.ttest_1samp(logs, 0.0).pvalue)
+    base_all = np.concatenate([np.asarray(r, dtype=np.float64) for r in baseline_rounds[:pairs]])
+    cand_all = np.concatenate([np.asarray(r, dtype=np.float64) for r in candidate_rounds[:pairs]])
+    return Comparison(
+        baseline_median=float(np.median(base_all)),
+        candidate_median=float(np.median(cand_all)),
+        ratio=math.exp(mean),
+        ci_low=low,
+        ci_high=high,
+        p_value=p_value,
+        verdict=judge_ratio(low, high, p_value, noise_floor=noise_floor, alpha=alpha),
+        n_baseline=int(base_all.size),
+        n_candidate=int(cand_all.size),
+        noise_floor=noise_floor,
+        paired_rounds=pairs,
     )
 
 

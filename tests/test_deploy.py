@@ -251,23 +251,25 @@ def test_a_model_damaged_on_the_device_between_tests_is_caught_by_the_agent_and_
     from harness.config import load_fleet
     from harness.measurement import LatencyProtocol
     from harness.models.variants import variants_for
-    from harness.session import Lab
+    from harness.session import Lab, RunOptions
 
     devices = tmp_path / "devices.yaml"
     devices.write_text(f"devices:\n  host:\n    kind: local\n    workdir: {tmp_path / 'device'}\n")
     lab = Lab(
-        load_fleet(devices, lab_file=tmp_path / "no-lab.yaml"), reports_dir=tmp_path / "r", selected=["host"]
+        load_fleet(devices, lab_file=tmp_path / "no-lab.yaml"),
+        RunOptions(reports_dir=tmp_path / "r", devices=("host",)),
     )
     heard: list[str] = []
     lab.notify = heard.append
     variant = variants_for("silero_vad")[0]
     protocol = LatencyProtocol(warmup_iters=1, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=10.0, idle_s=0.0)
     try:
-        _, first = lab.benchmark("host", variant, protocol, energy="none")
-        _, trusted = lab.benchmark("host", variant, protocol, energy="none")
+        first = lab.benchmark("host", variant, protocol, energy="none").deploy
+        trusted = lab.benchmark("host", variant, protocol, energy="none").deploy
         model = next((tmp_path / "device" / "cas").rglob("silero_vad.onnx"))
         model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
-        result, repaired = lab.benchmark("host", variant, protocol, energy="none")
+        measured = lab.benchmark("host", variant, protocol, energy="none")
+        result, repaired = measured.result, measured.deploy
     finally:
         lab.close()
     assert "silero_vad.onnx" in first.pushed and trusted.pushed == [] and trusted.replaced == []

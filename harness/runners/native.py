@@ -9,11 +9,15 @@ before LiteRT: the mean stands in).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from harness.errors import AgentError, ParseError
+from harness.config import AnyDevice
+from harness.deploy import Artifact, Deployer, DeployReport
+from harness.errors import AgentError, ConfigError, ParseError
 from harness.measurement import BenchmarkResult, LatencyProtocol, MemoryUsage, RuntimeInfo
 from harness.probes.parsers.benchmark_tools import (
     OrtPerfTest,
@@ -21,7 +25,8 @@ from harness.probes.parsers.benchmark_tools import (
     parse_ort_perf_test,
     parse_tflite_benchmark,
 )
-from harness.probes.thermal import ThrottleVerdict
+from harness.runners.base import CpuInfo, DeviceProbe, OsInfo, RunRequest, phase
+from harness.runners.cooldown import wait_until_cool
 from harness.stats import LatencySummary
 from harness.transport.base import CommandResult, Transport
 
@@ -166,11 +171,95 @@ def run_native(
         protocol=protocol,
         latency_samples_ns=(),
         start_offsets_ns=(),
-        throttle=ThrottleVerdict(False, (), None, None, None, None),
-        notes=tuple(notes),
+        throttle=None,
+        notes=(*notes, "thermal: not measured (no trace from the native tool); throttling not judged"),
     )
 
 
 def _tail(result: CommandResult, limit: int = 400) -> str:
     text: Any = (result.stderr or result.stdout).strip()
     return str(text)[-limit:] or "(no output)"
+
+
+def native_probe(transport: Transport) -> DeviceProbe:
+    """What a device without Python says about itself (uname, getprop when it is Android)."""
+    uname = transport.run(["uname", "-s", "-r", "-m"], timeout=30).stdout.split()
+    model = transport.run(
+        ["sh", "-c", "getprop ro.product.model 2>/dev/null; true"], timeout=30
+    ).stdout.strip()
+    cores = transport.run(["sh", "-c", "getconf _NPROCESSORS_ONLN 2>/dev/null; true"], timeout=30).stdout
+    return DeviceProbe(
+        os=OsInfo(
+            system=uname[0] if uname else None,
+            release=uname[1] if len(uname) > 1 else None,
+            machine=uname[2] if len(uname) > 2 else None,
+            android={"model": model} if model else None,
+        ),
+        cpu=CpuInfo(cores=int(cores) if cores.strip().isdigit() else None),
+    )
+
+
+class NativeRunner:
+    """Measures with the runtimes' own tools (``benchmark_model``, ``onnxruntime_perf_test``) for
+    devices without Python: the tool is pushed like any artifact and its output parsed."""
+
+    kind: Literal["agent", "native"] = "native"
+
+    def __init__(self, config: AnyDevice, transport: Transport, deployer: Deployer) -> None:
+        self.config = config
+        self.transport = transport
+        self.deployer = deployer
+        self.setup = DeployReport()
+        self.probe = native_probe(transport)
+
+    def _tool(self, model_format: str) -> Artifact:
+        tool_path = self.config.native_tools.get(model_format) if model_format in ("tflite", "onnx") else None  # type: ignore[call-overload]
+        if not tool_path:
+            tool = NATIVE_TOOL_FOR_FORMAT.get(model_format, "?")
+            raise ConfigError(
+                f"device '{self.config.name}': runner native has no {model_format} tool; add "
+                f"native_tools: {{{model_format}: /path/to/{tool}}} (built for the device) to devices.yaml"
+            )
+        local = Path(tool_path).expanduser()
+        if not local.is_file():
+            raise ConfigError(
+                f"device '{self.config.name}': native_tools.{model_format}: {local} does not exist"
+            )
+        return Artifact.from_file(local)
+
+    def run(self, request: RunRequest) -> tuple[BenchmarkResult, DeployReport]:
+        if request.outputs_to is not None:
+            raise AgentError(
+                f"device '{self.config.name}': runner native cannot return model outputs yet; "
+                "accuracy needs the agent on this device"
+            )
+        binary = self._tool(request.model_format)
+        with phase("deploy"):
+            deploy = self.deployer.ensure([binary, request.model])
+            remote_binary = self.deployer.remote_path(binary)
+            self.transport.run(["chmod", "755", remote_binary], timeout=60, check=True)
+        cooldown = None
+        if request.cooldown_below_c is not None:
+            with phase("cooldown"):
+                cooldown = wait_until_cool(
+                    self.transport, request.cooldown_below_c, request.protocol.cooldown_max_s
+                )
+        build = tflite_argv if request.model_format == "tflite" else ort_argv
+        argv = build(
+            remote_binary, self.deployer.remote_path(request.model), request.protocol, request.threads
+        )
+        with phase("run"):
+            result = run_native(
+                self.transport,
+                argv,
+                timeout_s=request.protocol.budget_s(),
+                model=request.model_name,
+                model_format=request.model_format,
+                precision=request.precision,
+                protocol=request.protocol,
+                threads=request.threads,
+            )
+        return dataclasses.replace(result, cooldown=cooldown), deploy
+
+    def close(self) -> None:
+        """Nothing stays running on the device between runs."""

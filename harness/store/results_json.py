@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-RESULTS_SCHEMA_VERSION = 1
+from harness.record import SCHEMA_VERSION, ResultRecord, RunInfo
+
 RESULTS_FILE = "results.json"
 LATEST_LINK = "latest"
 
@@ -54,34 +55,45 @@ def _write_atomic(path: Path, document: dict[str, Any]) -> None:
 class ResultsFile:
     """One run's results document: ``{"schema_version", "run": {...}, "results": [...]}``."""
 
-    def __init__(self, reports_dir: Path, run_id: str, run_metadata: dict[str, Any]) -> None:
+    def __init__(self, reports_dir: Path, run_id: str) -> None:
         self.run_dir = reports_dir / run_id
         self.path = self.run_dir / RESULTS_FILE
         self._lock = self.run_dir / ".results.lock"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(self._lock):
-            if not self.path.exists():
+
+    @classmethod
+    def create(cls, reports_dir: Path, run_id: str, run: RunInfo) -> ResultsFile:
+        """The run's document, written empty unless it exists, and ``latest`` pointed at it."""
+        file = cls(reports_dir, run_id)
+        file.run_dir.mkdir(parents=True, exist_ok=True)
+        with _locked(file._lock):
+            if not file.path.exists():
                 _write_atomic(
-                    self.path,
-                    {"schema_version": RESULTS_SCHEMA_VERSION, "run": run_metadata, "results": []},
+                    file.path, {"schema_version": SCHEMA_VERSION, "run": run.to_json(), "results": []}
                 )
         _point_latest(reports_dir, run_id)
+        return file
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: ResultRecord) -> None:
         with _locked(self._lock):
-            document = self.read()
-            document["results"].append(record)
+            document = self._read()
+            document["results"].append(record.to_json())
             _write_atomic(self.path, document)
 
     def update_run(self, **fields: Any) -> None:
         with _locked(self._lock):
-            document = self.read()
+            document = self._read()
             document["run"].update(fields)
             _write_atomic(self.path, document)
 
-    def read(self) -> dict[str, Any]:
+    def _read(self) -> dict[str, Any]:
         document: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
         return document
+
+    def run(self) -> RunInfo:
+        return RunInfo.model_validate(self._read()["run"])
+
+    def records(self) -> list[ResultRecord]:
+        return [ResultRecord.from_json(r) for r in self._read()["results"]]
 
 
 def _point_latest(reports_dir: Path, run_id: str) -> None:

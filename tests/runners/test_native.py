@@ -19,7 +19,7 @@ from harness.measurement import LatencyProtocol
 from harness.models.variants import variants_for
 from harness.probes.parsers.benchmark_tools import parse_ort_perf_test, parse_tflite_benchmark
 from harness.runners.native import ort_argv, ort_result, tflite_argv, tflite_result
-from harness.session import Lab
+from harness.session import Lab, RunOptions
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real-outputs"
 PROTOCOL = LatencyProtocol(warmup_iters=5, warmup_s=0.5, min_iters=50, min_s=1.0, max_s=30.0)
@@ -100,14 +100,15 @@ def native_lab(tmp_path: Path, tools: dict[str, Path]) -> Lab:
         f"    workdir: {tmp_path / 'device'}\n    native_tools: {{{listed}}}\n"
     )
     fleet = load_fleet(devices, lab_file=tmp_path / "no-lab.yaml")
-    return Lab(fleet, reports_dir=tmp_path / "reports", selected=["nopython"])
+    return Lab(fleet, RunOptions(reports_dir=tmp_path / "reports", devices=("nopython",)))
 
 
 def test_native_run_end_to_end_on_the_local_device(tmp_path):
     tool = stand_in(tmp_path, "tflite_benchmark_model/qemuriscv64_mobilenet_v1_op_profiling.txt")
     lab = native_lab(tmp_path, {"tflite": tool})
     try:
-        result, deploy = lab.benchmark("nopython", variants_for("face_detection")[0], PROTOCOL)
+        measured = lab.benchmark("nopython", variants_for("face_detection")[0], PROTOCOL)
+        result, deploy = measured.result, measured.deploy
         assert result.runtime.module == "benchmark_model" and result.stopped_by == "native"
         assert result.latency_ms.mean == pytest.approx(2950.34) and result.iterations == 50
         assert result.memory.peak_rss_mb is None  # only a delta was printed: not called a peak
@@ -115,8 +116,16 @@ def test_native_run_end_to_end_on_the_local_device(tmp_path):
         argv = json.loads((tmp_path / "argv.json").read_text())
         assert argv[0].startswith("--graph=") and argv[0].endswith("face_detection_short_range.tflite")
         assert "--num_runs=50" in argv and deploy.bytes_pushed > 0
-        record = result.to_record()
-        assert record["runner"] == "native" and record["latency_samples_ms"] == []
+        record = lab.record(
+            test="t.py::test[nopython-face_detection-litert-fp16]",
+            status="passed",
+            device="nopython",
+            variant=variants_for("face_detection")[0],
+            measured=measured,
+        )
+        assert record.runner == "native" and record.latency_samples_ms is None
+        assert record.throttle is None  # nothing thermal measured: no verdict that reads as "not throttled"
+        assert any(note.startswith("thermal: not measured") for note in record.notes)
     finally:
         lab.close()
 

@@ -66,7 +66,7 @@ def test_good_document_becomes_a_typed_result():
     )
     assert measured.runtime.version == "1.32.0"
     assert measured.iterations == 4 and measured.stopped_by == "min_reached"
-    assert measured.to_record()["agent_phases_ms"] == {"verify": 1.5, "load": 13.0, "timed": 8.2}
+    assert measured.agent_phases_ms == {"verify": 1.5, "load": 13.0, "timed": 8.2}
 
 
 def test_non_json_output_quotes_what_the_device_printed():
