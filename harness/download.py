@@ -41,6 +41,12 @@ _BLOCK = 1 << 16
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+def cache_dir() -> Path:
+    """``$EDGELAB_CACHE`` or ``~/.cache/edgelab``: the host cache every download lands in."""
+    configured = os.environ.get("EDGELAB_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "edgelab"
+
+
 @dataclass(frozen=True)
 class Downloaded:
     """A verified file in the cache, and what it took to get it."""

@@ -458,7 +458,7 @@ class Lab:
     ) -> BenchmarkResult:
         """benchmark_model / onnxruntime_perf_test from native_tools, pushed like any artifact."""
         fmt = variant.format
-        tool_path = device.config.native_tools.get(fmt) if fmt in ("tflite", "onnx") else None  # type: ignore[call-overload]
+        tool_path = device.config.native_tools.get(fmt) if fmt in ("tflite", "onnx") else None
         if not tool_path:
             tool = native.NATIVE_TOOL_FOR_FORMAT.get(fmt, "?")
             raise ConfigError(
