@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-import select
-import struct
-import sys
-import termios
 
 import pytest
 
@@ -18,6 +13,7 @@ from harness import progress
 from harness.download import Pins, download, fetch_pinned, normalise_sha256
 from harness.errors import DownloadError, HostOffline
 from tests.fixtures.http_server import closed_port
+from tests.fixtures.terminal import drawn, fake_terminal
 
 CONTENT = os.urandom(300_000)
 SHA = hashlib.sha256(CONTENT).hexdigest()
@@ -270,26 +266,6 @@ def test_an_unreadable_pins_file_says_how_to_recover(tmp_path):
 # -- progress ------------------------------------------------------------------------------------
 
 
-def terminal(monkeypatch):
-    """A pseudo-terminal 100 columns wide as stderr, outside CI, bars drawn at once: (leader fd,
-    the stderr file). tqdm sizes its bar to the terminal, so the terminal needs a width."""
-    leader, follower = os.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
-    stream = os.fdopen(follower, "w")
-    monkeypatch.setattr(sys, "stderr", stream)
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.setattr(progress, "DELAY_S", 0.0)
-    return leader, stream
-
-
-def read_available(fd: int) -> str:
-    """What a terminal received so far, without blocking when it received nothing."""
-    chunks = []
-    while select.select([fd], [], [], 0.5)[0]:
-        chunks.append(os.read(fd, 65536))
-    return b"".join(chunks).decode(errors="replace")
-
-
 def test_progress_is_drawn_only_on_a_terminal_and_never_under_ci(tmp_path):
     leader, follower = os.openpty()
     with os.fdopen(follower, "w") as terminal, (tmp_path / "log").open("w") as log_file:
@@ -302,13 +278,12 @@ def test_progress_is_drawn_only_on_a_terminal_and_never_under_ci(tmp_path):
 
 def test_a_download_on_a_terminal_draws_its_bar(file_server, tmp_path, monkeypatch):
     file_server.files["/m.bin"] = CONTENT
-    leader, stream = terminal(monkeypatch)
+    leader = fake_terminal(monkeypatch)
     download(file_server.url("/m.bin"), sha256=SHA, destination=tmp_path, name="m.bin", label="model m.bin")
-    stream.flush()
-    drawn = read_available(leader)
+    bar = drawn(leader)
     os.close(leader)
-    assert "model m.bin" in drawn
-    assert "/293k" in drawn  # the total: 300,000 bytes in KiB, as tqdm scales them
+    assert "model m.bin" in bar
+    assert "/293k" in bar  # the total: 300,000 bytes in KiB, as tqdm scales them
 
 
 def test_a_download_off_a_terminal_draws_nothing(file_server, tmp_path, capsys, monkeypatch):

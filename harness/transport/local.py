@@ -12,12 +12,14 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
 from harness.errors import CommandFailed, CommandTimeout, TransportError
 from harness.transport.base import CommandResult
+
+_FEED_BLOCK = 1 << 20
 
 
 def _expand(path: str) -> str:
@@ -27,6 +29,19 @@ def _expand(path: str) -> str:
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def _feed(owner: contextlib.ExitStack, source: IO[bytes], pipe: int, progress: Callable[[int], None]) -> None:
+    """Copy ``source`` into a command's stdin pipe; a command that stops reading (it exited or was
+    killed) ends the copy, and its exit code tells the caller why."""
+    with owner:
+        try:
+            with os.fdopen(pipe, "wb") as sink:
+                for block in iter(lambda: source.read(_FEED_BLOCK), b""):
+                    sink.write(block)
+                    progress(len(block))
+        except OSError:  # BrokenPipeError above all; closing the pipe still happened
+            pass
 
 
 class LocalRunning:
@@ -98,9 +113,11 @@ class LocalTransport:
         stdin: bytes | None = None,
         cwd: str | None = None,
         stdin_file: Path | None = None,
+        stdin_progress: Callable[[int], None] | None = None,
     ) -> CommandResult:
         args = tuple(argv)
         started = time.monotonic()
+        feeder: threading.Thread | None = None
         with contextlib.ExitStack() as stack:
             source: int | IO[bytes] = subprocess.PIPE if stdin is not None else subprocess.DEVNULL
             if stdin_file is not None:
@@ -108,13 +125,22 @@ class LocalTransport:
                     source = stack.enter_context(Path(stdin_file).open("rb"))
                 except OSError as exc:
                     raise TransportError(self._device, f"cannot read {stdin_file}: {exc.strerror}") from None
-            process = self._start(args, source, cwd)
+            if stdin_file is not None and stdin_progress is not None:
+                # Counted bytes need a pipe we write ourselves; without a listener the command
+                # reads the file directly, as it always did.
+                assert not isinstance(source, int)
+                process, feeder = self._start_fed(args, stack.pop_all(), source, stdin_progress, cwd)
+            else:
+                process = self._start(args, source, cwd)
         try:
             stdout, stderr = process.communicate(input=stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
             process.communicate()
             raise CommandTimeout(self._device, " ".join(args), timeout) from None
+        finally:
+            if feeder is not None:
+                feeder.join(timeout=60)
         result = CommandResult(
             argv=args,
             exit_code=process.returncode,
@@ -142,6 +168,29 @@ class LocalTransport:
     def spawn(self, argv: Sequence[str], *, cwd: str | None = None) -> LocalRunning:
         args = tuple(argv)
         return LocalRunning(self._device, args, self._start(args, subprocess.DEVNULL, cwd))
+
+    def _start_fed(
+        self,
+        args: tuple[str, ...],
+        owner: contextlib.ExitStack,
+        source: IO[bytes],
+        progress: Callable[[int], None],
+        cwd: str | None,
+    ) -> tuple[subprocess.Popen[bytes], threading.Thread]:
+        """Start ``args`` reading a pipe that a thread fills from ``source`` (closed by ``owner``
+        when the thread ends), reporting each block to ``progress``."""
+        read_end, write_end = os.pipe()
+        try:
+            process = self._start(args, read_end, cwd)
+        except BaseException:
+            os.close(write_end)
+            owner.close()
+            raise
+        finally:
+            os.close(read_end)
+        feeder = threading.Thread(target=_feed, args=(owner, source, write_end, progress), daemon=True)
+        feeder.start()
+        return process, feeder
 
     def _start(
         self, args: tuple[str, ...], stdin: int | IO[bytes], cwd: str | None
