@@ -19,7 +19,7 @@ from typing import IO
 from harness.errors import CommandFailed, CommandTimeout, TransportError
 from harness.transport.base import CommandResult
 
-_FEED_BLOCK = 1 << 20
+_WATCH_INTERVAL_S = 0.1
 
 
 def _expand(path: str) -> str:
@@ -31,17 +31,22 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def _feed(owner: contextlib.ExitStack, source: IO[bytes], pipe: int, progress: Callable[[int], None]) -> None:
-    """Copy ``source`` into a command's stdin pipe; a command that stops reading (it exited or was
-    killed) ends the copy, and its exit code tells the caller why."""
+def _watch_offset(
+    owner: contextlib.ExitStack, source: IO[bytes], done: threading.Event, progress: Callable[[int], None]
+) -> None:
+    """Report how far the command has read ``source``: it inherited the same open file, so the
+    file's offset here is its read position. Nothing is added to the data path."""
     with owner:
-        try:
-            with os.fdopen(pipe, "wb") as sink:
-                for block in iter(lambda: source.read(_FEED_BLOCK), b""):
-                    sink.write(block)
-                    progress(len(block))
-        except OSError:  # BrokenPipeError above all; closing the pipe still happened
-            pass
+        reported = 0
+        while True:
+            finished = done.wait(_WATCH_INTERVAL_S)
+            with contextlib.suppress(OSError):
+                position = os.lseek(source.fileno(), 0, os.SEEK_CUR)
+                if position > reported:
+                    progress(position - reported)
+                    reported = position
+            if finished:
+                return
 
 
 class LocalRunning:
@@ -117,7 +122,7 @@ class LocalTransport:
     ) -> CommandResult:
         args = tuple(argv)
         started = time.monotonic()
-        feeder: threading.Thread | None = None
+        watching: tuple[threading.Event, threading.Thread] | None = None
         with contextlib.ExitStack() as stack:
             source: int | IO[bytes] = subprocess.PIPE if stdin is not None else subprocess.DEVNULL
             if stdin_file is not None:
@@ -126,10 +131,11 @@ class LocalTransport:
                 except OSError as exc:
                     raise TransportError(self._device, f"cannot read {stdin_file}: {exc.strerror}") from None
             if stdin_file is not None and stdin_progress is not None:
-                # Counted bytes need a pipe we write ourselves; without a listener the command
-                # reads the file directly, as it always did.
                 assert not isinstance(source, int)
-                process, feeder = self._start_fed(args, stack.pop_all(), source, stdin_progress, cwd)
+                process, done, watcher = self._start_watched(
+                    args, stack.pop_all(), source, stdin_progress, cwd
+                )
+                watching = (done, watcher)
             else:
                 process = self._start(args, source, cwd)
         try:
@@ -139,8 +145,9 @@ class LocalTransport:
             process.communicate()
             raise CommandTimeout(self._device, " ".join(args), timeout) from None
         finally:
-            if feeder is not None:
-                feeder.join(timeout=60)
+            if watching is not None:
+                watching[0].set()
+                watching[1].join(timeout=60)
         result = CommandResult(
             argv=args,
             exit_code=process.returncode,
@@ -169,28 +176,25 @@ class LocalTransport:
         args = tuple(argv)
         return LocalRunning(self._device, args, self._start(args, subprocess.DEVNULL, cwd))
 
-    def _start_fed(
+    def _start_watched(
         self,
         args: tuple[str, ...],
         owner: contextlib.ExitStack,
         source: IO[bytes],
         progress: Callable[[int], None],
         cwd: str | None,
-    ) -> tuple[subprocess.Popen[bytes], threading.Thread]:
-        """Start ``args`` reading a pipe that a thread fills from ``source`` (closed by ``owner``
-        when the thread ends), reporting each block to ``progress``."""
-        read_end, write_end = os.pipe()
+    ) -> tuple[subprocess.Popen[bytes], threading.Event, threading.Thread]:
+        """Start ``args`` reading ``source`` and a thread that reports its read position
+        (``source`` is closed by ``owner`` when the thread ends)."""
         try:
-            process = self._start(args, read_end, cwd)
+            process = self._start(args, source, cwd)
         except BaseException:
-            os.close(write_end)
             owner.close()
             raise
-        finally:
-            os.close(read_end)
-        feeder = threading.Thread(target=_feed, args=(owner, source, write_end, progress), daemon=True)
-        feeder.start()
-        return process, feeder
+        done = threading.Event()
+        watcher = threading.Thread(target=_watch_offset, args=(owner, source, done, progress), daemon=True)
+        watcher.start()
+        return process, done, watcher
 
     def _start(
         self, args: tuple[str, ...], stdin: int | IO[bytes], cwd: str | None
