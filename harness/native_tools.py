@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 from harness.config import NATIVE_TOOL_ALIASES
 from harness.download import Downloaded, Pins, cache_dir, fetch_pinned, normalise_sha256, sha256_of
@@ -251,6 +251,16 @@ class ResolvedTool:
         return "fetched" if self.fetched else ("path" if self.origin == "path" else "cached")
 
 
+class ResolveOptions(TypedDict, total=False):
+    """Who asks (for error messages) and where LiteRT's builds come from and are kept; by default
+    LiteRT's own location ($EDGELAB_LITERT_BASE_URL), the installed ai-edge-litert, $EDGELAB_CACHE."""
+
+    device: str
+    base_url: str | None
+    version: str | None
+    cache: Path | None
+
+
 def resolve(
     tool: str,
     abi: str,
@@ -295,54 +305,26 @@ def resolve_tool(
     configured: Mapping[str, str],
     *,
     system: System | None = None,
-    device: str = "",
-    base_url: str | None = None,
-    version: str | None = None,
-    cache: Path | None = None,
+    **options: Unpack[ResolveOptions],
 ) -> Path:
     """The host file of ``tool`` for a device: the path devices.yaml gives, else the cached file
     its pin names, else fetched (and pinned). ``configured`` is the device's ``native_tools``;
     ``abi`` is what ``device_abi`` reports (``system`` settles ``x86_64``)."""
-    return resolve(
-        tool,
-        abi,
-        configured,
-        system=system,
-        device=device,
-        base_url=base_url,
-        version=version,
-        cache=cache,
-    ).path
+    return resolve(tool, abi, configured, system=system, **options).path
 
 
 def resolve_device_tools(
-    system: System,
-    abi: str,
-    configured: Mapping[str, str],
-    *,
-    device: str = "",
-    base_url: str | None = None,
-    version: str | None = None,
-    cache: Path | None = None,
+    system: System, abi: str, configured: Mapping[str, str], **options: Unpack[ResolveOptions]
 ) -> list[ResolvedTool]:
     """Every tool a device can have, fetched where needed: LiteRT's for its ABI and its own."""
     try:
-        platform: str | None = litert_platform(abi, system, device=device)
+        platform: str | None = litert_platform(abi, system, device=options.get("device", ""))
     except ConfigError:
         if not configured_tools(configured):
             raise
         platform = None  # no LiteRT build for this ABI: the team's own tools only
     return [
-        resolve(
-            tool,
-            abi,
-            configured,
-            system=system,
-            device=device,
-            base_url=base_url,
-            version=version,
-            cache=cache,
-        )
+        resolve(tool, abi, configured, system=system, **options)
         for tool in device_tools(platform, configured)
     ]
 
