@@ -95,26 +95,39 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _reason(exc: BaseException) -> str:
-    """The innermost cause of a connection failure in a few words (requests nests three deep)."""
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it wraps: requests nests the socket error three levels deep."""
     pending: list[BaseException] = [exc]
     seen: set[int] = set()
     while pending:
-        current = pending.pop()
+        current = pending.pop(0)
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, socket.gaierror):
-            return "the host name does not resolve (DNS)"
-        if isinstance(current, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(current, requests.exceptions.ConnectTimeout):
-            return f"no answer within {CONNECT_TIMEOUT_S:g} s"
-        if isinstance(current, OSError) and current.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-            return "network unreachable"
+        yield current
         linked = [getattr(current, "reason", None), current.__cause__, current.__context__, *current.args]
         pending.extend(item for item in linked if isinstance(item, BaseException))
-    return type(exc).__name__
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """Why the server could not be reached at all, or None when it was reached and then failed."""
+    for cause in _causes(exc):
+        if isinstance(cause, socket.gaierror):
+            return "the host name does not resolve (DNS)"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, requests.exceptions.ConnectTimeout):
+            return f"no answer within {CONNECT_TIMEOUT_S:g} s"
+        if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "network unreachable"
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost message of a failure, in one short line."""
+    texts = [str(cause.args[0]) for cause in _causes(exc) if cause.args and isinstance(cause.args[0], str)]
+    text = texts[-1] if texts else type(exc).__name__
+    return " ".join(text.split())[:200]
 
 
 class _Cut(Exception):
@@ -253,8 +266,11 @@ class _Transfer:
                 allow_redirects=True,
             )
         except requests.exceptions.ConnectionError as exc:
+            unreachable = _unreachable(exc)
+            if unreachable is None:  # reached, then dropped before answering: worth another try
+                raise _Cut(f"the connection was dropped ({_reason(exc)})") from None
             raise HostOffline(
-                self.url, f"host is offline or the URL is unreachable: {_reason(exc)}{_tail(self.hint)}"
+                self.url, f"host is offline or the URL is unreachable: {unreachable}{_tail(self.hint)}"
             ) from None
         except requests.exceptions.Timeout:
             raise _Cut(f"no response within {READ_TIMEOUT_S:g} s") from None

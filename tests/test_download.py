@@ -84,6 +84,20 @@ def test_an_interrupted_download_keeps_its_bytes_and_the_next_call_resumes(file_
     assert file_server.seen[-1].range == f"bytes={kept}-"
 
 
+def test_a_connection_dropped_before_the_answer_is_retried_not_called_offline(file_server, tmp_path):
+    file_server.files["/m.bin"] = CONTENT
+    file_server.drops["/m.bin"] = 1
+    got = download(file_server.url("/m.bin"), sha256=SHA, destination=tmp_path, name="m.bin")
+    assert (got.fetched, len(file_server.seen)) == (True, 2)
+    file_server.drops["/m.bin"] = 1
+    with pytest.raises(DownloadError) as failed:
+        download(
+            file_server.url("/m.bin"), sha256=SHA, destination=tmp_path / "again", name="m.bin", attempts=1
+        )
+    assert not isinstance(failed.value, HostOffline)
+    assert "the transfer failed after 1 attempt(s): the connection was dropped (" in str(failed.value)
+
+
 def test_a_server_that_ignores_range_restarts_cleanly(file_server, tmp_path):
     file_server.files["/m.bin"] = CONTENT
     file_server.cuts["/m.bin"] = [150_000]
