@@ -11,12 +11,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice, load_fleet
 from harness.errors import EdgeLabError
 from harness.session import Lab
+
+if TYPE_CHECKING:
+    from harness.native_tools import ToolStatus
 
 
 def _address(device: LocalDevice | SshDevice | AdbDevice) -> str:
@@ -124,9 +127,14 @@ def cmd_models(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _describe_tool(row: Any) -> list[str]:
+def _describe_tool(row: ToolStatus) -> list[str]:
     pinned = f" (pinned {row.pinned_at})" if row.pinned_at else ""
-    digest = row.sha256 + pinned if row.sha256 else "not pinned yet (the first fetch pins it)"
+    unknown = (
+        "- (no file at that path)"
+        if row.state == "path missing"
+        else "not pinned yet (the first fetch pins it)"
+    )
+    digest = row.sha256 + pinned if row.sha256 else unknown
     lines = [
         f"{row.tool:<22} {row.platform or 'device ' + str(row.device):<16} {row.state}",
         f"  source  {row.source}",

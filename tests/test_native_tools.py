@@ -136,7 +136,8 @@ def test_devices_yaml_accepts_every_tool_name_and_alias():
     assert set(native_tools.TOOLS) | set(NATIVE_TOOL_ALIASES) == set(NATIVE_TOOL_KEYS)
 
 
-def test_the_default_location_is_litert_clis():
+def test_the_default_location_is_litert_clis(monkeypatch):
+    monkeypatch.delenv(native_tools.BASE_URL_ENV, raising=False)
     url = native_tools.litert_url(
         "benchmark_model", "android_arm64", version=VERSION, base_url=native_tools.litert_base_url()
     )
@@ -329,7 +330,10 @@ def test_tools_list_shows_the_devices_own_tools(tmp_path, cache, capsys):
     assert (
         f"run_model              device pixel8    not fetched\n  source  {url}\n  sha256  {'a' * 64}\n" in out
     )
-    assert f"benchmark_model        device pixel7    path missing\n  source  {tmp_path / 'missing'}\n" in out
+    assert (
+        f"benchmark_model        device pixel7    path missing\n  source  {tmp_path / 'missing'}\n"
+        "  sha256  - (no file at that path)\n"
+    ) in out
 
 
 def test_tools_fetch_for_a_device_asks_its_abi(litert_mirror, cache, tmp_path, capsys):
