@@ -1,4 +1,4 @@
-"""``edgelab``: the command-line face (devices, doctor, models, lab, parse, report, pr-comment).
+"""``edgelab``: the command-line face (devices, doctor, models, tools, lab, parse, report, pr-comment).
 
 Parses arguments and calls the library; every EdgeLabError becomes one clear line and exit 1.
 """
@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.compare import VerdictPolicy
@@ -19,6 +19,9 @@ from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice, load_fleet
 from harness.errors import EdgeLabError
 from harness.runners.base import DeviceProbe
 from harness.session import Lab, RunOptions
+
+if TYPE_CHECKING:
+    from harness.native_tools import ToolStatus
 
 
 def _address(device: LocalDevice | SshDevice | AdbDevice) -> str:
@@ -117,6 +120,53 @@ def cmd_models(arguments: argparse.Namespace) -> int:
             f"{spec.name:<18} {spec.format:<7} {spec.precision:<6} {spec.task:<22} "
             f"{spec.source.distribution}=={spec.source.version}"
         )
+    return 0
+
+
+def _describe_tool(row: ToolStatus) -> list[str]:
+    pinned = f" (pinned {row.pinned_at})" if row.pinned_at else ""
+    unknown = (
+        "- (no file at that path)"
+        if row.state == "path missing"
+        else "not pinned yet (the first fetch pins it)"
+    )
+    digest = row.sha256 + pinned if row.sha256 else unknown
+    lines = [
+        f"{row.tool:<22} {row.platform or 'device ' + str(row.device):<16} {row.state}",
+        f"  source  {row.source}",
+        f"  sha256  {digest}",
+    ]
+    if row.state == "cached":
+        lines.append(f"  file    {row.path}")
+    return lines
+
+
+def cmd_tools(arguments: argparse.Namespace) -> int:
+    from harness import native_tools as tools
+    from harness.transport import open_transport
+
+    fleet = _fleet(arguments)
+    options = {"base_url": arguments.base_url, "version": arguments.litert_version}
+    if arguments.action == "list":
+        platforms = [tools.litert_platform(abi) for abi in arguments.abi or tools.LITERT_PLATFORMS]
+        statuses = tools.litert_statuses(platforms, **options)
+        for device in fleet.devices.values():
+            statuses += tools.configured_statuses(device.name, device.native_tools)
+        for status in statuses:
+            print("\n".join(_describe_tool(status)))
+        return 0
+    abis = arguments.abi or ([] if arguments.device else ["arm64-v8a"])
+    rows = tools.fetch_platform_tools([tools.litert_platform(abi) for abi in abis], **options)
+    for name in arguments.device or []:
+        transport = open_transport(fleet[name])
+        try:
+            rows += tools.fetch_for_device(transport, fleet[name].native_tools, **options)
+        finally:
+            transport.close()
+    if not arguments.device:
+        rows += tools.fetch_configured_urls({d.name: d.native_tools for d in fleet.devices.values()})
+    for row in rows:
+        print(f"{row.tool:<22} {row.target:<16} {row.state:<8} {row.path}")
     return 0
 
 
@@ -251,6 +301,35 @@ def cmd_parse(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _add_tools_parser(commands: Any) -> None:
+    tools = commands.add_parser(
+        "tools", help="the runtimes' device tools (benchmark_model, ...): list, or fetch and pin them"
+    )
+    tools.add_argument("action", choices=["list", "fetch"])
+    tools.add_argument(
+        "--abi",
+        action="append",
+        help="device ABI (arm64-v8a, aarch64, x86_64) or LiteRT platform, repeatable "
+        "(fetch default: arm64-v8a; list default: every platform)",
+    )
+    tools.add_argument(
+        "--device",
+        action="append",
+        help="with fetch: ask this device for its ABI and fetch what it needs, repeatable",
+    )
+    tools.add_argument(
+        "--base-url",
+        default=None,
+        help="LiteRT binaries mirror (default: $EDGELAB_LITERT_BASE_URL or LiteRT's own location)",
+    )
+    tools.add_argument(
+        "--litert-version",
+        default=None,
+        help="LiteRT release of the tools (default: the installed ai-edge-litert)",
+    )
+    tools.set_defaults(handler=cmd_tools)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgelab", description="EdgeLab device-lab harness")
     parser.add_argument("--version", action="version", version=f"edgelab {__version__}")
@@ -269,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("action", choices=["list", "fetch"], nargs="?", default="list")
     models.add_argument("names", nargs="*", help="zoo names to fetch (default: all)")
     models.set_defaults(handler=cmd_models)
+    _add_tools_parser(commands)
     lab = commands.add_parser("lab", help="the virtual device lab: up, status, down")
     lab.add_argument("action", choices=["up", "status", "down"])
     lab.add_argument(

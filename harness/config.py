@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from harness.errors import ConfigError, SelectionError
 
@@ -32,6 +33,12 @@ def lab_dir() -> Path:
 def lab_devices_file() -> Path:
     """The devices file ``edgelab lab up`` writes; merged into every fleet while it exists."""
     return lab_dir() / "devices.yaml"
+
+
+#: Keys of ``native_tools``: the tools' own names, and the formats that name their benchmark tool.
+NATIVE_TOOL_KEYS = ("benchmark_model", "run_model", "libLiteRt.so", "onnxruntime_perf_test", "tflite", "onnx")
+NATIVE_TOOL_ALIASES = {"tflite": "benchmark_model", "onnx": "onnxruntime_perf_test"}
+_TOOL_URL = re.compile(r"https?://[^\s#]+#sha256=[0-9a-fA-F]{64}")
 
 
 class _Device(BaseModel):
@@ -56,10 +63,33 @@ class _Device(BaseModel):
         description="Keep one agent per runtime imported on the device and fork each run from it "
         "(saves the interpreter start and imports per test); false starts a fresh interpreter per run.",
     )
-    native_tools: dict[Literal["tflite", "onnx"], str] = Field(
+    native_tools: dict[str, str] = Field(
         default_factory=dict,
-        description="Host paths of benchmark_model (tflite), onnxruntime_perf_test (onnx) for the device.",
+        description="The runtimes' tools for this device, by tool name (tflite and onnx stand for "
+        "benchmark_model and onnxruntime_perf_test): a host path, or 'URL#sha256=HEX'. A path wins over "
+        "LiteRT's published build; onnxruntime_perf_test has none (docs/native-tools.md).",
     )
+
+    @field_validator("native_tools")
+    @classmethod
+    def _native_tool_sources(cls, tools: dict[str, str]) -> dict[str, str]:
+        for key, value in tools.items():
+            if key not in NATIVE_TOOL_KEYS:
+                close = difflib.get_close_matches(key, NATIVE_TOOL_KEYS, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(NATIVE_TOOL_KEYS)}"
+                raise ValueError(f"field 'native_tools': unknown tool '{key}' ({hint})")
+            if value.startswith(("http://", "https://")) and not _TOOL_URL.fullmatch(value):
+                raise ValueError(
+                    f"field 'native_tools.{key}': a URL must end in #sha256=<64 hex digits> (the tool's "
+                    f"hash, checked after download), got {value!r}"
+                )
+            if not value.strip():
+                raise ValueError(f"field 'native_tools.{key}' is empty; give a host path or 'URL#sha256=HEX'")
+        for alias, tool in NATIVE_TOOL_ALIASES.items():
+            if alias in tools and tool in tools:
+                raise ValueError(f"field 'native_tools': '{alias}' and '{tool}' name the same tool; keep one")
+        return tools
+
     energy: str = Field(
         default="auto",
         pattern=r"^(auto|none|odpm|rapl|ina3221|tegrastats|battery|external)$",
@@ -138,6 +168,8 @@ def _explain(source: str, device: str, kind: str, error: Mapping[str, Any]) -> s
             close = difflib.get_close_matches(field, known, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(known)}"
             return f"{where}: unknown field '{field}' for kind {kind_label} ({hint})"
+        case "value_error":  # our own validators: the message names the field itself
+            return f"{where}: {error['ctx']['error']}"
         case "union_tag_invalid" | "union_tag_not_found":
             return f"{where}: field 'kind' must be one of local, ssh, adb (got {kind!r})"
         case _:

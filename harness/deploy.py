@@ -5,7 +5,8 @@ streams the file into one device command and is checked before the file is moved
 over a link without integrity of its own (ADB) the command hashes the bytes as they arrive
 (``tee`` into ``sha256sum``: no second pass over the file); over SSH, whose packets are each
 MAC-checked, it checks the size written, as scp would trust the link, and the hash check at the
-next use still catches a file damaged at rest.
+next use still catches a file damaged at rest. A push that lasts over a second shows a progress
+bar on a terminal (harness/progress.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import DeployError
+from harness.progress import byte_progress
 from harness.transport.base import Transport
 
 _HASH_TIMEOUT_S = 300.0
@@ -201,11 +203,14 @@ class Deployer:
         """Stream one file to ``partial`` on the device; return the device's (sha256, size)."""
         timeout = _HASH_TIMEOUT_S + artifact.size_bytes / _SLOWEST_LINK_BYTES_PER_S
         check = "size" if self.transport.integrity_in_transit else "sha256"
-        result = self.transport.run(
-            ["sh", "-c", _RECEIVE_SCRIPT, "edgelab-receive", partial, self.python, check],
-            timeout=timeout,
-            stdin_file=artifact.local,
-        )
+        label = f"push {artifact.name} to {self.transport.device}"
+        with byte_progress(label, artifact.size_bytes) as advance:
+            result = self.transport.run(
+                ["sh", "-c", _RECEIVE_SCRIPT, "edgelab-receive", partial, self.python, check],
+                timeout=timeout,
+                stdin_file=artifact.local,
+                stdin_progress=advance,
+            )
         digest, _, size_text = result.stdout.strip().rpartition("\n")[-1].partition(" ")
         if result.exit_code != 0 or len(digest) not in (1, 64) or not size_text.strip().isdigit():
             raise DeployError(

@@ -141,3 +141,37 @@ def test_unknown_tag_lists_known_tags(tmp_path):
 def test_empty_selection_is_an_error(tmp_path):
     with pytest.raises(SelectionError, match="--device is empty"):
         load_fleet(write(tmp_path, FLEET)).select(" , ")
+
+
+def test_native_tools_take_tool_names_aliases_paths_and_hashed_urls():
+    url = "https://artifacts.example.com/ort/onnxruntime_perf_test#sha256=" + "A" * 64
+    device = parse_device(
+        "pixel8",
+        {"kind": "adb", "serial": "X", "native_tools": {"tflite": "/t/bm", "onnxruntime_perf_test": url}},
+    )
+    assert device.native_tools == {"tflite": "/t/bm", "onnxruntime_perf_test": url}
+
+
+@pytest.mark.parametrize(
+    ("tools", "message"),
+    [
+        (
+            {"onnx": "https://example.com/onnxruntime_perf_test"},
+            "field 'native_tools.onnx': a URL must end in #sha256=<64 hex digits> (the tool's hash, checked after "
+            "download), got 'https://example.com/onnxruntime_perf_test'",
+        ),
+        (
+            {"benchmark_modle": "/x"},
+            "field 'native_tools': unknown tool 'benchmark_modle' (did you mean 'benchmark_model'?)",
+        ),
+        (
+            {"tflite": "/a", "benchmark_model": "/b"},
+            "field 'native_tools': 'tflite' and 'benchmark_model' name the same tool; keep one",
+        ),
+        ({"run_model": " "}, "field 'native_tools.run_model' is empty; give a host path or 'URL#sha256=HEX'"),
+    ],
+)
+def test_native_tools_errors_name_the_field_and_the_fix(tools, message):
+    with pytest.raises(ConfigError) as failed:
+        parse_device("pixel8", {"kind": "adb", "serial": "X", "native_tools": tools})
+    assert str(failed.value) == f"devices.yaml: device 'pixel8': {message}"

@@ -13,6 +13,7 @@ from harness.deploy import Artifact, Deployer, resolve_workdir
 from harness.errors import DeployError
 from harness.transport.base import Transport
 from harness.transport.local import LocalTransport
+from tests.fixtures.terminal import drawn, fake_terminal
 
 
 class CorruptingLink(LocalTransport):
@@ -276,3 +277,43 @@ def test_a_model_damaged_on_the_device_between_tests_is_caught_by_the_agent_and_
     assert repaired.replaced == ["silero_vad.onnx"] and result.iterations >= 5
     assert len(heard) == 1 and "silero_vad.onnx: sha256" in heard[0] and "pushing again" in heard[0]
     assert hashlib.sha256(model.read_bytes()).hexdigest() == model.parent.name
+
+
+# -- progress on pushes ----------------------------------------------------------------------------
+
+
+def test_a_push_on_a_terminal_draws_its_bar(transport, artifacts, tmp_path, monkeypatch):
+    leader = fake_terminal(monkeypatch)
+    deployer = Deployer(transport, str(tmp_path / "device"))
+    report = deployer.ensure(artifacts)
+    bar = drawn(leader)
+    os.close(leader)
+    assert sorted(report.pushed) == ["inputs.npz", "model one.tflite"]
+    assert "push model one.tflite to local" in bar
+    assert "/195k" in bar  # 200,000 bytes in KiB: the bar's total is the artifact's size
+    for artifact in artifacts:
+        assert Path(deployer.remote_path(artifact)).read_bytes() == artifact.local.read_bytes()
+
+
+def test_a_push_under_ci_draws_nothing_even_on_a_terminal(transport, artifacts, tmp_path, monkeypatch):
+    leader = fake_terminal(monkeypatch)
+    monkeypatch.setenv("CI", "true")
+    Deployer(transport, str(tmp_path / "device")).ensure(artifacts)
+    bar = drawn(leader)
+    os.close(leader)
+    assert bar == ""
+
+
+def test_a_push_off_a_terminal_draws_nothing_and_sends_no_progress(artifacts, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    listened: list[object] = []
+
+    class Recording(LocalTransport):
+        def run(self, argv, **kwargs):
+            if kwargs.get("stdin_file") is not None:
+                listened.append(kwargs.get("stdin_progress"))
+            return super().run(argv, **kwargs)
+
+    Deployer(Recording("local"), str(tmp_path / "device")).ensure(artifacts)
+    assert listened == [None, None]  # nobody watches: the transports keep their silent path
+    assert capsys.readouterr().err == ""

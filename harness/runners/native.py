@@ -213,7 +213,7 @@ class NativeRunner:
         self.probe = native_probe(transport)
 
     def _tool(self, model_format: str) -> Artifact:
-        tool_path = self.config.native_tools.get(model_format) if model_format in ("tflite", "onnx") else None  # type: ignore[call-overload]
+        tool_path = self.config.native_tools.get(model_format) if model_format in ("tflite", "onnx") else None
         if not tool_path:
             tool = NATIVE_TOOL_FOR_FORMAT.get(model_format, "?")
             raise ConfigError(
