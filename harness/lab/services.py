@@ -277,11 +277,14 @@ class DeviceServices:
                 mapping.unlink()
 
     async def _trace_events(self, events: asyncio.StreamReader, call: Call) -> None:
-        """``B|E begin_ns end_ns name`` lines from the stand-in: its atrace sections."""
+        """``begin_ns end_ns name`` lines from the stand-in: its atrace sections."""
+        count = 0
         while line := await events.readline():
+            count += 1
             parts = line.decode(errors="replace").split(" ", 2)
             if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
                 self.tracing.atrace_section(call.pid, call.cmdline, int(parts[0]), int(parts[1]), parts[2].strip())
+        LOG.debug("%s: %s (pid %d) reported %d trace sections", self.profile.name, call.tool, call.pid, count)
 
 
 async def _pump(source: asyncio.StreamReader, emit: Callable[[bytes], None]) -> None:

@@ -222,13 +222,15 @@ edgelab_call() {{
   printf '%s\\n' "$_started" > "$_dir/notify"
   if [ -n "$_stdin" ]; then cat > "$_dir/stdin"; fi
   mkfifo "$_dir/out" "$_dir/err" "$_dir/ctl"
+  # Held open (read-write: it never blocks) before the request, so the service's end of it
+  # reads EOF only once this shell is gone.
+  exec 3<>"$_dir/ctl"
   trap 'echo stop >&3' TERM INT
   echo "$_tool $BASHPID $_dir" > "$_rpc/requests"
-  cat "$_dir/err" >&2 &
+  cat "$_dir/err" >&2 3>&- &
   _err=$!
-  cat "$_dir/out" &
+  cat "$_dir/out" 3>&- &
   _out=$!
-  exec 3>"$_dir/ctl"
   while :; do
     wait "$_out"
     [ $? -gt 128 ] && kill -0 "$_out" 2>/dev/null && continue
@@ -265,12 +267,14 @@ if [ -z "$_background" ]; then
 fi
 _log=$(mktemp -d /data/local/tmp/.perfetto.XXXXXX)
 if [ -n "$_stdin" ]; then cat > "$_log/stdin"; else : > "$_log/stdin"; fi
+# exec, not a redirection of the subshell: mksh would keep copies of adb's pipes open in it.
 (
+  exec < "$_log/stdin" > /dev/null 2> "$_log/err"
   trap '' HUP
   _started=$_log/started
-  edgelab_call perfetto "$@" < "$_log/stdin" > /dev/null 2> "$_log/err"
+  edgelab_call perfetto "$@"
   echo $? > "$_log/status"
-) < /dev/null > /dev/null 2>&1 &
+) &
 _child=$!
 while [ ! -e "$_log/status" ] && [ ! -e "$_log/started" ]; do sleep 0.05; done
 if [ -e "$_log/status" ]; then
@@ -280,7 +284,7 @@ if [ -e "$_log/status" ]; then
   exit "$_rc"
 fi
 echo "$_child"
-(sleep 2; rm -rf "$_log") < /dev/null > /dev/null 2>&1 &
+(exec < /dev/null > /dev/null 2>&1; sleep 2; rm -rf "$_log") &
 exit 0
 """
 
