@@ -24,8 +24,8 @@ from harness.lab.adbd import VirtualAdbDevice
 from harness.lab.profiles import DeviceProfile, get_profile
 from harness.lab.relay import DelayRelay
 from harness.lab.sandbox import DeviceRoot
-from harness.lab.services import DeviceServices
 from harness.lab.sensors import DeviceCgroup, SensorModel
+from harness.lab.services import DeviceServices
 
 LOG = logging.getLogger("edgelab.lab.device")
 SENSOR_PERIOD_S = 0.1

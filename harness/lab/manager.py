@@ -406,7 +406,8 @@ class VirtualLab:
                     del entries[device.name]["python"]
                     entries[device.name]["tags"].append("stock")
                     entries[device.name]["runner"] = "native"
-                    entries[device.name]["native_tools"] = write_standin_tools(self.root / "tools" / "android_arm64")
+                    tools = write_standin_tools(self.root / "tools" / "android_arm64")
+                    entries[device.name]["native_tools"] = tools
             else:
                 entries[device.name] = {
                     "kind": "ssh",

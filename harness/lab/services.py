@@ -18,6 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.lab.profiles import DeviceProfile
 from harness.lab.sandbox import DeviceRoot
@@ -242,7 +243,7 @@ class DeviceServices:
             stderr=asyncio.subprocess.PIPE,
             env=env,
             pass_fds=(events_write,),
-            preexec_fn=self.cgroup.enter if self.cgroup else None,  # noqa: PLW1509 (no threads here)
+            preexec_fn=self.cgroup.enter if self.cgroup else None,
             start_new_session=True,
         )
         os.close(events_write)
@@ -262,7 +263,8 @@ class DeviceServices:
         )
         ended = asyncio.ensure_future(call.ended())
         try:
-            done, _ = await asyncio.wait({pumps, ended}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {pumps, ended}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if ended in done:  # SIGTERM to the tool, or its caller died: the tool dies too
                 _kill(process)
                 await process.wait()
@@ -283,7 +285,9 @@ class DeviceServices:
             count += 1
             parts = line.decode(errors="replace").split(" ", 2)
             if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
-                self.tracing.atrace_section(call.pid, call.cmdline, int(parts[0]), int(parts[1]), parts[2].strip())
+                self.tracing.atrace_section(
+                    call.pid, call.cmdline, int(parts[0]), int(parts[1]), parts[2].strip()
+                )
         LOG.debug("%s: %s (pid %d) reported %d trace sections", self.profile.name, call.tool, call.pid, count)
 
 

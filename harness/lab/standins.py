@@ -310,7 +310,11 @@ class BenchmarkModel:
             self.params.update(warmup_runs=0, warmup_min_secs=-1.0, num_runs=0, min_secs=-1.0)
         sections = Sections(self.device.prop("debug.tflite.trace") == "1")  # read at interpreter creation
         warmup = self.loop(
-            interpreter, self.params["warmup_runs"], self.params["warmup_min_secs"], self.params["max_secs"], sections
+            interpreter,
+            self.params["warmup_runs"],
+            self.params["warmup_min_secs"],
+            self.params["max_secs"],
+            sections,
         )
         regular = self.loop(
             interpreter, self.params["num_runs"], self.params["min_secs"], self.params["max_secs"], sections
@@ -322,7 +326,8 @@ class BenchmarkModel:
             f"Warmup (avg): {_avg_text(warmup)}, Inference (avg): {_avg_text(regular)}"
         )
         self.info(
-            "Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to "
+            "Note: as the benchmark tool itself affects memory footprint, the following is only "
+            "APPROXIMATE to "
             "the actual memory footprint of the model at runtime. Take the information at your discretion."
         )
         self.info(
@@ -337,7 +342,16 @@ class BenchmarkModel:
             self.info(f"+ RssAnnon           : {rss_mb - shared_mb} MB")
             self.info(f"+ RssFile + RssShmem : {shared_mb} MB")
         self.save_outputs(interpreter)
-        self.save_result(init_us, warmup, regular, start_rss, init_rss, overall_rss, peak_mb, size_mb)
+        self.save_result(
+            init_us=init_us,
+            warmup=warmup,
+            regular=regular,
+            start_rss=start_rss,
+            init_rss=init_rss,
+            overall_rss=overall_rss,
+            peak_mb=peak_mb,
+            size_mb=size_mb,
+        )
         return 0
 
     def init(self, model: Path, graph: str) -> Any:
@@ -349,7 +363,11 @@ class BenchmarkModel:
             self.error("Benchmarking failed.")
             raise ToolExit(1)
         threads = self.params["num_threads"]
-        resolver = OpResolverType.AUTO if self.params["use_xnnpack"] else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        resolver = (
+            OpResolverType.AUTO
+            if self.params["use_xnnpack"]
+            else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
         try:
             interpreter = Interpreter(
                 model_path=str(model),
@@ -409,12 +427,16 @@ class BenchmarkModel:
                 data = rng.uniform(-0.5, 0.5, size=shape).astype(dtype)
             elif np.issubdtype(dtype, np.integer):
                 info = np.iinfo(dtype)
-                data = rng.integers(max(info.min, -128), min(info.max, 127), size=shape, endpoint=True).astype(dtype)
+                data = rng.integers(
+                    max(info.min, -128), min(info.max, 127), size=shape, endpoint=True
+                ).astype(dtype)
             else:
                 data = np.zeros(shape, dtype=dtype)
             interpreter.set_tensor(detail["index"], data)
 
-    def loop(self, interpreter: Any, min_runs: int, min_secs: float, max_secs: float, sections: Sections) -> list[int]:
+    def loop(
+        self, interpreter: Any, min_runs: int, min_secs: float, max_secs: float, sections: Sections
+    ) -> list[int]:
         """BenchmarkModel::Run: at least min_runs and min_secs, no run started after max_secs."""
         self.info(
             f"Running benchmark for at least {min_runs} iterations and at least {cxx(min_secs)} seconds but "
@@ -460,6 +482,7 @@ class BenchmarkModel:
 
     def save_result(
         self,
+        *,
         init_us: int,
         warmup: list[int],
         regular: list[int],
@@ -515,11 +538,21 @@ def benchmark_result_class() -> Any:
         "LatencyMetrics": [
             (name, number, types.TYPE_FLOAT)
             for number, name in enumerate(
-                ["avg_ms", "min_ms", "max_ms", "stddev_ms", "median_ms", "p5_ms", "p95_ms", "init_ms",
-                 "first_inference_ms", "average_warm_up_ms"],
+                [
+                    "avg_ms",
+                    "min_ms",
+                    "max_ms",
+                    "stddev_ms",
+                    "median_ms",
+                    "p5_ms",
+                    "p95_ms",
+                    "init_ms",
+                    "first_inference_ms",
+                    "average_warm_up_ms",
+                ],
                 start=1,
             )
-        ],  # fmt: skip
+        ],
         "MemoryMetrics": [
             ("init_footprint_kb", 1, types.TYPE_INT64),
             ("overall_footprint_kb", 2, types.TYPE_INT64),
@@ -539,7 +572,11 @@ def benchmark_result_class() -> Any:
     top = file.message_type.add(name="BenchmarkResult")
     top.field.add(name="name", number=1, type=types.TYPE_STRING, label=types.LABEL_OPTIONAL)
     for number, (name, message) in enumerate(
-        [("latency_metrics", "LatencyMetrics"), ("memory_metrics", "MemoryMetrics"), ("misc_metrics", "MiscMetrics")],
+        [
+            ("latency_metrics", "LatencyMetrics"),
+            ("memory_metrics", "MemoryMetrics"),
+            ("misc_metrics", "MiscMetrics"),
+        ],
         start=2,
     ):
         top.field.add(
@@ -550,7 +587,9 @@ def benchmark_result_class() -> Any:
             label=types.LABEL_OPTIONAL,
         )
     pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tflite.tools.benchmark.BenchmarkResult"))
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("tflite.tools.benchmark.BenchmarkResult")
+    )
 
 
 def _value_files(spec: str) -> dict[str, str]:
@@ -601,7 +640,9 @@ def _stat_line(values: Sequence[int]) -> str:
         )
     if not values:
         return line + " p5=nan median=nan p95=nan"
-    return line + f" p5={_percentile(values, 5)} median={_percentile(values, 50)} p95={_percentile(values, 95)}"
+    return (
+        line + f" p5={_percentile(values, 5)} median={_percentile(values, 50)} p95={_percentile(values, 95)}"
+    )
 
 
 # -- onnxruntime_perf_test -------------------------------------------------------------------------
@@ -618,10 +659,13 @@ class PerfTest:
         self.out = out
 
     def usage(self) -> ToolExit:
-        self.out("perf_test [options...] model_path [result_file]\n(the virtual lab's stand-in; see docs/virtual-lab.md)\n")
+        self.out(
+            "perf_test [options...] model_path [result_file]\n"
+            "(the virtual lab's stand-in; see docs/virtual-lab.md)\n"
+        )
         return ToolExit(255)  # main returns -1
 
-    def run(self) -> int:
+    def run(self) -> int:  # noqa: PLR0915 (the tool's main, in the tool's order)
         try:
             options, positional = getopt.getopt(self.argv, ORT_OPTIONS)
         except getopt.GetoptError as exc:
@@ -637,7 +681,9 @@ class PerfTest:
             raise self.usage()
         provider = settings.get("-e", "cpu")
         if provider not in ("cpu", "xnnpack"):
-            sys.stderr.write(f"onnxruntime_perf_test: execution provider '{provider}' is not on the virtual phone\n")
+            sys.stderr.write(
+                f"onnxruntime_perf_test: execution provider '{provider}' is not on the virtual phone\n"
+            )
             raise self.usage()
         try:
             repeated = int(settings.get("-r", "1000"))
@@ -731,14 +777,16 @@ class PerfTest:
         )
         if profile and options_.enable_profiling:
             session.end_profiling()
-        self.dump(result_file, "-s" in settings, costs, peak, cpu_pct, model_device)
+        self.dump(result_file, "-s" in settings, costs, peak=peak, cpu=cpu_pct, model=model_device)
         return 0
 
     def inputs(
         self, session: Any, model_device: str, model: Path, generate: bool, seed: str | None
     ) -> dict[str, Any] | None:
         if generate:
-            rng = np.random.default_rng(int(seed) if seed and seed.lstrip("-").isdigit() and int(seed) >= 0 else None)
+            rng = np.random.default_rng(
+                int(seed) if seed and seed.lstrip("-").isdigit() and int(seed) >= 0 else None
+            )
             feeds = {}
             for item in session.get_inputs():
                 shape = [d if isinstance(d, int) and d > 0 else 1 for d in item.shape]  # free dims are 1
@@ -756,7 +804,9 @@ class PerfTest:
         try:
             from onnx import TensorProto, numpy_helper
         except ImportError:
-            sys.stderr.write("the virtual lab reads test_data_set_*/input_*.pb with the onnx package; install it\n")
+            sys.stderr.write(
+                "the virtual lab reads test_data_set_*/input_*.pb with the onnx package; install it\n"
+            )
             return None
         feeds = {}
         for index, item in enumerate(session.get_inputs()):
@@ -769,7 +819,9 @@ class PerfTest:
             feeds[item.name] = numpy_helper.to_array(tensor)
         return feeds
 
-    def dump(self, path: str, statistics: bool, costs: list[float], peak: int, cpu: int, model: str) -> None:
+    def dump(
+        self, path: str, statistics: bool, costs: list[float], *, peak: int, cpu: int, model: str
+    ) -> None:
         """PerformanceResult::DumpToFile: one line per run into the result file, or the summary."""
         have_file = bool(path)
         target = self.device.write(path) if have_file else None
@@ -789,7 +841,10 @@ class PerfTest:
         if costs and (statistics or not have_file):
             ordered = sorted(costs)
             total = len(ordered)
-            pick = {label: ordered[int(total * q)] for label, q in (("P50", 0.5), ("P90", 0.9), ("P95", 0.95), ("P99", 0.99), ("P999", 0.999))}
+            pick = {
+                label: ordered[int(total * q)]
+                for label, q in (("P50", 0.5), ("P90", 0.9), ("P95", 0.95), ("P99", 0.99), ("P999", 0.999))
+            }
             summary = f"Min Latency: {cxx(ordered[0])} s\nMax Latency: {cxx(ordered[-1])} s\n" + "".join(
                 f"{label} Latency: {cxx(value)} s\n" for label, value in pick.items()
             )
@@ -840,4 +895,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

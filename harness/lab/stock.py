@@ -244,7 +244,7 @@ edgelab_call() {{
 }}
 """
 
-PERFETTO = f"""#!/system/bin/sh
+PERFETTO = """#!/system/bin/sh
 # perfetto of the virtual phone: the lab's tracing service records the sensor model into a real
 # Perfetto trace. --background returns once recording started, printing the pid to stop
 # (kill -TERM PID ends the recording and writes the file, as with the real tool).

@@ -15,7 +15,6 @@ import getopt
 import os
 import platform
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,24 +105,43 @@ def parse_invocation(argv: list[str], stdin: bytes | None, root: DeviceRoot, cwd
     try:
         options, positional = getopt.gnu_getopt(argv, SHORT_OPTIONS, LONG_OPTIONS)
     except getopt.GetoptError as exc:
-        raise Refused(f"perfetto: {exc}\nUsage: perfetto --config CONFIG_FILE [--txt] --out OUT_FILE") from None
+        raise Refused(
+            f"perfetto: {exc}\nUsage: perfetto --config CONFIG_FILE [--txt] --out OUT_FILE"
+        ) from None
     seen = dict(options)
     if "-h" in seen or "--help" in seen:
         raise Refused("Usage: perfetto [--txt] --config CONFIG_FILE --out OUT_FILE [--background]")
     if "--version" in seen:
         raise Refused("perfetto v47.0 (virtual lab)")
-    for flag in ("--detach", "--attach", "--is_detached", "--stop", "--query", "--query-raw", "--upload", "--dropbox"):
+    for flag in (
+        "--detach",
+        "--attach",
+        "--is_detached",
+        "--stop",
+        "--query",
+        "--query-raw",
+        "--upload",
+        "--dropbox",
+    ):
         if flag in seen:
-            raise Refused(f"{flag} is not emulated by the virtual lab's perfetto; use --background and kill -TERM")
-    light = positional or any(flag in seen for flag in ("-t", "--time", "-b", "--buffer", "-s", "--size", "-a", "--app"))
+            raise Refused(
+                f"{flag} is not emulated by the virtual lab's perfetto; use --background and kill -TERM"
+            )
+    light = positional or any(
+        flag in seen for flag in ("-t", "--time", "-b", "--buffer", "-s", "--size", "-a", "--app")
+    )
     config_name = seen.get("-c", seen.get("--config"))
     if config_name is not None and light:
         raise Refused(
-            _log("Cannot specify both -c/--config and any of --time, --size, --buffer, --app, ATRACE_CAT, FTRACE_EVENT")
+            _log(
+                "Cannot specify both -c/--config and any of --time, --size, --buffer, --app, "
+                "ATRACE_CAT, FTRACE_EVENT"
+            )
         )
     if light:
         raise Refused(
-            "the virtual lab's perfetto emulates config mode only: give a TraceConfig with -c (see docs/virtual-lab.md)"
+            "the virtual lab's perfetto emulates config mode only: give a TraceConfig with -c "
+            "(see docs/virtual-lab.md)"
         )
     if config_name is None:
         raise Refused(_log("The TraceConfig is empty"))
@@ -144,7 +162,8 @@ def parse_invocation(argv: list[str], stdin: bytes | None, root: DeviceRoot, cwd
             line, column = exc.GetLine() or 0, exc.GetColumn() or 0
             detail = str(exc).split(" : ", 1)[-1]
             raise Refused(
-                f"{config_name}:{line}:{column} error: {detail}\n" + _log("The trace config is invalid, bailing out.")
+                f"{config_name}:{line}:{column} error: {detail}\n"
+                + _log("The trace config is invalid, bailing out.")
             ) from None
     else:
         try:
@@ -165,7 +184,9 @@ def _absolute(path: str, cwd: str) -> str:
 def check_config(config: Any) -> None:
     """What the tracing service would refuse, and what this lab cannot record."""
     if len(config.buffers) == 0:
-        raise Refused(_log("Failed to enable tracing: the config has no buffers (add buffers { size_kb: N })"))
+        raise Refused(
+            _log("Failed to enable tracing: the config has no buffers (add buffers { size_kb: N })")
+        )
     if any(buffer.size_kb == 0 for buffer in config.buffers):
         raise Refused(_log("Failed to enable tracing: a buffer has size_kb 0"))
     if not config.data_sources:
@@ -226,7 +247,8 @@ class Sysfs:
 
     def zone_temps_mc(self) -> list[int | None]:
         return [
-            _read_int(self.root / f"class/thermal/thermal_zone{index}/temp") for index in range(len(self.zones))
+            _read_int(self.root / f"class/thermal/thermal_zone{index}/temp")
+            for index in range(len(self.zones))
         ]
 
     def cur_khz(self, policy: Policy) -> int | None:
@@ -241,7 +263,9 @@ class Sysfs:
             text = (self.policy_dir(policy) / "scaling_available_frequencies").read_text()
             return sorted(int(v) for v in text.split())
         except (OSError, ValueError):
-            values = [_read_int(self.policy_dir(policy) / n) for n in ("cpuinfo_min_freq", "cpuinfo_max_freq")]
+            values = [
+                _read_int(self.policy_dir(policy) / n) for n in ("cpuinfo_min_freq", "cpuinfo_max_freq")
+            ]
             return sorted(v for v in values if v is not None)
 
     def rails(self) -> list[tuple[str, int]]:
@@ -269,7 +293,13 @@ class Sysfs:
 
 
 def _subsystem(rail: str) -> str:
-    for marker, name in (("CPUCL", "CPU"), ("TPU", "TPU"), ("G3D", "GPU"), ("DISPLAY", "Display"), ("MIF", "Memory")):
+    for marker, name in (
+        ("CPUCL", "CPU"),
+        ("TPU", "TPU"),
+        ("G3D", "GPU"),
+        ("DISPLAY", "Display"),
+        ("MIF", "Memory"),
+    ):
         if marker in rail:
             return name
     return "System"
@@ -319,7 +349,7 @@ class Sources:
         if "ftrace/print" not in self.ftrace_events:
             return False
         for app in self.atrace_apps:
-            if app == "*" or app == cmdline or (app.endswith("*") and cmdline.startswith(app[:-1])):
+            if app in ("*", cmdline) or (app.endswith("*") and cmdline.startswith(app[:-1])):
                 return True
         return False
 
@@ -345,7 +375,7 @@ class Recording:
 
     @property
     def limit_bytes(self) -> int:
-        return sum(buffer.size_kb for buffer in self.config.buffers) * 1024
+        return int(sum(buffer.size_kb for buffer in self.config.buffers)) * 1024
 
     def add(self, packet: Any, sequence: str) -> None:
         packet.trusted_packet_sequence_id = SEQUENCE[sequence]
@@ -458,9 +488,13 @@ class Recording:
         stats = None
         if self._due_now("thermal", sources.thermal_period_ms, now_ns):
             stats = stats or pb.TracePacket(timestamp=now_ns)
-            for index, (zone, temp) in enumerate(zip(self.sysfs.zones, self.sysfs.zone_temps_mc(), strict=True)):
+            for index, (zone, temp) in enumerate(
+                zip(self.sysfs.zones, self.sysfs.zone_temps_mc(), strict=True)
+            ):
                 if temp is not None:
-                    stats.sys_stats.thermal_zone.add(name=f"thermal_zone{index}", temp=temp // 1000, type=zone)
+                    stats.sys_stats.thermal_zone.add(
+                        name=f"thermal_zone{index}", temp=temp // 1000, type=zone
+                    )
         if self._due_now("cpufreq", sources.cpufreq_period_ms, now_ns):
             stats = stats or pb.TracePacket(timestamp=now_ns)
             for policy in self.sysfs.policies:
@@ -491,7 +525,9 @@ class Recording:
         if self.sources.power_rails:
             packet = pb.TracePacket(timestamp=now_ns)
             for index, (_name, energy) in enumerate(self.sysfs.rails()):
-                packet.power_rails.energy_data.add(index=index, timestamp_ms=now_ns // 1_000_000, energy=energy)
+                packet.power_rails.energy_data.add(
+                    index=index, timestamp_ms=now_ns // 1_000_000, energy=energy
+                )
             self.add(packet, "power")
 
     def _ftrace(self, now_ns: int) -> None:
@@ -501,9 +537,18 @@ class Recording:
         for policy in self.sysfs.policies:
             current = self.sysfs.cur_khz(policy)
             key = f"cur:{policy.name}"
-            if "power/cpu_frequency" in events and current is not None and key in previous and previous[key] != current:
+            if (
+                "power/cpu_frequency" in events
+                and current is not None
+                and key in previous
+                and previous[key] != current
+            ):
                 for cpu in policy.cpus:
-                    new.append(pb.FtraceEvent(timestamp=now_ns, pid=0, cpu_frequency={"state": current, "cpu_id": cpu}))
+                    new.append(
+                        pb.FtraceEvent(
+                            timestamp=now_ns, pid=0, cpu_frequency={"state": current, "cpu_id": cpu}
+                        )
+                    )
             previous[key] = current
             limits = self.sysfs.limits_khz(policy)
             key = f"limits:{policy.name}"
@@ -513,12 +558,18 @@ class Recording:
                     pb.FtraceEvent(
                         timestamp=now_ns,
                         pid=0,
-                        cpu_frequency_limits={"min_freq": low or 0, "max_freq": high or 0, "cpu_id": policy.cpus[0]},
+                        cpu_frequency_limits={
+                            "min_freq": low or 0,
+                            "max_freq": high or 0,
+                            "cpu_id": policy.cpus[0],
+                        },
                     )
                 )
             previous[key] = limits
         if "thermal/thermal_temperature" in events and self._due_now("thermal_poll", THERMAL_POLL_MS, now_ns):
-            for index, (zone, temp) in enumerate(zip(self.sysfs.zones, self.sysfs.zone_temps_mc(), strict=True)):
+            for index, (zone, temp) in enumerate(
+                zip(self.sysfs.zones, self.sysfs.zone_temps_mc(), strict=True)
+            ):
                 if temp is None:
                     continue
                 before = previous.get(f"temp:{index}", temp)
@@ -526,7 +577,12 @@ class Recording:
                     pb.FtraceEvent(
                         timestamp=now_ns,
                         pid=0,
-                        thermal_temperature={"id": index, "temp": temp, "temp_prev": before, "thermal_zone": zone},
+                        thermal_temperature={
+                            "id": index,
+                            "temp": temp,
+                            "temp_prev": before,
+                            "thermal_zone": zone,
+                        },
                     )
                 )
                 previous[f"temp:{index}"] = temp
@@ -552,9 +608,13 @@ class Recording:
             return
         last = self.stopped_ns if self.stopped_ns is not None else boottime_ns()
         if self.started_ns <= begin_ns <= last:
-            self._pending_events.append(pb.FtraceEvent(timestamp=begin_ns, pid=pid, print={"buf": f"B|{pid}|{name}\n"}))
+            self._pending_events.append(
+                pb.FtraceEvent(timestamp=begin_ns, pid=pid, print={"buf": f"B|{pid}|{name}\n"})
+            )
         if self.started_ns <= end_ns <= last:
-            self._pending_events.append(pb.FtraceEvent(timestamp=end_ns, pid=pid, print={"buf": f"E|{pid}\n"}))
+            self._pending_events.append(
+                pb.FtraceEvent(timestamp=end_ns, pid=pid, print={"buf": f"E|{pid}\n"})
+            )
 
 
 class TracingService:
@@ -589,7 +649,10 @@ class TracingService:
         try:
             if 28 <= self.profile.sdk <= 29 and self.prop("persist.traced.enable") != "1":
                 raise Refused(
-                    _log("Could not connect to the traced service (Android 9/10: setprop persist.traced.enable 1)")
+                    _log(
+                        "Could not connect to the traced service "
+                        "(Android 9/10: setprop persist.traced.enable 1)"
+                    )
                 )
             invocation = parse_invocation(call.argv, call.stdin, self.root, call.cwd)
             check_config(invocation.config)
@@ -597,7 +660,8 @@ class TracingService:
             if self.prop("ro.build.type") == "user" and not device_out.startswith(TRACES_DIR + "/"):
                 raise Refused(
                     _log(
-                        f"Failed to open {invocation.out}. If you get permission denied in {TRACES_DIR}, the file "
+                        f"Failed to open {invocation.out}. If you get permission denied in {TRACES_DIR}, "
+                        "the file "
                         "might have been created by another user, try deleting it first.: Permission denied "
                         f"(user builds write traces only under {TRACES_DIR}/)"
                     )
@@ -609,7 +673,9 @@ class TracingService:
             call.write_err(str(refused) if str(refused).endswith("\n") else f"{refused}\n")
             return 1
         config = invocation.config
-        recording = Recording(config, Sources.from_config(config), target, device_out, self.sysfs, self.profile)
+        recording = Recording(
+            config, Sources.from_config(config), target, device_out, self.sysfs, self.profile
+        )
         duration_ms = config.duration_ms
         ttl = f"TTL: {(duration_ms + 999) // 1000}s" if duration_ms else "starting tracing"
         call.write_err(_log(f"Connected to the Perfetto traced service, {ttl}"))
@@ -650,7 +716,9 @@ class TracingService:
                 next_flush = now + period_ns
             wait = TICK_S if deadline is None else max(0.0, min(TICK_S, (deadline - now) / 1e9))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(call.stop.wait(), call.gone.wait(), recording.full.wait()), wait)
+                await asyncio.wait_for(
+                    _first(call.stop.wait(), call.gone.wait(), recording.full.wait()), wait
+                )
         recording.stopped_ns = boottime_ns()
         await asyncio.sleep(0.2)  # the final flush: sections the stand-in is still reporting
         recording.flush_events(recording.stopped_ns)
@@ -663,9 +731,3 @@ async def _first(*waits: Any) -> None:
     finally:
         for task in tasks:
             task.cancel()
-
-
-def packets_of(data: bytes) -> Iterable[Any]:
-    trace = pb.Trace()
-    trace.ParseFromString(data)
-    return trace.packet

@@ -61,7 +61,9 @@ def trace_config(
     if max_file_bytes <= 0:
         raise ValueError(f"max_file_bytes {max_file_bytes}: give a positive size bound")
     config = pb.TraceConfig()
-    config.buffers.add(size_kb=min(max(1024, max_file_bytes // 4096), 65536), fill_policy=pb.TraceConfig.BufferConfig.DISCARD)
+    config.buffers.add(
+        size_kb=min(max(1024, max_file_bytes // 4096), 65536), fill_policy=pb.TraceConfig.BufferConfig.DISCARD
+    )
     if duration_s is not None:
         if duration_s <= 0:
             raise ValueError(f"duration_s {duration_s}: give a positive duration or None")
@@ -96,7 +98,9 @@ def start_argv(config_path: str, trace_path: str) -> list[str]:
     """Start recording in the background; stdout is the pid to stop. The config goes through
     stdin (``cat | perfetto -c -``): perfetto may not read /data/local/tmp before Android 12."""
     if not trace_path.startswith(DEVICE_TRACE_DIR + "/"):
-        raise ValueError(f"trace_path {trace_path}: perfetto writes only under {DEVICE_TRACE_DIR}/ on user builds")
+        raise ValueError(
+            f"trace_path {trace_path}: perfetto writes only under {DEVICE_TRACE_DIR}/ on user builds"
+        )
     script = f"cat {shlex.quote(config_path)} | perfetto --background --txt -c - -o {shlex.quote(trace_path)}"
     return ["sh", "-c", script]
 
@@ -223,7 +227,9 @@ def read_trace(path: Path, max_bytes: int = MAX_TRACE_BYTES) -> PerfettoTrace:
         raise ParseError(KIND, f"{path}: {exc.strerror}") from None
     if size > max_bytes:
         raise ParseError(
-            KIND, f"{path} is {size} bytes, over the {max_bytes}-byte bound; lower max_file_size_bytes in the config"
+            KIND,
+            f"{path} is {size} bytes, over the {max_bytes}-byte bound; "
+            "lower max_file_size_bytes in the config",
         )
     return parse_trace(path.read_bytes(), max_bytes=max_bytes)
 
@@ -238,7 +244,9 @@ def parse_trace(data: bytes, *, max_bytes: int = MAX_TRACE_BYTES) -> PerfettoTra
     try:
         trace.ParseFromString(data)
     except (DecodeError, ValueError) as exc:
-        raise ParseError(KIND, f"not a Perfetto trace (protobuf: {exc}); pull the file perfetto -o wrote") from None
+        raise ParseError(
+            KIND, f"not a Perfetto trace (protobuf: {exc}); pull the file perfetto -o wrote"
+        ) from None
     packets = [p for p in trace.packet if p.WhichOneof("data") is not None or p.HasField("timestamp")]
     if not packets or not any(p.WhichOneof("data") for p in packets):
         raise ParseError(KIND, "no trace packets: not a Perfetto trace, or an empty recording")
@@ -292,7 +300,11 @@ class _Reader:
             self.sample_times.add(packet.timestamp)
             if not self.fine_temps:
                 for zone in stats.thermal_zone:
-                    index = int(zone.name.removeprefix("thermal_zone")) if zone.name.startswith("thermal_zone") else len(self.zone_names)
+                    index = (
+                        int(zone.name.removeprefix("thermal_zone"))
+                        if zone.name.startswith("thermal_zone")
+                        else len(self.zone_names)
+                    )
                     self.zone_names.setdefault(index, zone.type.strip() or zone.name)
                     self.temps[index].append((packet.timestamp, float(zone.temp)))
         for cpu, khz in enumerate(stats.cpufreq_khz):
@@ -357,12 +369,16 @@ class _Reader:
             zones=tuple(self.zone_names[z] for z in zones),
             temps_c=tuple(series(self.temps[z]) for z in zones),
             policies=tuple(f"policy{cpu}" for cpu in starts),
-            cpuinfo_max_khz=tuple(max(self.cpu_freqs[cpu]) if self.cpu_freqs.get(cpu) else None for cpu in starts),
+            cpuinfo_max_khz=tuple(
+                max(self.cpu_freqs[cpu]) if self.cpu_freqs.get(cpu) else None for cpu in starts
+            ),
             cur_khz=tuple(series(self.cur.get(cpu, [])) for cpu in starts),
             max_khz=tuple(series(self.limits.get(cpu, [])) for cpu in starts),
             sample_times_ns=tuple(sorted(self.event_times or self.sample_times)),
             slices=tuple(sorted(self.slices, key=lambda s: (s.start_ns, -s.end_ns))),
             rails=EnergySamples("odpm", "counter", tuple(sorted(self.rail_rows))) if self.rail_rows else None,
-            battery=EnergySamples("battery", "power", tuple(sorted(self.battery_rows))) if self.battery_rows else None,
+            battery=EnergySamples("battery", "power", tuple(sorted(self.battery_rows)))
+            if self.battery_rows
+            else None,
             packets=len(self.packets),
         )

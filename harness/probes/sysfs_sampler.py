@@ -120,7 +120,9 @@ def parse_sysfs_samples(text: str) -> SysfsSamples:
             else:
                 raise ValueError(f"unknown line {line[:80]!r}")
         except ValueError as exc:
-            raise ParseError(KIND, f"line {number}: {exc}; is this the output of sysfs_sampler.SAMPLER?") from None
+            raise ParseError(
+                KIND, f"line {number}: {exc}; is this the output of sysfs_sampler.SAMPLER?"
+            ) from None
     if not times:
         raise ParseError(KIND, "no 't UPTIME' line; is this the output of sysfs_sampler.SAMPLER?")
     names = sorted(policies, key=lambda name: int(name.removeprefix("policy")) if name[6:].isdigit() else 0)
