@@ -354,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument(
         "--profile",
         action="append",
-        help="device profile to start, repeatable (default: pixel8 and rpi5; also jetson-orin-nano)",
+        help="device profile to start, repeatable (default: pixel8 and rpi5; also pixel8-stock, "
+        "jetson-orin-nano)",
     )
     lab.add_argument(
         "--lab-dir", default=None, help="lab folder (default: $EDGELAB_LAB_DIR or ~/.cache/edgelab/lab)"

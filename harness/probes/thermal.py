@@ -159,7 +159,16 @@ def judge(
     max_temp: float | None = None
     min_ratio: float | None = None
     if trace is not None and trace.samples:
-        initial = trace.samples[0].max_khz
+        # A ceiling not read at the start (Perfetto reports limits only when they change) is
+        # compared with the hardware maximum: a later ceiling below it is a cap all the same.
+        initial = tuple(
+            first if first is not None else top
+            for first, top in zip(
+                trace.samples[0].max_khz,
+                (*trace.cpuinfo_max_khz, *[None] * len(trace.samples[0].max_khz)),
+                strict=False,
+            )
+        )
         for sample in trace.samples:
             hottest = trace.hottest_c(sample)
             if hottest is not None and (max_temp is None or hottest > max_temp):

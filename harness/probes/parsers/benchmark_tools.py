@@ -13,6 +13,7 @@ from harness.probes.parsers.common import NUMBER, Parsed, clean_lines, require_t
 _STAT_PAIR = re.compile(rf"(\w+)=({NUMBER})")
 _STAT_LINE = re.compile(rf"^\s*count=\d+(?:\s+\w+={NUMBER})*\s*$")
 _RUNNING = re.compile(r"Running benchmark for at least (\d+) iterations")
+_SEVERITY = re.compile(r"^(?:INFO|WARN|ERROR|FATAL|VERBOSE): ")
 
 
 class TfliteRunStats(Parsed):
@@ -57,7 +58,8 @@ def parse_tflite_benchmark(text: str) -> TfliteBenchmark:
     """``benchmark_model --graph=...`` output (TF 2.4 to LiteRT), logcat prefixes allowed."""
     kind = "tflite-benchmark"
     require_text(kind, text)
-    lines = clean_lines(text)
+    # LiteRT's logging wrapper prefixes every line with its severity ("INFO: count=50 ...").
+    lines = [_SEVERITY.sub("", line, count=1) for line in clean_lines(text)]
     values: dict[str, str] = {}
     timings_at = next((i for i, line in enumerate(lines) if "Inference timings in us" in line), None)
     # Run statistics are the bare "count=..." lines before the timings summary; the op profiler
