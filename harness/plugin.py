@@ -37,7 +37,7 @@ from harness.report import write_reports
 from harness.report.terminal import terminal_lines
 from harness.session import DEFAULT_PROTOCOL, INTERLEAVE_ROUNDS, Lab, Measured, RunOptions
 from harness.stats import NOISE_FLOOR
-from harness.store.db import resolve_url
+from harness.store.db import StoreError, resolve_url
 from harness.store.reconcile import reconcile
 from harness.store.results_json import new_run_id
 
@@ -459,16 +459,19 @@ def pytest_configure(config: pytest.Config) -> None:
         fleet = _fleet(config)
         options, selection = _options(config, fleet)
         lab = Lab(fleet, options)
+    except StoreError as exc:
+        raise pytest.UsageError(f"edgelab: --results-db: {exc}") from None
     except (EdgeLabError, ValueError) as exc:
         raise pytest.UsageError(f"edgelab: {exc}") from None
     controller = not hasattr(config, "workerinput")
     if controller and lab.store is not None:
         try:
             added = reconcile(lab.store, options.reports_dir, skip=options.run_id)
-        except EdgeLabError as exc:
-            raise pytest.UsageError(f"edgelab: {exc}") from None
-        if added:
-            lab.notify(f"edgelab: stored {added} result(s) that earlier runs left in results.json only")
+        except EdgeLabError as exc:  # the store is busy or failing: this run goes on, the next one retries
+            lab.notify(f"edgelab: earlier results not yet in the database stay in their results.json: {exc}")
+        else:
+            if added:
+                lab.notify(f"edgelab: stored {added} result(s) that earlier runs left in results.json only")
     config.stash[LAB_KEY] = lab
     config.stash[SELECTION_KEY] = selection
     if config.pluginmanager.hasplugin("xdist"):

@@ -64,7 +64,7 @@ from harness.secrets import redact, redact_argv
 from harness.stats import Comparison, compare_rounds
 from harness.store.db import ResultsStore, StoreError
 from harness.store.reconcile import mark_unstored
-from harness.store.results_json import ResultsFile, new_run_id
+from harness.store.results_json import ResultsFile, check_run_id, new_run_id
 from harness.transport import Transport, open_transport
 
 T = TypeVar("T")
@@ -97,6 +97,7 @@ class RunOptions:
     command: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        check_run_id(self.run_id)
         LatencyProtocol(**self.merged_protocol({}))  # validate the combination before any test
         if self.fail_on_regression and not self.baseline:
             raise ConfigError(
