@@ -121,9 +121,6 @@ class Mode:
     share: float  # fraction of the run's iterations in it
     samples: int
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {"centre_ms": self.centre_ms, "share": self.share, "samples": self.samples}
-
 
 @dataclass(frozen=True)
 class ModesCheck:
@@ -137,15 +134,6 @@ class ModesCheck:
     modes: tuple[Mode, ...] = ()
     separation: float | None = None  # Ashman's D of the two groups' log latencies
     ratio: float | None = None  # slow centre / fast centre
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "bimodal": self.bimodal,
-            "reason": self.reason,
-            "modes": [mode.as_dict() for mode in self.modes],
-            "separation": self.separation,
-            "ratio": self.ratio,
-        }
 
 
 def detect_modes(
