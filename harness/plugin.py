@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from harness.accuracy import AccuracyReport
-from harness.config import Fleet, load_fleet
+from harness.config import Fleet, load_fleet, thread_count
 from harness.datasets.sources import DatasetError
 from harness.errors import DeviceUnhealthy, EdgeLabError
 from harness.interleave import run_interleaved
@@ -290,9 +290,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-id", default=None, help="Name of this run (default: UTC time + random suffix).")
     group.addoption(
         "--threads",
-        type=int,
+        type=thread_count,
         default=None,
-        help="Intra-op threads for every device (default: the device's threads in devices.yaml).",
+        help="Intra-op threads of every runtime, >= 1 (default: threads in devices.yaml, else 1).",
     )
     for name, kind, text in (
         ("warmup-iters", int, "Minimum warm-up iterations"),

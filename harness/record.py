@@ -15,9 +15,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.measurement import Cooldown, LatencyProtocol, MemoryUsage
+from harness.probes.cpus import CpuPlacement
 from harness.probes.energy import EnergyReport
 from harness.probes.thermal import SustainedCurve, ThermalTrace, ThrottleVerdict
-from harness.stats import LatencySummary, Verdict
+from harness.stats import LatencySummary, ModesCheck, Verdict
 
 SCHEMA_VERSION: Literal[2] = 2
 
@@ -236,6 +237,8 @@ class ResultRecord(_Frozen):
     rounds: int = 1
     agent_phases_ms: dict[str, float] | None = None
     protocol: LatencyProtocol | None = None
+    cpus: CpuPlacement | None = None
+    modes: ModesCheck | None = None
     sustained: SustainedCurve | None = None
     accuracy: AccuracyRecord | None = None
     deploy: DeployRecord | None = None

@@ -111,8 +111,11 @@ class RunOptions:
             raise ConfigError(f"--interleave-rounds {self.interleave_rounds}: at least 3 rounds are needed")
         if self.retries < 0:
             raise ConfigError(f"--retries {self.retries}: must be >= 0")
-        if self.threads is not None and self.threads < 0:
-            raise ConfigError(f"--threads {self.threads}: must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(
+                f"--threads {self.threads}: must be >= 1 (an explicit count; 0, the runtime's own default, "
+                "is not accepted)"
+            )
 
     def merged_protocol(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Each protocol setting from ``given`` (a test's call), else the options, else the default."""
@@ -720,4 +723,6 @@ def _measurement_fields(result: BenchmarkResult) -> dict[str, Any]:
         "rounds": result.rounds,
         "agent_phases_ms": result.agent_phases_ms,
         "protocol": result.protocol,
+        "cpus": result.placement,
+        "modes": result.modes,
     }
