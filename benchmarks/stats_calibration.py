@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import statistics
 import tempfile
@@ -193,7 +192,7 @@ def real_trials(device: str, trials: int) -> dict[str, Any]:
     base_options = RunOptions(reports_dir=folder / "reports", run_id="baseline", results_db=None, threads=1)
     base_lab = Lab(fleet, base_options)
     try:
-        _, baseline = record(base_lab, variants[0])
+        record(base_lab, variants[0])
     finally:
         base_lab.close()
     options = RunOptions(
@@ -249,7 +248,8 @@ def real_trials(device: str, trials: int) -> dict[str, Any]:
         aa = row["A/A"]
         print(
             f"  {mode:12s} A/A false alarms {(aa['regressed'] + aa['improved']) / aa['trials']:6.1%} "
-            f"(ratios {aa['ratio_min']:.3f}-{aa['ratio_max']:.3f}, unchanged {aa['unchanged']}/{aa['trials']})  "
+            f"(ratios {aa['ratio_min']:.3f}-{aa['ratio_max']:.3f}, "
+            f"unchanged {aa['unchanged']}/{aa['trials']})  "
             f"power +5% {row['+5%']['regressed'] / row['+5%']['trials']:6.1%} "
             f"(median ratio {row['+5%']['ratio_median']:.3f})  "
             f"power +10% {row['+10%']['regressed'] / row['+10%']['trials']:6.1%}"

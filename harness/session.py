@@ -44,6 +44,7 @@ from harness.lease import DeviceLease, LeaseTimeout
 from harness.measurement import BenchmarkResult, LatencyProtocol
 from harness.models import artifacts, zoo
 from harness.models.variants import Variant
+from harness.probes.reference import SpeedReference, SpeedReferenceError, measure_reference
 from harness.probes.thermal import SustainedCurve
 from harness.record import (
     AccuracyRecord,
@@ -54,6 +55,7 @@ from harness.record import (
     ResultIdentity,
     ResultRecord,
     RunInfo,
+    RunReferences,
     Status,
     test_id_of,
 )
@@ -93,6 +95,7 @@ class RunOptions:
     fail_on_regression: bool = False
     interleave_baseline: bool = False
     interleave_rounds: int = INTERLEAVE_ROUNDS
+    speed_reference: bool = True  # time the device speed reference at each device's start and end
     noise_floor: float | None = None  # --noise-floor: every device (else devices.yaml, else 3%)
     command: tuple[str, ...] = ()
 
@@ -139,6 +142,8 @@ class DeviceSession:
     workdir: str
     deployer: Deployer
     runner: Runner
+    reference: SpeedReference | None = None  # the device's speed at the start of the run
+    reference_note: str | None = None  # why there is none
 
     @property
     def probe(self) -> DeviceProbe:
@@ -302,6 +307,8 @@ class Lab:
                 )
                 self._failures[name] = failure
                 raise failure
+        if self.options.speed_reference:
+            session.reference, session.reference_note = _reference(session.transport)
         self._devices[name] = session
         return session
 
@@ -483,6 +490,7 @@ class Lab:
             rounds=rounds,
             baseline_artifact=where,
             baseline_latency_ms=baseline_merged.latency_ms,
+            baseline_modes=baseline_merged.modes,
             baseline_round_medians_ms=tuple(p.latency_ms.median for p in parts["baseline"]),
             candidate_round_medians_ms=tuple(p.latency_ms.median for p in parts["candidate"]),
         )
@@ -571,6 +579,21 @@ class Lab:
             self._results = ResultsFile.create(self.reports_dir, self.run_id, self.info)
         return self._results
 
+    def _record_end_references(self) -> None:
+        """Each connected device's speed reference at the end of the run, beside the one at its
+        start, in results.json: how much the device's speed moved while the run measured."""
+        if self._results is None or not self.options.speed_reference:
+            return
+        ends: dict[str, Any] = {}
+        for name, session in self._devices.items():
+            try:
+                end, _ = _reference(session.transport)
+            except EdgeLabError:
+                end = None  # the device went away; its start reference stays
+            ends[name] = RunReferences(start=session.reference, end=end).model_dump(mode="json")
+        if ends:
+            self._results.merge_run("speed_references", ends)
+
     def results_written(self) -> bool:
         """Whether any test of this run recorded a result (in this process or an xdist worker)."""
         return ResultsFile(self.reports_dir, self.run_id).path.exists()
@@ -644,10 +667,14 @@ class Lab:
             )
             if measured is not None
             else None,
+            speed_reference=session.reference if session is not None else None,
             **(_measurement_fields(result) if result is not None else {}),
         )
-        if measured is not None and measured.notes:
-            record = record.model_copy(update={"notes": (*record.notes, *measured.notes)})
+        extra = (*(measured.notes if measured is not None else ()),)
+        if session is not None and session.reference_note and measured is not None:
+            extra = (*extra, session.reference_note)
+        if extra:
+            record = record.model_copy(update={"notes": (*record.notes, *extra)})
         record = self._compared(record, measured)
         self.results.append(record)
         self._store_record(record)
@@ -690,6 +717,7 @@ class Lab:
             )
 
     def close(self) -> None:
+        self._record_end_references()
         for session in self._devices.values():
             session.close()
         self._devices.clear()
@@ -698,6 +726,15 @@ class Lab:
         self._leases.clear()
         if self._store is not None:
             self._store.close()
+
+
+def _reference(transport: Transport) -> tuple[SpeedReference | None, str | None]:
+    """The device's speed reference, or why there is none (a missing clock is no reason to fail
+    the device: its comparisons just cannot be checked against it)."""
+    try:
+        return measure_reference(transport), None
+    except SpeedReferenceError as exc:
+        return None, f"speed reference: not measured ({exc})"
 
 
 def _measurement_fields(result: BenchmarkResult) -> dict[str, Any]:

@@ -55,21 +55,6 @@ class LatencySummary:
     median_ci_low: float | None = None  # 95% distribution-free CI of the median (order statistics)
     median_ci_high: float | None = None
 
-    def as_dict(self) -> dict[str, float | int | None]:
-        return {
-            "median_ci_low": self.median_ci_low,
-            "median_ci_high": self.median_ci_high,
-            "median": self.median,
-            "p90": self.p90,
-            "p99": self.p99,
-            "mean": self.mean,
-            "std": self.std,
-            "cv": self.cv,
-            "min": self.min,
-            "max": self.max,
-            "samples": self.samples,
-        }
-
 
 def summarize_latency(samples_ns: Sequence[int]) -> LatencySummary:
     """Median and tail percentiles (linear interpolation), sample std (ddof=1) and CV = std/mean."""

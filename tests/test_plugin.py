@@ -61,6 +61,11 @@ def test_end_to_end_writes_results_and_junit_properties(pytester):
     assert record["runtime_version"] and record["device_fingerprint"]["system"] == "Linux"
     assert len(record["model_sha256"]) == 64
     assert record["run"]["id"] == document["run"]["id"]
+    reference = record["speed_reference"]  # the device's speed, timed when the run connected
+    assert reference["device"] == "local" and len(reference["times_ms"]) == 7 and reference["median_ms"] > 0
+    ends = document["run"]["speed_references"]["local"]
+    assert ends["start"] == reference and ends["end"]["median_ms"] > 0  # and when it closed
+    assert record["threads"] == 1 and record["cpus"]["threads"] == 1  # explicit, never the runtime's
     properties = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
     assert float(properties["edgelab.latency_median_ms"]) == pytest.approx(
         record["latency_ms"]["median"], rel=1e-3

@@ -56,7 +56,7 @@ CLOCKS = {
 }
 
 
-class ReferenceError(EdgeLabError):
+class SpeedReferenceError(EdgeLabError):
     """The speed reference could not be timed on a device (no usable clock, a broken shell)."""
 
 
@@ -71,16 +71,6 @@ class SpeedReference:
     times_ms: tuple[float, ...]  # one per repetition, in the order they ran
     median_ms: float
     spread: float  # (max - min) / median of the repetitions
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "shell": self.shell,
-            "clock": self.clock,
-            "iterations": self.iterations,
-            "times_ms": list(self.times_ms),
-            "median_ms": self.median_ms,
-            "spread": self.spread,
-        }
 
 
 def checksum(iterations: int) -> int:
@@ -101,7 +91,7 @@ def _clock_ns(text: str, clock: str) -> int:
 def parse_reference(
     device: str, text: str, iterations: int = ITERATIONS, repetitions: int = REPETITIONS
 ) -> SpeedReference:
-    """The script's output -> SpeedReference. Raises ReferenceError naming what was wrong."""
+    """The script's output -> SpeedReference. Raises SpeedReferenceError naming what was wrong."""
     shell, clock, times = "unknown", None, []
     expected = checksum(iterations)
     for line in text.splitlines():
@@ -111,7 +101,7 @@ def parse_reference(
         elif key == "clock":
             clock = rest.split()[0] if rest.split() else "none"
             if clock not in CLOCKS:
-                raise ReferenceError(
+                raise SpeedReferenceError(
                     f"device '{device}': no clock for the speed reference: the shell has no "
                     f"$EPOCHREALTIME and `date +%s%N` printed {rest.partition(' ')[2]!r} "
                     "(install a date with %N, or run it with mksh or bash 5)"
@@ -121,19 +111,21 @@ def parse_reference(
             try:
                 start, end, total = _clock_ns(fields[0], clock), _clock_ns(fields[1], clock), int(fields[2])
             except (IndexError, ValueError):
-                raise ReferenceError(f"device '{device}': malformed speed reference line {line!r}") from None
+                raise SpeedReferenceError(
+                    f"device '{device}': malformed speed reference line {line!r}"
+                ) from None
             if total != expected:
-                raise ReferenceError(
+                raise SpeedReferenceError(
                     f"device '{device}': the shell's arithmetic gave checksum {total}, expected {expected}: "
                     f"'{shell}' does not run the reference as written"
                 )
             if end <= start:
-                raise ReferenceError(
+                raise SpeedReferenceError(
                     f"device '{device}': the clock went backwards during the speed reference ({line!r})"
                 )
             times.append((end - start) / 1e6)
     if clock is None or len(times) != repetitions:
-        raise ReferenceError(
+        raise SpeedReferenceError(
             f"device '{device}': the speed reference printed {len(times)} of {repetitions} repetitions: "
             f"{text.strip()[-300:]!r}"
         )
@@ -164,7 +156,7 @@ def measure_reference(
         [shell, "-c", SCRIPT, "edgelab-reference", str(iterations), str(repetitions)], timeout=timeout_s
     )
     if result.exit_code not in (0, 3):
-        raise ReferenceError(
+        raise SpeedReferenceError(
             f"device '{transport.device}': `{shell} -c` exited {result.exit_code} running the speed "
             f"reference: {(result.stderr or result.stdout).strip()[-300:]!r}"
         )

@@ -100,6 +100,15 @@ class ResultsFile:
             document["run"].update(fields)
             _write_atomic(self.path, document)
 
+    def merge_run(self, key: str, values: dict[str, Any]) -> None:
+        """Merge ``values`` into the run's mapping ``key`` (xdist workers each add their devices)."""
+        with _locked(self._lock):
+            document = self._read()
+            merged = dict(document["run"].get(key) or {})
+            merged.update(values)
+            document["run"][key] = merged
+            _write_atomic(self.path, document)
+
     def _read(self) -> dict[str, Any]:
         document: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
         return document

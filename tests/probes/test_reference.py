@@ -11,8 +11,8 @@ from harness.probes.reference import (
     CLOCKS,
     ITERATIONS,
     REPETITIONS,
-    ReferenceError,
     SpeedReference,
+    SpeedReferenceError,
     checksum,
     measure_reference,
     parse_reference,
@@ -48,7 +48,7 @@ def test_the_reference_runs_on_each_shell_with_its_clock(shell, clock, shell_sta
     reference = measure_reference(LocalTransport("local"), shell=shell)
     check(reference, clock, shell_starts)
     assert reference.device == "local"
-    assert reference.as_dict()["times_ms"] == list(reference.times_ms)
+    assert len(reference.times_ms) == 7 and reference.median_ms in reference.times_ms
 
 
 def test_the_reference_runs_through_sshd(sshd):
@@ -57,7 +57,7 @@ def test_the_reference_runs_through_sshd(sshd):
         check(measure_reference(transport), "date", "/")
         mksh = measure_reference(transport, shell="mksh", repetitions=3, iterations=500)
         check(mksh, "epochrealtime", "@(#)", iterations=500, repetitions=3)
-        with pytest.raises(ReferenceError, match=r"device 'board': `no-such-shell -c` exited 127"):
+        with pytest.raises(SpeedReferenceError, match=r"device 'board': `no-such-shell -c` exited 127"):
             measure_reference(transport, shell="no-such-shell")
     finally:
         transport.close()
@@ -93,7 +93,7 @@ def test_parsing_handles_both_clocks_and_a_locale_comma():
     ],
 )
 def test_bad_reference_output_is_an_error_naming_the_device(text, message):
-    with pytest.raises(ReferenceError, match=f"device 'pixel8': .*{message}"):
+    with pytest.raises(SpeedReferenceError, match=f"device 'pixel8': .*{message}"):
         parse_reference("pixel8", text, 10, 2)
 
 
