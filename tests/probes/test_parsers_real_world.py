@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness.errors import ParseError
-from harness.probes.parsers import parse
+from harness.probes.parsers import PARSERS, parse
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real-outputs"
 FOLDERS = {
@@ -383,6 +383,16 @@ def test_getprop_indented_listing_and_a_windows_emulator_both_cut():
     assert len(emulator["props"]) == 37 and not any(
         k.startswith("init.svc.camera") for k in emulator["props"]
     )
+
+
+@pytest.mark.parametrize("kind", list(PARSERS))
+def test_a_refusal_says_what_was_looked_for_and_the_command_that_prints_it(kind):
+    for text, said in (("", "the input is empty; capture the whole output of `"), ("hello\nworld\n", "no")):
+        with pytest.raises(ParseError) as raised:
+            parse(kind, text)
+        message = str(raised.value)
+        assert message.startswith(f"{kind}: {said}") and "\n" not in message
+        assert message.endswith("`") and message.count("`") >= 2
 
 
 # -- a block without the banner or header lines --------------------------------------------------------

@@ -260,8 +260,9 @@ def parse_dumpsys_meminfo(text: str) -> DumpsysMeminfo:
         raise refusal(
             kind,
             source,
-            "no '** MEMINFO in pid N [name] **' line, category table, App Summary or TOTAL PSS; "
-            "run `adb shell dumpsys meminfo PID|PACKAGE` (plain `dumpsys meminfo` lists every process)",
+            "no '** MEMINFO in pid N [name] **' line, category table, App Summary or TOTAL PSS (plain "
+            "`dumpsys meminfo` lists every process, not one)",
+            "adb shell dumpsys meminfo PID|PACKAGE",
         )
     total_pss = totals.get("TOTAL PSS", totals.get("TOTAL"))
     if total_pss is None:
@@ -356,7 +357,8 @@ def dumpsys_battery_from_lines(raw: Iterable[str]) -> DumpsysBattery:
         raise refusal(
             kind,
             source,
-            "no 'level:', 'status:' or other BatteryService field; run `adb shell dumpsys battery`",
+            "no 'level:', 'status:' or other BatteryService field",
+            "adb shell dumpsys battery",
         )
     level, scale = to_int(fields.get("level")), to_int(fields.get("scale"))
     voltage = to_int(fields.get("voltage"))
@@ -461,8 +463,8 @@ def power_supply_from_lines(raw: Iterable[str]) -> PowerSupply:
         raise refusal(
             kind,
             source,
-            "none of capacity, status, voltage_now, current_now, temp found; is this a power_supply "
-            "dump? run `adb shell cat /sys/class/power_supply/battery/uevent`",
+            "none of capacity, status, voltage_now, current_now, temp found; is this a power_supply dump?",
+            "adb shell cat /sys/class/power_supply/battery/uevent",
         )
     voltage = to_int(fields.get("voltage_now"))
     current = to_int(fields.get("current_now"))
@@ -597,8 +599,8 @@ def parse_dumpsys_thermalservice(text: str) -> DumpsysThermalservice:
         raise refusal(
             kind,
             source,
-            "no 'Thermal Status:' and no Temperature{...} lines; run `adb shell dumpsys thermalservice` "
-            "(Android 10+)",
+            "no 'Thermal Status:' and no Temperature{...} lines (Android 10+)",
+            "adb shell dumpsys thermalservice",
         )
     valid = [t.temp_c for t in temperatures if -100 < t.temp_c < 200]
     return DumpsysThermalservice(
@@ -663,8 +665,8 @@ def parse_odpm(text: str) -> Odpm:
         raise refusal(
             kind,
             source,
-            "no 'CHn(T=...)[RAIL], ENERGY' lines; on a Pixel 6 or later run "
-            "`adb shell cat /sys/bus/iio/devices/iio:device0/energy_value`",
+            "no 'CHn(T=...)[RAIL], ENERGY' lines (Pixel 6 or later)",
+            "adb shell cat /sys/bus/iio/devices/iio:device0/energy_value",
         )
     return Odpm(timestamp_ms=timestamp, rails=rails, total_energy_uws=sum(r.energy_uws for r in rails))
 
@@ -727,7 +729,7 @@ def getprop_from_lines(raw: Iterable[str]) -> Getprop:
                 "listing? keep one device's listing in the input",
             )
     if not props:
-        raise refusal(kind, source, "no '[key]: [value]' lines; run `adb shell getprop` with no arguments")
+        raise refusal(kind, source, "no '[key]: [value]' lines", "adb shell getprop")
 
     def first(*keys: str) -> str | None:
         return next((props[k] for k in keys if props.get(k)), None)

@@ -154,8 +154,9 @@ def parse_tflite_benchmark(text: str) -> TfliteBenchmark:
         raise refusal(
             kind,
             source,
-            "no 'Inference timings in us' line, no 'count=...' statistics, no model or memory line; "
-            "is this the output of TFLite's benchmark_model --graph=MODEL.tflite?",
+            "no 'Inference timings in us' line, 'count=...' statistics, model or memory line; is this "
+            "the output of TFLite's benchmark_model?",
+            "benchmark_model --graph=MODEL.tflite",
         )
     return TfliteBenchmark(
         model_file=values.get("graph") or values.get("loaded"),
@@ -264,8 +265,9 @@ def ort_perf_test_from_lines(raw: Iterable[str]) -> OrtPerfTest:
         raise refusal(
             kind,
             source,
-            "no 'Average inference time cost', 'P50 Latency' or other summary line found; "
-            "is this the output of onnxruntime_perf_test [-s] MODEL.onnx?",
+            "no 'Average inference time cost', 'P50 Latency' or other summary line; is this the output "
+            "of onnxruntime_perf_test?",
+            "onnxruntime_perf_test -s MODEL.onnx",
         )
     peak = counts.get("peak")
     return OrtPerfTest(

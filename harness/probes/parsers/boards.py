@@ -60,7 +60,7 @@ class Tegrastats(Parsed):
 _TIMESTAMP = re.compile(r"(?:^|\s)(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})\s")
 _RAM = re.compile(r"\bRAM (\d{1,9})/(\d{1,9})MB")
 _SWAP = re.compile(r"\bSWAP (\d{1,9})/(\d{1,9})MB(?: \(cached (\d{1,9})MB\))?")
-_CPU = re.compile(r"\bCPU \[([^\]]*)\]")
+_CPU = re.compile(r"\bCPU \[([^\[\]]*)\]")
 _CORE = re.compile(rf"({NUMBER})%(?:@({NUMBER}))?")
 _FREQ_PCT = re.compile(
     rf"\b(EMC_FREQ|GR3D_FREQ) ({NUMBER})%(?:@(?:\[([\d,]{{1,64}})\](?=\s)|(\d{{1,9}})(?=\s)))?"
@@ -147,8 +147,8 @@ def iter_tegrastats(raw: Iterable[str]) -> Iterator[TegrastatsSample]:
         raise refusal(
             "tegrastats",
             source,
-            "no line with 'RAM used/totalMB', 'CPU [...]', EMC/GR3D_FREQ or a VDD_IN rail; "
-            "run `tegrastats --interval 100` on the Jetson",
+            "no line with 'RAM used/totalMB', 'CPU [...]', EMC/GR3D_FREQ or a VDD_IN rail",
+            "tegrastats --interval 100",
         )
 
 
@@ -209,8 +209,8 @@ def vcgencmd_from_lines(raw: Iterable[str]) -> Vcgencmd:
         raise refusal(
             kind,
             source,
-            "no throttled=, temp=, frequency(...)= or volt= line; is this vcgencmd output? "
-            "run `vcgencmd get_throttled; vcgencmd measure_temp` on the Pi",
+            "no throttled=, temp=, frequency(...)= or volt= line; is this vcgencmd output?",
+            "vcgencmd get_throttled; vcgencmd measure_temp",
         )
     flags = (
         {name: bool(raw_bits & (1 << bit)) for bit, name in THROTTLED_BITS.items()}
@@ -282,8 +282,8 @@ def proc_status_from_lines(raw: Iterable[str]) -> ProcStatus:
         raise refusal(
             kind,
             source,
-            "no Name:, VmRSS: or other status field; read /proc/PID/status of a live process "
-            "(`cat /proc/PID/status`)",
+            "no Name:, VmRSS: or other status field of a live process",
+            "cat /proc/PID/status",
         )
     return ProcStatus(
         name=fields.get("Name"),
@@ -347,7 +347,8 @@ def parse_cpufreq(text: str) -> Cpufreq:
         raise refusal(
             kind,
             source,
-            "no '.../policyN/FILE: value' lines; dump with `grep -r . /sys/devices/system/cpu/cpufreq/`",
+            "no '.../policyN/FILE: value' lines",
+            "grep -r . /sys/devices/system/cpu/cpufreq/",
         )
     policies = []
     for name in sorted(found, key=lambda n: (n.rstrip("0123456789"), int(re.sub(r"\D", "", n) or 0))):

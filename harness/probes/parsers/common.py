@@ -150,11 +150,12 @@ def clean_lines(text: str) -> list[str]:
     return list(Lines(split_lines(text)))
 
 
-def refusal(kind: str, lines: Lines, message: str) -> ParseError:
-    """The error for input without any of the kind's fields; empty input is said to be empty."""
+def refusal(kind: str, lines: Lines, missing: str, command: str) -> ParseError:
+    """The error for input without any of the kind's fields: what was looked for (or that there
+    was nothing at all) and the command whose output the kind reads."""
     if lines.blank:
-        return ParseError(kind, "the input is empty; capture the command's whole output")
-    return ParseError(kind, message)
+        return ParseError(kind, f"the input is empty; capture the whole output of `{command}`")
+    return ParseError(kind, f"{missing}; run `{command}`")
 
 
 _INTEGER = re.compile(r"[-+]?\d{1,30}")

@@ -52,17 +52,24 @@ def parse_file(kind: str, path: str, stdin: BinaryIO) -> Iterator[str]:
 
 
 def _lines(handle: BinaryIO) -> Iterator[str]:
-    """Raw lines with their ends; a line longer than any tool prints is skipped without being
-    held (an empty line stands in for it)."""
+    """Raw lines with their ends, as ``split_lines`` gives them from a text; a line longer than
+    any tool prints is skipped without being held (an empty line stands in for it)."""
     text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="")
+    limit = MAX_LINE_CHARS + 2  # a longest line and its CRLF
+    after_cr = False  # a read can end between the CR and the LF of one line end
     try:
-        while line := text.readline(MAX_LINE_CHARS + 1):
-            if len(line) > MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
-                while (rest := text.readline(MAX_LINE_CHARS)) and not rest.endswith(("\n", "\r")):
+        while piece := text.readline(limit):
+            if after_cr and piece == "\n":
+                after_cr = False
+                continue
+            if len(piece) == limit and not piece.endswith(("\n", "\r")):
+                while (piece := text.readline(limit)) and not piece.endswith(("\n", "\r")):
                     pass
+                after_cr = piece.endswith("\r")
                 yield "\n"
-            else:
-                yield line
+                continue
+            after_cr = piece.endswith("\r")
+            yield piece
     finally:
         text.detach()  # the caller owns the handle (standard input stays open)
 
@@ -86,7 +93,7 @@ def _whole_text(kind: str, name: str, handle: BinaryIO) -> str:
     held = f"is {size / 1e6:.1f} MB, over {limit}" if size is not None else f"holds more than {limit}"
     raise ParseError(
         kind,
-        f"{name} {held}; one capture of `{_ONE_CAPTURE[kind]}` is a few hundred kB: "
+        f"{name} {held}; one capture of `{_ONE_CAPTURE.get(kind, kind)}` is a few hundred kB: "
         "keep one capture in the file",
     )
 
