@@ -87,7 +87,9 @@ def test_a_whole_text_kind_refuses_a_huge_file_before_reading_it(tmp_path, capsy
     messages = capsys.readouterr().err.splitlines()
     assert codes == [1, 1] and peak < 2**20 and len(messages) == 2 and messages[0] == messages[1]
     assert messages[0].startswith(f"edgelab: error: dumpsys-meminfo: {path} is 2147.5 MB, over the 8 MiB")
-    assert messages[0].endswith("one capture of `adb shell dumpsys meminfo PID|PACKAGE` is a few hundred kB: keep one capture in the file")
+    assert messages[0].endswith(
+        "one capture of `adb shell dumpsys meminfo PID|PACKAGE` is a few hundred kB: keep one capture in the file"
+    )
 
 
 def test_standard_input_over_the_limit_is_refused_after_reading_the_limit_only():

@@ -23,45 +23,16 @@ from harness.probes.parsers.common import (
 
 # The per-category table's columns by the number of values in a full row, for a block pasted
 # without its two header lines: Android 4.4-11 default (7), 12+ default (8), 4.4-11 with -a (10),
-# 12+ with -a (11). The swap column was "Swapped Dirty" before Android 7 and "SwapPss Dirty" after,
-# so where both layouts have the same width it is left unnamed (None) rather than guessed.
+# 12+ with -a (11). The swap column is "Swapped Dirty", "Swap Dirty" or "SwapPss Dirty" by version
+# and device, which the width cannot tell, so it is left unnamed (None) rather than guessed.
+_HEAP = ("heap_size", "heap_alloc", "heap_free")
+_DEFAULT = ("pss_total", "private_dirty", "private_clean", None)
+_ALL = ("pss_total", "pss_clean", "shared_dirty", "private_dirty", "shared_clean", "private_clean", None)
 _LAYOUTS: dict[int, tuple[str | None, ...]] = {
-    7: ("pss_total", "private_dirty", "private_clean", None, "heap_size", "heap_alloc", "heap_free"),
-    8: (
-        "pss_total",
-        "private_dirty",
-        "private_clean",
-        "swappss_dirty",
-        "rss_total",
-        "heap_size",
-        "heap_alloc",
-        "heap_free",
-    ),
-    10: (
-        "pss_total",
-        "pss_clean",
-        "shared_dirty",
-        "private_dirty",
-        "shared_clean",
-        "private_clean",
-        None,
-        "heap_size",
-        "heap_alloc",
-        "heap_free",
-    ),
-    11: (
-        "pss_total",
-        "pss_clean",
-        "shared_dirty",
-        "private_dirty",
-        "shared_clean",
-        "private_clean",
-        "swappss_dirty",
-        "rss_total",
-        "heap_size",
-        "heap_alloc",
-        "heap_free",
-    ),
+    7: (*_DEFAULT, *_HEAP),
+    8: (*_DEFAULT, "rss_total", *_HEAP),
+    10: (*_ALL, *_HEAP),
+    11: (*_ALL, "rss_total", *_HEAP),
 }
 _SUMMARY_NAMES = {
     "Java Heap",
@@ -123,9 +94,12 @@ def _row(line: str) -> tuple[str, list[tuple[int, int]]] | None:
 
 
 def _header_columns(lines: list[str], start: int) -> tuple[int, list[str], list[int]] | None:
-    """The two header lines (``Pss Private ...`` / ``Total Dirty ...``): where the rows start,
-    the column names and the column each name ends at (the numbers below are right-aligned)."""
+    """The two header lines (``Pss Private ...`` / ``Total Dirty ...``) before the first row:
+    where the rows start, the column names and the column each name ends at (the numbers
+    below are right-aligned)."""
     for index in range(start, len(lines) - 1):
+        if _row(lines[index]) is not None:
+            return None
         first, second = lines[index].split(), lines[index + 1].split()
         if len(first) >= 2 and len(first) == len(second) and all(w.isalpha() for w in first + second):
             edges = [word.end() for word in _WORD.finditer(lines[index + 1])]
@@ -137,7 +111,8 @@ def _place(
     numbers: list[tuple[int, int]], columns: tuple[str | None, ...], edges: list[int], cut: bool
 ) -> dict[str, int]:
     """Each value under the column it is aligned with; in order when the alignment was lost (a
-    prefix of another width stripped). On a cut line a last value not aligned is dropped."""
+    prefix of another width stripped). When the input was cut right after the last value, that
+    value is kept only if it is aligned (a cut number ends short of its column)."""
     by_edge = dict(zip(edges, columns, strict=False))
     if edges and all(end in by_edge for end, _ in numbers):
         return {name: value for end, value in numbers if (name := by_edge[end]) is not None}
@@ -162,13 +137,14 @@ def _meminfo_table(lines: list[str], start: int) -> tuple[list[str], list[Meminf
             if found:
                 break
             continue
-        found.append((row[0], row[1], isinstance(line, OpenLine)))
+        found.append((row[0], row[1], isinstance(line, OpenLine) and row[1][-1][0] == len(line)))
         if row[0] == "TOTAL":
             break
+    columns: tuple[str | None, ...] = ()
+    edges: list[int] = []
     if header:
-        columns: tuple[str | None, ...] = tuple(header[1])
-        edges = header[2]
-    else:
+        columns, edges = tuple(header[1]), header[2]
+    elif found:
         width = max((len(numbers) for _, numbers, _ in found), default=0)
         columns = _LAYOUTS.get(width, ("pss_total",))
         edges = next(([end for end, _ in numbers] for _, numbers, _ in found if len(numbers) == width), [])
