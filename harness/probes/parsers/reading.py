@@ -90,7 +90,8 @@ def _whole_text(kind: str, name: str, handle: BinaryIO) -> str:
         if len(data) <= MAX_TEXT_BYTES:
             return data.decode("utf-8", errors="replace")
     limit = f"the {MAX_TEXT_BYTES // 2**20} MiB that `edgelab parse {kind}` reads"
-    held = f"is {size / 1e6:.1f} MB, over {limit}" if size is not None else f"holds more than {limit}"
+    oversized = size is not None and size > MAX_TEXT_BYTES  # else a pipe, or a file still growing
+    held = f"is {size / 1e6:.1f} MB, over {limit}" if size and oversized else f"holds more than {limit}"
     raise ParseError(
         kind,
         f"{name} {held}; one capture of `{_ONE_CAPTURE.get(kind, kind)}` is a few hundred kB: "
