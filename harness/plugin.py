@@ -182,7 +182,7 @@ class EdgeTarget:
         base = LatencyProtocol(**self.lab.options.merged_protocol(settings))
         results = run_interleaved([self.variant, *extra], base, rounds, measure)
         own = measured[self.variant.id]
-        self.measured = Measured(results[self.variant.id], own.deploy, own.model)
+        self.measured = Measured(results[self.variant.id], own.deploy, own.model, own.runner)
         self.kind = "interleaved"
         for variant in extra:
             last = measured[variant.id]
@@ -192,7 +192,7 @@ class EdgeTarget:
                 device=self.device,
                 variant=variant,
                 kind="interleaved",
-                measured=Measured(results[variant.id], last.deploy, last.model),
+                measured=Measured(results[variant.id], last.deploy, last.model, last.runner),
             )
         return results
 

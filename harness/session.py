@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -189,6 +189,7 @@ class Measured:
     result: BenchmarkResult
     deploy: DeployReport
     model: Artifact
+    runner: Literal["agent", "native"] = "agent"
     paired: PairedBaseline | None = None
     notes: tuple[str, ...] = ()
 
@@ -435,7 +436,10 @@ class Lab:
                     return self._interleave(device, request, baseline, located, where)
                 notes = (f"interleaved baseline: {where}; compared with the baseline run instead",)
         result, deploy = self._run(device, request)
-        return Measured(result, deploy, request.model, notes=(*notes, *self._retries.pop(device, [])))
+        kind_of_runner = self.device(device).runner.kind
+        return Measured(
+            result, deploy, request.model, kind_of_runner, notes=(*notes, *self._retries.pop(device, []))
+        )
 
     def _run(self, device: str, request: RunRequest) -> tuple[BenchmarkResult, DeployReport]:
         return self.with_retries(device, lambda: self.device(device).runner.run(request))
@@ -498,6 +502,7 @@ class Lab:
             candidate,
             deploys[0],
             request.model,
+            self.device(device).runner.kind,
             paired=PairedBaseline(baseline, comparison, evidence),
             notes=tuple(self._retries.pop(device, [])),
         )
@@ -635,6 +640,9 @@ class Lab:
         session = self._devices.get(device)
         config = self.fleet[device]
         result = measured.result if measured is not None else None
+        notes = (*(result.notes if result else ()), *(measured.notes if measured else ()))
+        if session is not None and session.reference_note and measured is not None:
+            notes = (*notes, session.reference_note)
         record = ResultRecord(
             run_id=self.run_id,
             run=self.info.ref(),
@@ -657,24 +665,33 @@ class Lab:
             runtime=variant.runtime,
             precision=variant.precision,
             threads=result.threads if result is not None else self.threads_for(device),
+            runner=measured.runner if measured is not None else None,
+            runtime_module=result.runtime.module if result else None,
+            runtime_version=result.runtime.version if result else None,
+            latency_ms=result.latency_ms if result else None,
+            latency_samples_ms=_ms(result.latency_samples_ns) if result else None,
+            start_offsets_ms=_ms(result.start_offsets_ns) if result else None,
+            memory=result.memory if result else None,
+            energy=result.energy if result else None,
+            throttle=result.throttle if result else None,
+            thermal_trace=result.thermal if result else None,
+            cooldown=result.cooldown if result else None,
+            warnings=result.warnings if result else (),
+            notes=notes,
+            load_ms=result.load_ms if result else None,
+            first_inference_ms=result.first_inference_ms if result else None,
+            iterations=result.iterations if result else None,
+            stopped_by=result.stopped_by if result else None,
+            rounds=result.rounds if result else 1,
+            agent_phases_ms=result.agent_phases_ms if result else None,
+            protocol=result.protocol if result else None,
+            cpus=result.placement if result else None,
+            modes=result.modes if result else None,
+            speed_reference=session.reference if session is not None else None,
             sustained=sustained,
             accuracy=accuracy,
-            deploy=DeployRecord(
-                bytes_pushed=measured.deploy.bytes_pushed,
-                pushed=tuple(measured.deploy.pushed),
-                replaced=tuple(measured.deploy.replaced),
-                present=tuple(measured.deploy.present),
-            )
-            if measured is not None
-            else None,
-            speed_reference=session.reference if session is not None else None,
-            **(_measurement_fields(result) if result is not None else {}),
+            deploy=_deploy_record(measured.deploy) if measured is not None else None,
         )
-        extra = (*(measured.notes if measured is not None else ()),)
-        if session is not None and session.reference_note and measured is not None:
-            extra = (*extra, session.reference_note)
-        if extra:
-            record = record.model_copy(update={"notes": (*record.notes, *extra)})
         record = self._compared(record, measured)
         self.results.append(record)
         self._store_record(record)
@@ -737,29 +754,15 @@ def _reference(transport: Transport) -> tuple[SpeedReference | None, str | None]
         return None, f"speed reference: not measured ({exc})"
 
 
-def _measurement_fields(result: BenchmarkResult) -> dict[str, Any]:
-    """The measurement's part of a record."""
-    return {
-        "runner": "native" if result.stopped_by == "native" else "agent",
-        "runtime_module": result.runtime.module,
-        "runtime_version": result.runtime.version,
-        "latency_ms": result.latency_ms,
-        "latency_samples_ms": tuple(round(ns / 1e6, 6) for ns in result.latency_samples_ns) or None,
-        "start_offsets_ms": tuple(round(ns / 1e6, 6) for ns in result.start_offsets_ns) or None,
-        "memory": result.memory,
-        "energy": result.energy,
-        "throttle": result.throttle,
-        "thermal_trace": result.thermal,
-        "cooldown": result.cooldown,
-        "warnings": result.warnings,
-        "notes": result.notes,
-        "load_ms": result.load_ms,
-        "first_inference_ms": result.first_inference_ms,
-        "iterations": result.iterations,
-        "stopped_by": result.stopped_by,
-        "rounds": result.rounds,
-        "agent_phases_ms": result.agent_phases_ms,
-        "protocol": result.protocol,
-        "cpus": result.placement,
-        "modes": result.modes,
-    }
+def _ms(samples_ns: tuple[int, ...]) -> tuple[float, ...] | None:
+    """Nanosecond samples as milliseconds (None: the runner gave none)."""
+    return tuple(round(ns / 1e6, 6) for ns in samples_ns) or None
+
+
+def _deploy_record(report: DeployReport) -> DeployRecord:
+    return DeployRecord(
+        bytes_pushed=report.bytes_pushed,
+        pushed=tuple(report.pushed),
+        replaced=tuple(report.replaced),
+        present=tuple(report.present),
+    )

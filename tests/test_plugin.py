@@ -315,13 +315,14 @@ def test_two_runs_in_a_row_compare_as_unchanged_unless_one_was_flagged_and_the_s
 
 def test_fail_on_regression_fails_the_test_with_the_evidence(pytester):
     pytester.makepyfile(test_edge=BENCH_TEST)
-    pytester.runpytest(*FAST, "--run-id=base").assert_outcomes(passed=1)
+    pytester.runpytest(*FAST, "--min-iters=60", "--run-id=base").assert_outcomes(passed=1)
     base = pytester.path / "reports" / "base" / "results.json"
     document = json.loads(base.read_text())
     fast = document["results"][0]
     fast["latency_samples_ms"] = [v / 10 for v in fast["latency_samples_ms"]]  # a baseline 10x faster
+    fast["speed_reference"] = None  # the fabricated baseline says nothing of the host's speed then
     base.write_text(json.dumps(document))
-    run = pytester.runpytest(*FAST, "--run-id=cand", f"--baseline={base}", "--fail-on-regression")
+    run = pytester.runpytest(*FAST, "--min-iters=60", "--run-id=cand", f"--baseline={base}", "--fail-on-regression")
     run.assert_outcomes(failed=1)
     run.stdout.fnmatch_lines(["*EdgeLab regression vs base: median * ms (+*%, 99% CI*Mann-Whitney*"])
     (record,) = results_of(pytester)["results"]
