@@ -1272,11 +1272,35 @@ def resident_file_pages() -> list[int] | None:
     return found
 
 
-def _touch(addresses: Sequence[int]) -> None:
+def page_runs(addresses: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted page addresses as (start, length) runs of adjacent pages."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    runs: list[tuple[int, int]] = []
+    for address in addresses:
+        if runs and runs[-1][0] + runs[-1][1] == address:
+            runs[-1] = (runs[-1][0], runs[-1][1] + page)
+        else:
+            runs.append((address, page))
+    return runs
+
+
+def _touch(runs: Sequence[tuple[int, int]]) -> None:
+    """Map these resident pages into this process: one madvise(MADV_POPULATE_READ) per run
+    (Linux >= 5.14; the same VmHWM as reading a byte of each page, in a third of the time: 6,773
+    pages took 4-5 ms instead of 12-13 on the host), else a byte read per page."""
     import ctypes
 
-    for address in addresses:
-        ctypes.string_at(address, 1)
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    except (OSError, AttributeError):
+        madvise = None
+    page = os.sysconf("SC_PAGE_SIZE")
+    for start, length in runs:
+        if madvise is not None and madvise(start, length, 22) == 0:  # MADV_POPULATE_READ
+            continue
+        for address in range(start, start + length, page):
+            ctypes.string_at(address, 1)
 
 
 def _alive(pid: int) -> bool:
@@ -1349,7 +1373,7 @@ def _read_request(reply: str) -> tuple[list[str] | None, int, str]:
     return argv, err_fd, ""
 
 
-def _serve_one(line: str, control_fd: int, resident: Sequence[int]) -> None:
+def _serve_one(line: str, control_fd: int, resident: Sequence[tuple[int, int]]) -> None:
     client_text, _, reply = line.strip().partition(" ")
     if not client_text.isdigit() or not reply:
         return
@@ -1429,6 +1453,7 @@ def serve(directory: str, runtime: str | None, idle_exit_s: float) -> int:
         handle.write(str(os.getpid()))
     os.replace(os.path.join(directory, "pid.partial"), os.path.join(directory, "pid"))
     resident = resident_file_pages()
+    runs = page_runs(resident or [])
     announce = {"kind": "serving", "pid": os.getpid(), "runtime": runtime}
     announce["resident_file_pages"] = None if resident is None else len(resident)
     sys.stdout.write(json.dumps(announce) + "\n")
@@ -1444,7 +1469,7 @@ def serve(directory: str, runtime: str | None, idle_exit_s: float) -> int:
             pending += os.read(control_fd, 4096)
             while b"\n" in pending:
                 line, _, pending = pending.partition(b"\n")
-                _serve_one(line.decode("utf-8", errors="replace"), control_fd, resident or [])
+                _serve_one(line.decode("utf-8", errors="replace"), control_fd, runs)
                 last = time.monotonic()
     finally:
         for name in ("control", "pid"):
@@ -1548,7 +1573,7 @@ class _Job:
 class ChannelAgent:
     """The agent's side of the persistent channel (see above)."""
 
-    def __init__(self, in_fd: int, out_fd: int, resident: Sequence[int]) -> None:
+    def __init__(self, in_fd: int, out_fd: int, resident: Sequence[tuple[int, int]]) -> None:
         import fcntl
 
         self.in_fd = in_fd
@@ -1803,11 +1828,12 @@ def channel(runtime: str | None) -> int:
         elif runtime == "litert":
             with contextlib.suppress(AgentFailure):
                 load_litert()
+    build_parser()  # argparse's first parser costs ~10 ms of lazy imports; children inherit them
     resident = resident_file_pages() if runtime is not None else []
     sys.stdout.flush()
     out_fd = os.dup(1)
     os.dup2(2, 1)  # a stray print goes to stderr, never into the frames
-    agent = ChannelAgent(0, out_fd, resident or [])
+    agent = ChannelAgent(0, out_fd, page_runs(resident or []))
 
     def stop(number: int, frame: Any) -> None:
         agent.stopping = True
