@@ -101,6 +101,26 @@ def deployment(lab: VirtualLab, size_mb: int, rounds: int) -> dict[str, Any]:
 MODES = ("channel", "per-command", "cold")
 
 
+def bare_command(lab: VirtualLab, repeats: int = 15) -> dict[str, Any]:
+    """One trivial command (`true`), alternating a new SSH channel / adb shell per command with
+    the persistent channel: the transport's own cost per request, nothing of the agent's."""
+    rows: dict[str, Any] = {}
+    for name in ("virtual-rpi5", "virtual-pixel8"):
+        with tempfile.TemporaryDirectory() as folder:
+            options = RunOptions(reports_dir=Path(folder), devices=(name,), lease_timeout_s=None)
+            session = Lab(lab.fleet(), options)
+            channel = session.device(name).transport
+            base = getattr(channel, "base", channel)
+            times: dict[str, list[float]] = {"per_command": [], "channel": []}
+            for _ in range(repeats):
+                times["per_command"].append(timed(lambda b=base: b.run(["true"], timeout=30, check=True)))
+                times["channel"].append(timed(lambda c=channel: c.run(["true"], timeout=30, check=True)))
+            session.close()
+        rows[name] = {f"{k}_ms_median": round(statistics.median(v) * 1e3, 2) for k, v in times.items()}
+        print(name, "bare command", rows[name], flush=True)
+    return rows
+
+
 def _fleet_for(lab: VirtualLab, mode: str, names: list[str]) -> Any:
     """The lab's fleet as each mode wants it: the persistent channel (the default), today's
     per-command path (an SSH channel or adb shell per command, the FIFO warm agent), or a fresh
@@ -212,6 +232,7 @@ def main() -> None:
     }
     if not arguments.skip_deployment:
         figures["deployment"] = deployment(lab, arguments.size_mb, arguments.rounds)
+    figures["bare_command"] = bare_command(lab)
     figures["orchestration"] = orchestration(lab, arguments.rounds, modes)
     figures["load_average_after"] = os.getloadavg()
     arguments.output.parent.mkdir(parents=True, exist_ok=True)

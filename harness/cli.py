@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         action="append",
         help="device profile to start, repeatable (default: pixel8 and rpi5; also pixel8-stock, "
-        "jetson-orin-nano)",
+        "jetson-orin-nano); NAME@CORES sets its CPU quota (pixel8@0.2)",
     )
     lab.add_argument(
         "--lab-dir", default=None, help="lab folder (default: $EDGELAB_LAB_DIR or ~/.cache/edgelab/lab)"
