@@ -240,6 +240,14 @@ def cmd_report(arguments: argparse.Namespace) -> int:
         )
         print(f"history: {path}")
         return 0
+    if arguments.merge:
+        if store is None:
+            raise EdgeLabError("--merge reads the runs from the results database: give --results-db")
+        from harness.report import write_merged_reports
+
+        html, summary = write_merged_reports(reports_dir, arguments.merge, store)
+        print(f"report: {html}\nsummary: {summary}")
+        return 0
     run_id = arguments.run or _latest_run(reports_dir)
     written = write_reports(
         reports_dir, run_id, store, baseline=arguments.baseline, policy=_policy(arguments)
@@ -375,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="latency floor for every device (default: the policy the run recorded)",
     )
     report.add_argument("--history", action="store_true", help="trend report across stored runs")
+    report.add_argument(
+        "--merge",
+        action="append",
+        default=None,
+        metavar="RUN",
+        help="repeatable: one report over these runs from the database (one run per lab host)",
+    )
     report.add_argument("--branch", default=None, help="with --history: only runs of this branch")
     report.add_argument("--last", type=int, default=30, help="with --history: this many newest runs")
     report.set_defaults(handler=cmd_report)
