@@ -30,9 +30,10 @@ _FRAME = (
 class PersistentShell:
     """One ``sh`` on the device that runs commands one after another."""
 
-    def __init__(self, transport: Transport, *, tmpdir: str = "/data/local/tmp") -> None:
+    def __init__(self, transport: Transport, *, tmpdir: str = "/data/local/tmp", shell: str = "sh") -> None:
         self._transport = transport
         self._tmpdir = tmpdir
+        self._shell = shell
         self._stream: Stream | None = None
         self._marker = b""
         self._lock = threading.Lock()
@@ -40,7 +41,7 @@ class PersistentShell:
     def _open(self) -> Stream:
         if self._stream is None:
             marker = f"EDGELAB-{secrets.token_hex(8)}"
-            stream = self._transport.open_stream(["sh"])
+            stream = self._transport.open_stream([self._shell])
             errors = f"{self._tmpdir}/.edgelab-shell-{marker}.err"
             stream.send(f"M={marker}; E={shlex.quote(errors)}; trap 'rm -f \"$E\"' EXIT\n".encode())
             self._stream, self._marker = stream, marker.encode()
@@ -160,8 +161,11 @@ class ShellTransport:
         self.base.close()
 
 
-def persistent_shell(transport: Transport, *, tmpdir: str = "/data/local/tmp") -> ShellTransport:
+def persistent_shell(
+    transport: Transport, *, tmpdir: str = "/data/local/tmp", shell: str = "sh"
+) -> ShellTransport:
     """``transport`` with its commands sent through one shell that stays open: what a runner
     without Python on the device adopts in one line (``self.transport = persistent_shell(t)``).
-    ``tmpdir`` is a writable folder on the device for each command's stderr."""
-    return ShellTransport(transport, PersistentShell(transport, tmpdir=tmpdir))
+    ``tmpdir`` is a writable folder on the device for each command's stderr; ``shell`` any POSIX
+    sh (Android's is mksh)."""
+    return ShellTransport(transport, PersistentShell(transport, tmpdir=tmpdir, shell=shell))
