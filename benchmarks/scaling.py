@@ -6,7 +6,7 @@ Run (as root, after ``pip install -e .``)::
 
 For each count a lab of that many devices of one profile (``NAME@CORES`` sets each device's CPU
 quota: ``pixel8@0.2`` is eight small phones that leave a 2-core host room for the harness) is
-started in its own folder, ``pytest suites/ocr --precision=fp32 -n COUNT`` runs on all of them
+started in its own folder, ``pytest suites/ocr --precision=fp32 -n auto`` runs on all of them
 (one xdist worker per device), and the lab is brought down. Goals: N devices <= 1.3x one device's
 wall time, and <= 0.02 core of host CPU per device.
 
@@ -59,7 +59,7 @@ def _pytest(
     """(wall s, host CPU s of the pytest tree) of one run of the suite."""
     command = [
         sys.executable, "-m", "pytest", "suites/ocr", "--precision=fp32", f"--device={names}",
-        "-n", str(count), "-q", "-p", "no:cacheprovider", "--no-report", "--results-db=none",
+        "-n", "auto", "-q", "-p", "no:cacheprovider", "--no-report", "--results-db=none",
         f"--min-s={min_s:g}", "--min-iters=50",
     ]  # fmt: skip
     if collect_only:

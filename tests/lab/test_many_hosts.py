@@ -149,7 +149,7 @@ def test_two_hosts_share_leases_and_results_and_make_one_merged_report(hosts):
         reader = threading.Thread(target=lambda: lines.extend(iter(waiting.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
         reader.start()
         while not any("is leased by another lab host" in line for line in lines):
-            assert waiting.poll() is None or reader.is_alive(), "".join(lines)
+            assert waiting.poll() is None or reader.is_alive(), "".join(lines) + _log(second)
             assert time.monotonic() < deadline, "the second host never asked for the device"
             time.sleep(0.2)
         released_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
