@@ -53,9 +53,7 @@ def _process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def _pytest(
-    names: str, count: int, min_s: float, environment: dict[str, str], collect_only: bool
-) -> tuple[float, float]:
+def _pytest(names: str, min_s: float, environment: dict[str, str], collect_only: bool) -> tuple[float, float]:
     """(wall s, host CPU s of the pytest tree) of one run of the suite."""
     command = [
         sys.executable, "-m", "pytest", "suites/ocr", "--precision=fp32", f"--device={names}",
@@ -77,10 +75,10 @@ def run_on(count: int, profile: str, min_s: float) -> dict[str, Any]:
         state = lab.up([profile] * count)
         names = ",".join(device.name for device in state.devices)
         environment = {**os.environ, "EDGELAB_LAB_DIR": str(folder)}
-        _, startup_cpu = _pytest(names, count, min_s, environment, collect_only=True)
+        _, startup_cpu = _pytest(names, min_s, environment, collect_only=True)
         adb_before = _process_cpu_s(state.adb_pid) if state.adb_pid else 0.0
         load_before = os.getloadavg()[0]
-        wall, cpu = _pytest(names, count, min_s, environment, collect_only=False)
+        wall, cpu = _pytest(names, min_s, environment, collect_only=False)
         adb = (_process_cpu_s(state.adb_pid) - adb_before) if state.adb_pid else 0.0
         device_minutes = count * wall / 60
         measuring = max(cpu - startup_cpu, 0.0) + adb
