@@ -1291,9 +1291,9 @@ def _touch(runs: Sequence[tuple[int, int]]) -> None:
     import ctypes
 
     try:
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        madvise = _libc().madvise
         madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    except (OSError, AttributeError):
+    except AttributeError:
         madvise = None
     page = os.sysconf("SC_PAGE_SIZE")
     for start, length in runs:
@@ -1522,15 +1522,26 @@ def decode_frames(buffer: bytearray) -> list[Any]:
     return found
 
 
+_LIBC: list[Any] = []  # the C library, looked up once (a forked child inherits it)
+_PARSER: list[argparse.ArgumentParser] = []  # built once by the channel agent, reused by its children
+
+
+def _libc() -> Any:
+    if not _LIBC:
+        import ctypes
+
+        try:
+            _LIBC.append(ctypes.CDLL(None, use_errno=True))
+        except OSError:
+            _LIBC.append(None)
+    return _LIBC[0]
+
+
 def _die_with_parent() -> None:
     """Linux and Android: the kernel kills this process when the agent dies (even by SIGKILL, as
     adbd's hang-up does), so no run outlives the session that asked for it."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
-    except (OSError, AttributeError):
-        pass
+    with contextlib.suppress(AttributeError):  # no C library (None) or no prctl
+        _libc().prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
 
 
 class _Job:
@@ -1828,7 +1839,8 @@ def channel(runtime: str | None) -> int:
         elif runtime == "litert":
             with contextlib.suppress(AgentFailure):
                 load_litert()
-    build_parser()  # argparse's first parser costs ~10 ms of lazy imports; children inherit them
+    _PARSER.append(build_parser())  # ~10 ms the first time (lazy imports): once, not per run
+    _libc()
     resident = resident_file_pages() if runtime is not None else []
     sys.stdout.flush()
     out_fd = os.dup(1)
@@ -1929,7 +1941,7 @@ def _emit(document: dict[str, Any], result_path: str | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     result_path: str | None = None
     try:
-        arguments = build_parser().parse_args(argv)
+        arguments = (_PARSER[0] if _PARSER else build_parser()).parse_args(argv)
         result_path = getattr(arguments, "result", None)
         if arguments.command == "probe":
             _emit(probe(), result_path)
