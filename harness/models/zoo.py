@@ -198,12 +198,23 @@ def cache_dir() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "edgelab"
 
 
+_hashed: dict[tuple[str, int, int, int], str] = {}
+
+
 def sha256_of(path: Path) -> str:
+    """The file's sha256, remembered by (path, size, mtime, ctime): a suite verifies a cached
+    model at every test, and hashing it each time was the largest host CPU cost of a test."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    known = _hashed.get(key)
+    if known is not None:
+        return known
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    _hashed[key] = digest.hexdigest()
+    return _hashed[key]
 
 
 def verify(path: Path, spec: ModelSpec) -> None:
