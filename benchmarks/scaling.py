@@ -64,7 +64,11 @@ def _pytest(names: str, min_s: float, environment: dict[str, str], collect_only:
         command.append("--collect-only")
     cpu = _children_cpu_s()
     started = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, env=environment, check=True, capture_output=True)
+    done = subprocess.run(command, cwd=ROOT, env=environment, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-6000:]}{done.stderr[-2000:]}"
+        )
     return time.perf_counter() - started, _children_cpu_s() - cpu
 
 
