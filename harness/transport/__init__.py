@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from harness.config import AdbDevice, LocalDevice, SshDevice
-from harness.transport.base import CommandResult, RunningCommand, Transport
+from harness.transport.base import CommandResult, RunningCommand, Stream, Transport
 
-__all__ = ["CommandResult", "RunningCommand", "Transport", "open_transport"]
+__all__ = ["CommandResult", "RunningCommand", "Stream", "Transport", "open_transport"]
 
 
 def open_transport(device: LocalDevice | SshDevice | AdbDevice) -> Transport:
