@@ -53,12 +53,14 @@ def _process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def _pytest(names: str, min_s: float, environment: dict[str, str], collect_only: bool) -> tuple[float, float]:
+def _pytest(
+    names: str, min_s: float, min_iters: int, environment: dict[str, str], collect_only: bool
+) -> tuple[float, float]:
     """(wall s, host CPU s of the pytest tree) of one run of the suite."""
     command = [
         sys.executable, "-m", "pytest", "suites/ocr", "--precision=fp32", f"--device={names}",
         "-n", "auto", "-q", "-p", "no:cacheprovider", "--no-report", "--results-db=none",
-        f"--min-s={min_s:g}", "--min-iters=50",
+        f"--min-s={min_s:g}", f"--min-iters={min_iters}",
     ]  # fmt: skip
     if collect_only:
         command.append("--collect-only")
@@ -72,17 +74,17 @@ def _pytest(names: str, min_s: float, environment: dict[str, str], collect_only:
     return time.perf_counter() - started, _children_cpu_s() - cpu
 
 
-def run_on(count: int, profile: str, min_s: float) -> dict[str, Any]:
+def run_on(count: int, profile: str, min_s: float, min_iters: int) -> dict[str, Any]:
     folder = Path.home() / ".cache" / "edgelab" / "bench-labs" / f"scaling-{profile}-{count}"
     lab = VirtualLab(folder)
     try:
         state = lab.up([profile] * count)
         names = ",".join(device.name for device in state.devices)
         environment = {**os.environ, "EDGELAB_LAB_DIR": str(folder)}
-        _, startup_cpu = _pytest(names, min_s, environment, collect_only=True)
+        _, startup_cpu = _pytest(names, min_s, min_iters, environment, collect_only=True)
         adb_before = _process_cpu_s(state.adb_pid) if state.adb_pid else 0.0
         load_before = os.getloadavg()[0]
-        wall, cpu = _pytest(names, min_s, environment, collect_only=False)
+        wall, cpu = _pytest(names, min_s, min_iters, environment, collect_only=False)
         adb = (_process_cpu_s(state.adb_pid) - adb_before) if state.adb_pid else 0.0
         device_minutes = count * wall / 60
         measuring = max(cpu - startup_cpu, 0.0) + adb
@@ -112,18 +114,19 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--profile", default="pixel8", help="a lab profile, NAME or NAME@CORES")
     parser.add_argument("--min-s", type=float, default=2.0, help="timed seconds per test")
+    parser.add_argument("--min-iters", type=int, default=50, help="timed iterations per test")
     parser.add_argument("--output", type=Path, default=None)
     arguments = parser.parse_args()
     rows = {}
     for count in arguments.counts:
-        rows[count] = run_on(count, arguments.profile, arguments.min_s)
+        rows[count] = run_on(count, arguments.profile, arguments.min_s, arguments.min_iters)
         print(f"{count} device(s): {json.dumps(rows[count])}", flush=True)
     base = rows[arguments.counts[0]]["wall_s"]
     figures = {
         "host": platform.node(),
         "host_cpus": os.cpu_count(),
         "profile": arguments.profile,
-        "suite": f"suites/ocr --precision=fp32 --min-s={arguments.min_s:g} (ppocr_det, ppocr_rec)",
+        "suite": f"suites/ocr --precision=fp32 --min-s={arguments.min_s:g} --min-iters={arguments.min_iters}",
         "runs": rows,
         "wall_s": {count: row["wall_s"] for count, row in rows.items()},
         "ratio_to_one_device": {count: round(row["wall_s"] / base, 3) for count, row in rows.items()},
