@@ -45,7 +45,7 @@ from harness.probes.energy import ExternalMeter, pick_source
 from harness.probes.thermal import wait_until_cool
 from harness.runners import native, python_agent
 from harness.runners.agent_server import AgentServer
-from harness.secrets import redact, redact_argv
+from harness.secrets import redact, redact_argv, redact_fields
 from harness.stats import NOISE_FLOOR
 from harness.store.db import ResultsStore
 from harness.store.results_json import ResultsFile, new_run_id
@@ -115,7 +115,7 @@ class DeviceSession:
             "cpu_cores": cpu.get("cores"),
             "python": (self.probe.get("python") or {}).get("version"),
             "numpy": self.probe.get("numpy"),
-            "labels": dict(self.config.labels),
+            "labels": redact_fields(self.config.labels),
         }
 
 
