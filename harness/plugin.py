@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -491,10 +492,29 @@ def pytest_configure(config: pytest.Config) -> None:
         lab, selection = _selection(config)
     except (EdgeLabError, ValueError) as exc:
         raise pytest.UsageError(f"edgelab: {exc}") from None
+    lab.notify = _terminal_notice(config)
     config.stash[LAB_KEY] = lab
     config.stash[SELECTION_KEY] = selection
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistRunId(lab.run_id), "edgelab-xdist")
+
+
+def _terminal_notice(config: pytest.Config) -> Callable[[str], None]:
+    """Notices a user must see while a test runs (a device leased by another run: the wait can
+    last minutes), written past pytest's output capture, as ``capsys.disabled()`` does."""
+
+    def notify(message: str) -> None:
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        capture = config.pluginmanager.getplugin("capturemanager")
+        if reporter is None or capture is None:
+            print(message, file=sys.__stderr__ or sys.stderr, flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(message)
+            reporter.flush()
+
+    return notify
 
 
 class _XdistRunId:

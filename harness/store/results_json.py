@@ -13,6 +13,7 @@ import os
 import secrets
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,31 +52,72 @@ def _write_atomic(path: Path, document: dict[str, Any]) -> None:
         raise
 
 
+class CorruptResultsWarning(UserWarning):
+    """A results.json could not be read; it was kept aside and a fresh document started."""
+
+
+def _problem(document: object) -> str | None:
+    if not isinstance(document, dict):
+        return "not a JSON object"
+    if not isinstance(document.get("results"), list) or not isinstance(document.get("run"), dict):
+        return "no 'run' object or no 'results' list"
+    return None
+
+
 class ResultsFile:
-    """One run's results document: ``{"schema_version", "run": {...}, "results": [...]}``."""
+    """One run's results document: ``{"schema_version", "run": {...}, "results": [...]}``.
+
+    A document that cannot be read (truncated, garbage, another program's file under a reused run
+    id) is never appended to blindly nor lost: it is renamed ``results.json.corrupt-<time>``, a
+    warning names it, and a fresh document takes the new records."""
 
     def __init__(self, reports_dir: Path, run_id: str, run_metadata: dict[str, Any]) -> None:
         self.run_dir = reports_dir / run_id
         self.path = self.run_dir / RESULTS_FILE
         self._lock = self.run_dir / ".results.lock"
+        self._run_metadata = run_metadata
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with _locked(self._lock):
             if not self.path.exists():
-                _write_atomic(
-                    self.path,
-                    {"schema_version": RESULTS_SCHEMA_VERSION, "run": run_metadata, "results": []},
-                )
+                _write_atomic(self.path, self._fresh())
+            else:
+                self._readable()
         _point_latest(reports_dir, run_id)
+
+    def _fresh(self) -> dict[str, Any]:
+        return {"schema_version": RESULTS_SCHEMA_VERSION, "run": dict(self._run_metadata), "results": []}
+
+    def _readable(self) -> dict[str, Any]:
+        """The document, or a fresh one after setting an unreadable file aside (under the lock)."""
+        try:
+            document: Any = json.loads(self.path.read_text(encoding="utf-8"))
+            problem = _problem(document)
+        except (ValueError, UnicodeDecodeError) as exc:
+            problem = f"not valid JSON ({str(exc).splitlines()[0][:120]})"
+        if problem is None:
+            return dict(document)
+        aside = self.path.with_name(f"{RESULTS_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        os.replace(self.path, aside)
+        warnings.warn(
+            CorruptResultsWarning(
+                f"{self.path}: {problem}; kept it as {aside.name} and started a new results.json "
+                "(the results in the old file are not in this run's report: recover them from it by hand)"
+            ),
+            stacklevel=3,
+        )
+        fresh = self._fresh()
+        _write_atomic(self.path, fresh)
+        return fresh
 
     def append(self, record: dict[str, Any]) -> None:
         with _locked(self._lock):
-            document = self.read()
+            document = self._readable()
             document["results"].append(record)
             _write_atomic(self.path, document)
 
     def update_run(self, **fields: Any) -> None:
         with _locked(self._lock):
-            document = self.read()
+            document = self._readable()
             document["run"].update(fields)
             _write_atomic(self.path, document)
 
