@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 import harness
-from harness import health
+from harness import cachefile, health
 from harness.accuracy import AccuracyReport, host_reference, score
 from harness.compare import BaselineSource, compare_records
 from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice
@@ -35,6 +35,7 @@ from harness.errors import (
     ConnectionLost,
     DeviceUnhealthy,
     EdgeLabError,
+    ModelError,
     TransportError,
 )
 from harness.lease import DeviceLease, LeaseTimeout
@@ -316,15 +317,21 @@ class Lab:
     ) -> tuple[BenchmarkResult, DeployReport]:
         """Deploy what the variant needs, run the agent, and pull outputs back if asked."""
         device = self.device(device_name)
-        model_file = variant.materialize()
+        built = variant.build()
         input_file = inputs if inputs is not None else self._default_inputs(variant)
-        model = Artifact.from_file(model_file, model_file.name)
+        model = Artifact.from_file(built.path, built.path.name)
+        if model.sha256 != built.sha256:  # changed on the host since it was checked: never measure it
+            raise ModelError(
+                f"{variant.id}: {built.path} changed while in use (sha256 {model.sha256}, checked "
+                f"{built.sha256}); rerun to rebuild it"
+            )
         input_artifact = Artifact.from_file(input_file)
         artifacts = [model, input_artifact]
         with _phase("deploy"):
             # the agent checks both files' sha256 at every run, so what this session has already
             # checked or pushed needs no round trip before the run
             deploy = device.deployer.ensure(artifacts, trust_verified=device.config.runner == "agent")
+        deploy.model_sha256 = model.sha256
         remote_outputs = None
         if outputs_to is not None:
             remote_outputs = posixpath.join(
@@ -362,6 +369,7 @@ class Lab:
                 device.deployer.forget(artifacts)
                 with _phase("deploy"):
                     deploy = device.deployer.ensure(artifacts)
+                deploy.model_sha256 = model.sha256
                 result = self._run_agent(device, variant, argv, protocol, meter, timeout_s=timeout_s)
         if remote_outputs is not None and outputs_to is not None:
             with _phase("pull outputs"):
@@ -414,8 +422,7 @@ class Lab:
         evalset = self._evalsets[key]
         folder = zoo.cache_dir() / "evalsets"
         inputs = folder / f"{variant.model}-{key}.npz"
-        if not inputs.exists():
-            evalset.save(inputs)
+        cachefile.ensure(inputs, evalset.save)  # written again when its bytes differ from the record
         reference = host_reference(
             zoo.fetch(variant.spec), evalset, folder / f"{variant.model}-{key}-fp32.npz"
         )
@@ -508,12 +515,11 @@ class Lab:
         return source, None
 
     def _default_inputs(self, variant: Variant) -> Path:
-        """Deterministic synthetic inputs from the zoo's input spec, cached by model hash."""
+        """Deterministic synthetic inputs from the zoo's input spec, cached by model hash and
+        checked against the sha256 recorded when they were made (made again when they differ)."""
         shapes = hashlib.sha256(repr(variant.spec.inputs).encode()).hexdigest()[:8]
         destination = zoo.cache_dir() / "inputs" / f"{variant.spec.sha256[:16]}-{shapes}-b1-s0.npz"
-        if not destination.exists():
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            zoo.make_inputs(variant.spec, destination, batch=1, seed=0)
+        cachefile.ensure(destination, lambda path: zoo.make_inputs(variant.spec, path, batch=1, seed=0))
         return destination
 
     # -- results -------------------------------------------------------------------------------

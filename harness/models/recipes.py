@@ -7,12 +7,12 @@ TFLite models from mediapipe carry fp16 weights and no signature, which ai-edge-
 needs: they exist in the precision they ship in, and every other recipe says why it cannot run.
 
 Each built file sits in ``<cache>/variants/<sha256[:16]>-<precision>-r<RECIPE_VERSION>/`` with a
-``recipe.json`` recording the settings and the tool versions.
+``recipe.json`` recording the settings, the tool versions and the file's sha256; a cached file is
+checked against that sha256 before use and built again when its bytes differ.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import cachefile
 from harness.errors import ModelError
 from harness.models import zoo
 
@@ -46,6 +47,25 @@ class BuiltVariant:
     path: Path
     precision: str
     recipe: dict[str, Any]
+    sha256: str  # of the bytes at ``path``, checked when this was returned
+
+
+def _cached(target: Path, record: Path) -> dict[str, Any] | None:
+    """The recipe of a cached build whose file still has the bytes it was built with; None when
+    there is none, or when the file changed (garbage, truncated, altered weights): build again."""
+    try:
+        recipe = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recipe, dict) or not cachefile.matches(target, recipe.get("sha256")):
+        if target.exists():
+            warnings.warn(
+                f"{target}: its bytes differ from the sha256 in {record.name}; building it again",
+                cachefile.CacheRebuiltWarning,
+                stacklevel=3,
+            )
+        return None
+    return recipe
 
 
 def _version(distribution: str) -> str | None:
@@ -81,13 +101,22 @@ def build(spec: zoo.ModelSpec, precision: str, calibration: Calibration | None =
         raise RecipeRefused(refused)
     source = zoo.fetch(spec)
     if precision == spec.precision:
-        return BuiltVariant(source, precision, {"recipe": "as shipped", "source_sha256": spec.sha256})
+        shipped = {"recipe": "as shipped", "source_sha256": spec.sha256, "sha256": spec.sha256}
+        return BuiltVariant(source, precision, shipped, spec.sha256)
     folder = _folder(spec, precision)
+    with cachefile.locked(folder):
+        return _build(spec, precision, calibration, source, folder)
+
+
+def _build(
+    spec: zoo.ModelSpec, precision: str, calibration: Calibration | None, source: Path, folder: Path
+) -> BuiltVariant:
     target = folder / spec.filename
     record = folder / "recipe.json"
     refused_file = folder / "refused.txt"
-    if target.exists() and record.exists():
-        return BuiltVariant(target, precision, json.loads(record.read_text()))
+    cached = _cached(target, record)
+    if cached is not None:
+        return BuiltVariant(target, precision, cached, cached["sha256"])
     if refused_file.exists():
         raise RecipeRefused(refused_file.read_text())
     if precision == "int8-static" and calibration is None:  # the caller's omission: not cached
@@ -105,23 +134,33 @@ def build(spec: zoo.ModelSpec, precision: str, calibration: Calibration | None =
                     f"{spec.name}: int8-static needs calibration data from the task's dataset"
                 )
             settings = _int8_static(source, output, workdir, calibration)
+        digest = cachefile.sha256_file(output)
         recipe = {
             "recipe": precision,
             "source_sha256": spec.sha256,
-            "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
+            "sha256": digest,
             "settings": settings,
             "versions": {name: _version(name) for name in ("onnx", "onnxruntime", "onnxconverter-common")},
         }
-        folder.mkdir(parents=True, exist_ok=True)
-        os.replace(output, target)
-        record.write_text(json.dumps(recipe, indent=1))
-        return BuiltVariant(target, precision, recipe)
+        _install(output, target, record, recipe)
+        return BuiltVariant(target, precision, recipe, digest)
     except RecipeRefused as refused:
         folder.mkdir(parents=True, exist_ok=True)
         refused_file.write_text(str(refused))  # a deterministic refusal: do not retry every run
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _install(output: Path, target: Path, record: Path, recipe: dict[str, Any]) -> None:
+    """Move a built file into the cache with its record; the old record goes first, so a crash
+    in between leaves a file without a record (built again), never a record of other bytes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    record.unlink(missing_ok=True)
+    os.replace(output, target)
+    temporary = record.with_name(f".{record.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(recipe, indent=1))
+    os.replace(temporary, record)
 
 
 def _loads(path: Path) -> str | None:
@@ -300,11 +339,17 @@ def convert_tflite(spec: zoo.ModelSpec) -> BuiltVariant:
     """The same TFLite model as ONNX (tflite2onnx, no TensorFlow), validated against LiteRT on a
     random input before use; cached like every recipe."""
     folder = _folder(spec, "onnx-from-tflite")
+    with cachefile.locked(folder):
+        return _convert_tflite(spec, folder)
+
+
+def _convert_tflite(spec: zoo.ModelSpec, folder: Path) -> BuiltVariant:
     target = folder / (Path(spec.filename).stem + ".onnx")
     record = folder / "recipe.json"
     refused_file = folder / "refused.txt"
-    if target.exists() and record.exists():
-        return BuiltVariant(target, spec.precision, json.loads(record.read_text()))
+    cached = _cached(target, record)
+    if cached is not None:
+        return BuiltVariant(target, spec.precision, cached, cached["sha256"])
     if refused_file.exists():
         raise RecipeRefused(refused_file.read_text())
     source = zoo.fetch(spec)
@@ -325,10 +370,11 @@ def convert_tflite(spec: zoo.ModelSpec) -> BuiltVariant:
             raise RecipeRefused(
                 f"{spec.name}: the ONNX conversion disagrees with LiteRT (max |diff| {difference})"
             )
+        digest = cachefile.sha256_file(output)
         recipe = {
             "recipe": "onnx-from-tflite",
             "source_sha256": spec.sha256,
-            "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
+            "sha256": digest,
             "settings": {
                 "tool": "tflite2onnx.convert",
                 "layout": "NHWC input -> NCHW",
@@ -338,10 +384,8 @@ def convert_tflite(spec: zoo.ModelSpec) -> BuiltVariant:
                 name: _version(name) for name in ("tflite2onnx", "onnx", "onnxruntime", "ai-edge-litert")
             },
         }
-        folder.mkdir(parents=True, exist_ok=True)
-        os.replace(output, target)
-        record.write_text(json.dumps(recipe, indent=1))
-        return BuiltVariant(target, spec.precision, recipe)
+        _install(output, target, record, recipe)
+        return BuiltVariant(target, spec.precision, recipe, digest)
     except RecipeRefused as refused:
         folder.mkdir(parents=True, exist_ok=True)
         refused_file.write_text(str(refused))
