@@ -285,6 +285,9 @@ class Lab:
         try:
             workdir = resolve_workdir(transport, config.workdir)
             deployer = Deployer(transport, workdir, config.python)
+            stale = deployer.clean_partials()  # left by killed pushes whose writer is gone
+            if stale:
+                self.notify(f"device '{config.name}': removed {len(stale)} partial file(s) of killed pushes")
             if config.runner == "native":
                 return DeviceSession(
                     config, transport, workdir, deployer, "", DeployReport(), native_probe(transport)

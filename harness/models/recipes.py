@@ -13,11 +13,13 @@ checked against that sha256 before use and built again when its bytes differ.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -277,31 +279,40 @@ def _int8_static(source: Path, output: Path, workdir: Path, calibration: Calibra
     )
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
+        """The task's calibration samples, made one at a time; ``rewind`` starts them again
+        (the streaming histogram pass reads them twice; ``count`` is of the first pass)."""
+
         def __init__(self) -> None:
             self.items = calibration()
             self.count = 0
+            self.rewound = False
 
         def get_next(self) -> dict[str, Any] | None:
             item = next(self.items, None)
-            if item is not None:
+            if item is not None and not self.rewound:
                 self.count += 1
             return item
+
+        def rewind(self) -> None:
+            self.items = calibration()
+            self.rewound = True
 
     prepared = _preprocessed(source, workdir, opset=STATIC_OPSET)
     method, problems = "Percentile (99.999)", []
     for calibrate in (CalibrationMethod.Percentile, CalibrationMethod.MinMax):
         reader = Reader()
         try:
-            quantize_static(
-                str(prepared),
-                str(output),
-                reader,
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=calibrate,  # Percentile: MinMax lets outliers eat the int8 range
-            )
+            with _streaming_histograms():
+                quantize_static(
+                    str(prepared),
+                    str(output),
+                    reader,
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=calibrate,  # Percentile: MinMax lets outliers eat the int8 range
+                )
             break
         except (ValueError, RuntimeError) as exc:  # the histogram calibrators fail on some graphs
             problems.append(f"{calibrate.name}: {exc}")
@@ -320,6 +331,101 @@ def _int8_static(source: Path, output: Path, workdir: Path, calibration: Calibra
         "calibration_samples": reader.count,
         "opset": STATIC_OPSET,
     }
+
+
+@contextlib.contextmanager
+def _streaming_histograms() -> Iterator[None]:
+    """Within this block, ONNX Runtime's symmetric percentile calibrator reads the calibration
+    samples twice, one at a time, instead of holding every intermediate output of every sample
+    (9.9 GB of host memory for ppocr_rec's 48 lines). Pass one finds each tensor's range, pass two
+    fills histograms with the edges ``np.histogram`` would have chosen for all samples at once, so
+    the histograms, the ranges and the quantized model are the same (tests/models/test_recipes.py
+    checks it against the calibrator's own). Other calibrators are left as they are."""
+    import importlib
+
+    from onnxruntime.quantization.calibrate import HistogramCalibrater
+
+    # the module, not the package's function of the same name
+    ort_quantize: Any = importlib.import_module("onnxruntime.quantization.quantize")
+
+    original = ort_quantize.create_calibrator
+
+    def create(*args: Any, **kwargs: Any) -> Any:
+        calibrator = original(*args, **kwargs)
+        if (
+            isinstance(calibrator, HistogramCalibrater)
+            and getattr(calibrator, "method", None) == "percentile"
+            and getattr(calibrator, "symmetric", None) is True
+        ):
+            calibrator.collect_data = types.MethodType(_collect_in_two_passes, calibrator)
+        return calibrator
+
+    ort_quantize.create_calibrator = create
+    try:
+        yield
+    finally:
+        ort_quantize.create_calibrator = original
+
+
+def _collect_in_two_passes(calibrator: Any, data_reader: Any) -> None:
+    """``HistogramCalibrater.collect_data`` for the symmetric percentile method, one sample in
+    memory at a time: the same ``(histogram, edges, min, max)`` per tensor as the collector's
+    ``collect_absolute_value`` computes over all samples stacked."""
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    names = [output.name for output in calibrator.infer_session.get_outputs()]
+    wanted = [(index, name) for index, name in enumerate(names) if name in calibrator.tensors_to_calibrate]
+    ranges: dict[str, list[Any]] = {}  # name -> [min, max, min |x|, max |x|, dtype, size]
+    while inputs := data_reader.get_next():
+        outputs = calibrator.infer_session.run(None, inputs)
+        for index, name in wanted:
+            values = np.asarray(outputs[index]).reshape(-1)
+            seen = ranges.setdefault(name, [None, None, None, None, values.dtype, 0])
+            if values.dtype != seen[4]:
+                raise ValueError(
+                    f"calibration expects one element type for {name}: {seen[4]}, {values.dtype}"
+                )
+            seen[5] += values.size
+            if values.size:
+                magnitude = np.absolute(values)
+                # raw range: NaN-ignoring (np.nanmin); |x| range: NaN-propagating (np.histogram)
+                extremes = [np.nanmin(values), np.nanmax(values), magnitude.min(), magnitude.max()]
+                if seen[0] is None:
+                    seen[:4] = extremes
+                else:
+                    seen[0], seen[1] = np.fmin(seen[0], extremes[0]), np.fmax(seen[1], extremes[1])
+                    seen[2], seen[3] = np.minimum(seen[2], extremes[2]), np.maximum(seen[3], extremes[3])
+    if not ranges:
+        raise ValueError("No data is collected.")
+    edges: dict[str, np.ndarray] = {}
+    for name, (_, _, smallest, largest, dtype, size) in ranges.items():
+        span = np.array([smallest, largest] if size else [], dtype=dtype)  # np.histogram: a.min(), a.max()
+        edges[name] = np.histogram(span, bins=calibrator.num_bins)[1]
+    counts = {name: np.zeros(calibrator.num_bins, dtype=np.intp) for name in ranges}
+    data_reader.rewind()
+    while inputs := data_reader.get_next():
+        outputs = calibrator.infer_session.run(None, inputs)
+        for index, name in wanted:
+            magnitude = np.absolute(np.asarray(outputs[index]).reshape(-1))
+            counts[name] += np.histogram(magnitude, bins=edges[name])[0]
+    collector = HistogramCollector(
+        method=calibrator.method,
+        symmetric=calibrator.symmetric,
+        num_bins=calibrator.num_bins,
+        num_quantized_bins=calibrator.num_quantized_bins,
+        percentile=calibrator.percentile,
+        scenario=calibrator.scenario,
+    )
+    for name, (low, high, _, _, dtype, size) in ranges.items():
+        zero = np.array(0, dtype=dtype)
+        collector.histogram_dict[name] = (
+            counts[name],
+            edges[name].astype(dtype),
+            low if size else zero,
+            high if size else zero,
+        )
+    calibrator.collector = collector
+    calibrator.clear_collected_data()
 
 
 def onnx_twin(spec: zoo.ModelSpec) -> zoo.ModelSpec:
