@@ -1,9 +1,10 @@
 """The one way EdgeLab reads a user's YAML file (devices.yaml, models.yaml): safe, and bounded.
 
 Refused before any value is built: files over a size limit, text that is not UTF-8, directories,
-keys given twice in one mapping (YAML would keep the last silently), and aliases that expand to
-more values than a limit (the "billion laughs" bomb). Errors name the file and the line, and never
-print an expanded value. The limits bound the work; what the document means is the caller's.
+documents of more values than a limit once aliases are expanded (the "billion laughs" bomb;
+counted from the parser's events, stopping at the limit), and keys given twice in one mapping
+(YAML would keep the last silently). Errors name the file and the line, and never print an
+expanded value. The limits bound the work; what the document means is the caller's.
 """
 
 from __future__ import annotations
@@ -145,6 +146,62 @@ def _children(node: yaml.Node) -> list[tuple[yaml.Node, str]]:
     return []
 
 
+def _line(event: yaml.Event) -> str:
+    mark = event.start_mark
+    return str(mark.line + 1) if mark is not None else "?"
+
+
+def count_values(source: str, text: str, max_values: int) -> int:
+    """Count the values ``text`` holds, each alias as the values it stands for, from the parser's
+    events alone (no node is built), and stop at the first one past ``max_values``: a 4 MB file of
+    tiny values or an alias bomb costs at most ``max_values`` events."""
+    loader = _BaseLoader(text)
+    anchors: dict[str | None, int] = {}
+    frames: list[list[Any]] = []  # [values so far, anchor] per open collection
+    open_anchors: dict[str | None, int] = {}  # anchors of the open collections (an alias to one recurses)
+    total = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, yaml.ScalarEvent | yaml.AliasEvent):
+                if isinstance(event, yaml.AliasEvent):
+                    if open_anchors.get(event.anchor):
+                        raise ConfigError(
+                            f"{source}: line {_line(event)}: an alias refers to a value "
+                            "that contains it (a recursive anchor); remove the alias"
+                        )
+                    size = anchors.get(event.anchor, 1)  # an undefined alias: the composer says so
+                else:
+                    size = 1
+                    if event.anchor is not None:
+                        anchors[event.anchor] = 1
+                total += size
+                if frames:
+                    frames[-1][0] += size
+            elif isinstance(event, yaml.CollectionStartEvent):
+                total += 1
+                frames.append([1, event.anchor])
+                if event.anchor is not None:
+                    open_anchors[event.anchor] = open_anchors.get(event.anchor, 0) + 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                size, anchor = frames.pop()
+                if anchor is not None:
+                    anchors[anchor] = size
+                    open_anchors[anchor] -= 1
+                if frames:
+                    frames[-1][0] += size
+            if total > max_values:
+                raise ConfigError(
+                    f"{source}: line {_line(event)}: more than {max_values} values "
+                    "(an alias counts as the values it stands for); use fewer aliases or split the file"
+                )
+    except yaml.YAMLError as exc:
+        raise _yaml_error(source, exc) from None
+    finally:
+        loader.dispose()
+    return total
+
+
 def loads(text: str, source: str, limits: Limits) -> Any:
     """Parse ``text`` (one YAML document) within ``limits``; None for an empty document."""
     if len(text.encode("utf-8", errors="surrogatepass")) > limits.max_bytes:
@@ -152,6 +209,7 @@ def loads(text: str, source: str, limits: Limits) -> Any:
             f"{source}: more than the {_megabytes(limits.max_bytes)} this file may have; "
             "remove unused entries or split it"
         )
+    count_values(source, text, limits.max_values)
     loader = _BaseLoader(text)
     try:
         node = loader.get_single_node()
