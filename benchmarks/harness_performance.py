@@ -27,8 +27,8 @@ from harness.deploy import Artifact, Deployer
 from harness.lab.manager import VirtualLab, adb_binary
 from harness.measurement import LatencyProtocol
 from harness.models.variants import variants_for
-from harness.probes.thermal import wait_until_cool
-from harness.session import Lab
+from harness.runners.cooldown import wait_until_cool
+from harness.session import Lab, RunOptions
 from harness.transport.adb import AdbTransport
 from harness.transport.ssh import SshTransport
 
@@ -115,8 +115,8 @@ def orchestration(lab: VirtualLab, rounds: int) -> dict[str, Any]:
         cold_fleet.devices[name] = cold_fleet.devices[name].model_copy(update={"warm_agent": False})
     with tempfile.TemporaryDirectory() as folder:
         sessions = {
-            "warm": Lab(fleet, reports_dir=Path(folder) / "warm", selected=names),
-            "cold": Lab(cold_fleet, reports_dir=Path(folder) / "cold", selected=names),
+            "warm": Lab(fleet, RunOptions(reports_dir=Path(folder) / "warm", devices=tuple(names))),
+            "cold": Lab(cold_fleet, RunOptions(reports_dir=Path(folder) / "cold", devices=tuple(names))),
         }
         for name in names:
             walls: dict[str, list[float]] = {"warm": [], "cold": []}
@@ -132,7 +132,7 @@ def orchestration(lab: VirtualLab, rounds: int) -> dict[str, Any]:
                     # would stretch the CPU work around the inference, not measure it
                     wait_until_cool(session.device(name).transport, COOL_BELOW_C, 180.0)
                     started = time.perf_counter()
-                    result, _deploy = session.benchmark(name, variant, protocol, energy="none")
+                    result = session.benchmark(name, variant, protocol, energy="none").result
                     walls[mode].append(time.perf_counter() - started)
                     timed_s = sum(result.latency_samples_ns) / 1e9
                     inference[mode].append(result.first_inference_ms / 1e3 + timed_s)

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from harness import cachefile
 from harness.datasets.tasks import CLEAN, EvalSet, Task
+from harness.record import AccuracyRecord, SliceDrop, SliceRecord, SliceValue
 
 LOWER_IS_BETTER = {"cer"}
 
@@ -54,21 +54,22 @@ class AccuracyReport:
         worst = max(drops, key=lambda n: drops[n])
         return worst, drops[worst]
 
-    def as_dict(self) -> dict[str, Any]:
+    def record(self) -> AccuracyRecord:
+        """What results.json and the database keep of this report."""
         worst_name, worst_value = self.worst_slice()
         drop_name, drop_points = self.max_drop_vs_fp32()
-        return {
-            "task": self.task,
-            "metric": self.metric,
-            "precision": self.precision,
-            "clean": self.value(),
-            "worst_slice": {"slice": worst_name, "value": worst_value},
-            "max_drop_vs_fp32_points": {"slice": drop_name, "points": drop_points},
-            "slices": {
-                name: {"samples": s.samples, "metrics": s.metrics, "fp32": s.fp32, "agreement": s.agreement}
+        return AccuracyRecord(
+            task=self.task,
+            metric=self.metric,
+            precision=self.precision,
+            clean=self.value(),
+            worst_slice=SliceValue(slice=worst_name, value=worst_value),
+            max_drop_vs_fp32_points=SliceDrop(slice=drop_name, points=drop_points),
+            slices={
+                name: SliceRecord(samples=s.samples, metrics=s.metrics, fp32=s.fp32, agreement=s.agreement)
                 for name, s in self.slices.items()
             },
-        }
+        )
 
 
 def split(

@@ -1,4 +1,5 @@
-"""``edgelab``: the command-line face (devices, doctor, cache, models, lab, parse, report, pr-comment).
+"""``edgelab``: the command-line face (devices, doctor, cache, models, tools, lab, parse, report,
+pr-comment).
 
 Parses arguments and calls the library; every EdgeLabError becomes one clear line and exit 1.
 """
@@ -11,12 +12,17 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import __version__
+from harness.compare import VerdictPolicy
 from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice, load_fleet
 from harness.errors import EdgeLabError
-from harness.session import Lab
+from harness.runners.base import DeviceProbe
+from harness.session import Lab, RunOptions
+
+if TYPE_CHECKING:
+    from harness.native_tools import ToolStatus
 
 
 def _address(device: LocalDevice | SshDevice | AdbDevice) -> str:
@@ -52,55 +58,49 @@ def cmd_devices(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _describe_probe(name: str, info: dict[str, Any], workdir: str) -> list[str]:
-    os_info = info.get("os") or {}
-    cpu = info.get("cpu") or {}
-    python = info.get("python") or {}
+def _describe_probe(name: str, probe: DeviceProbe, workdir: str) -> list[str]:
     lines = [
         f"device:   {name}",
-        f"os:       {os_info.get('system')} {os_info.get('release')} ({os_info.get('machine')})",
+        f"os:       {probe.os.system} {probe.os.release} ({probe.os.machine})",
     ]
-    android = os_info.get("android")
+    android = probe.os.android
     if android:
         lines.append(
             f"android:  {android.get('manufacturer')} {android.get('model')}, "
             f"Android {android.get('release')} (SDK {android.get('sdk')}), SoC {android.get('soc')}"
         )
+    python = probe.python
     lines += [
-        f"cpu:      {cpu.get('model')} x{cpu.get('cores')} (online {cpu.get('online')})",
-        f"python:   {python.get('version')} at {python.get('executable')}",
-        f"numpy:    {info.get('numpy') or 'MISSING (pip install numpy on the device)'}",
+        f"cpu:      {probe.cpu.model} x{probe.cpu.cores} (online {probe.cpu.online})",
+        f"python:   {python.version} at {python.executable}" if python else "python:   none (native runner)",
+        f"numpy:    {probe.numpy or 'MISSING (pip install numpy on the device)'}",
         f"workdir:  {workdir}",
     ]
-    for runtime, details in sorted((info.get("runtimes") or {}).items()):
-        if details.get("available"):
-            lines.append(f"runtime:  {runtime} {details.get('version')} (module {details.get('module')})")
+    for runtime, details in sorted(probe.runtimes.items()):
+        if details.available:
+            lines.append(f"runtime:  {runtime} {details.version} (module {details.module})")
         else:
-            lines.append(f"runtime:  {runtime} unavailable: {details.get('error')}")
-    memory = info.get("memory_kb") or {}
-    if memory.get("MemTotal"):
-        lines.append(
-            f"memory:   {memory['MemTotal'] // 1024} MB total, "
-            f"{memory.get('MemAvailable', 0) // 1024} MB available"
-        )
+            lines.append(f"runtime:  {runtime} unavailable: {details.error}")
+    total, available = probe.memory_kb.get("MemTotal"), probe.memory_kb.get("MemAvailable", 0)
+    if total:
+        lines.append(f"memory:   {total // 1024} MB total, {available // 1024} MB available")
     return lines
 
 
 def cmd_doctor(arguments: argparse.Namespace) -> int:
     fleet = _fleet(arguments)
     fleet[arguments.device]  # unknown names fail here, listing the known ones
-    lab = Lab(fleet, reports_dir=Path("reports"), selected=[arguments.device])
+    # the same options a pytest run has by default: the device's lease and its health check
+    lab = Lab(fleet, RunOptions(devices=(arguments.device,), command=tuple(sys.argv)))
     try:
         session = lab.device(arguments.device)
         if arguments.json:
-            print(
-                json.dumps(
-                    {"device": arguments.device, "workdir": session.workdir, **session.probe}, indent=2
-                )
-            )
+            document = {"device": arguments.device, "workdir": session.workdir, **session.probe.model_dump()}
+            print(json.dumps(document, indent=2))
         else:
             print("\n".join(_describe_probe(arguments.device, session.probe, session.workdir)))
-            print(f"agent:    {session.agent_path} ({session.agent_deploy.bytes_pushed} bytes pushed)")
+            setup = session.runner.setup
+            print(f"runner:   {session.runner.kind} ({setup.bytes_pushed} bytes pushed)")
     finally:
         lab.close()
     return 0
@@ -151,6 +151,53 @@ def cmd_models(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _describe_tool(row: ToolStatus) -> list[str]:
+    pinned = f" (pinned {row.pinned_at})" if row.pinned_at else ""
+    unknown = (
+        "- (no file at that path)"
+        if row.state == "path missing"
+        else "not pinned yet (the first fetch pins it)"
+    )
+    digest = row.sha256 + pinned if row.sha256 else unknown
+    lines = [
+        f"{row.tool:<22} {row.platform or 'device ' + str(row.device):<16} {row.state}",
+        f"  source  {row.source}",
+        f"  sha256  {digest}",
+    ]
+    if row.state == "cached":
+        lines.append(f"  file    {row.path}")
+    return lines
+
+
+def cmd_tools(arguments: argparse.Namespace) -> int:
+    from harness import native_tools as tools
+    from harness.transport import open_transport
+
+    fleet = _fleet(arguments)
+    options = {"base_url": arguments.base_url, "version": arguments.litert_version}
+    if arguments.action == "list":
+        platforms = [tools.litert_platform(abi) for abi in arguments.abi or tools.LITERT_PLATFORMS]
+        statuses = tools.litert_statuses(platforms, **options)
+        for device in fleet.devices.values():
+            statuses += tools.configured_statuses(device.name, device.native_tools)
+        for status in statuses:
+            print("\n".join(_describe_tool(status)))
+        return 0
+    abis = arguments.abi or ([] if arguments.device else ["arm64-v8a"])
+    rows = tools.fetch_platform_tools([tools.litert_platform(abi) for abi in abis], **options)
+    for name in arguments.device or []:
+        transport = open_transport(fleet[name])
+        try:
+            rows += tools.fetch_for_device(transport, fleet[name].native_tools, **options)
+        finally:
+            transport.close()
+    if not arguments.device:
+        rows += tools.fetch_configured_urls({d.name: d.native_tools for d in fleet.devices.values()})
+    for row in rows:
+        print(f"{row.tool:<22} {row.target:<16} {row.state:<8} {row.path}")
+    return 0
+
+
 def cmd_lab(arguments: argparse.Namespace) -> int:
     from harness.lab.manager import VirtualLab
 
@@ -198,6 +245,13 @@ def _store(arguments: argparse.Namespace, reports_dir: Path) -> Any:
     return ResultsStore(url)
 
 
+def _policy(arguments: argparse.Namespace) -> VerdictPolicy | None:
+    """``--noise-floor`` for every device; None: the policy the run was made with."""
+    if arguments.noise_floor is None:
+        return None
+    return VerdictPolicy(noise_floor=arguments.noise_floor)
+
+
 def cmd_report(arguments: argparse.Namespace) -> int:
     from harness.report import write_reports
     from harness.report.history import write_history
@@ -215,7 +269,9 @@ def cmd_report(arguments: argparse.Namespace) -> int:
         print(f"history: {path}")
         return 0
     run_id = arguments.run or _latest_run(reports_dir)
-    written = write_reports(reports_dir, run_id, store, baseline=arguments.baseline)
+    written = write_reports(
+        reports_dir, run_id, store, baseline=arguments.baseline, policy=_policy(arguments)
+    )
     if written is None:
         raise EdgeLabError(f"run {run_id}: no {reports_dir / run_id / 'results.json'}")
     print(f"report: {written[0]}\nsummary: {written[1]}")
@@ -238,7 +294,11 @@ def cmd_pr_comment(arguments: argparse.Namespace) -> int:
     summary = reports_dir / run_id / SUMMARY_FILE
     if arguments.baseline or not summary.exists():
         written = write_reports(
-            reports_dir, run_id, _store(arguments, reports_dir), baseline=arguments.baseline
+            reports_dir,
+            run_id,
+            _store(arguments, reports_dir),
+            baseline=arguments.baseline,
+            policy=_policy(arguments),
         )
         if written is None:
             raise EdgeLabError(f"run {run_id}: no results.json to summarize")
@@ -256,16 +316,10 @@ def cmd_pr_comment(arguments: argparse.Namespace) -> int:
 
 
 def cmd_parse(arguments: argparse.Namespace) -> int:
-    from harness.probes.parsers import parse
+    from harness.probes.parsers.reading import parse_file
 
-    source = arguments.file
-    try:
-        text = (
-            sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8", errors="replace")
-        )
-    except OSError as exc:
-        raise EdgeLabError(f"{source}: cannot read ({exc.strerror})") from None
-    print(json.dumps(parse(arguments.kind, text), indent=2, ensure_ascii=False))
+    for piece in parse_file(arguments.kind, arguments.file, sys.stdin.buffer):
+        sys.stdout.write(piece)
     return 0
 
 
@@ -288,6 +342,35 @@ def _add_cache_parser(commands: Any) -> None:
     cache.set_defaults(handler=cmd_cache)
 
 
+def _add_tools_parser(commands: Any) -> None:
+    tools = commands.add_parser(
+        "tools", help="the runtimes' device tools (benchmark_model, ...): list, or fetch and pin them"
+    )
+    tools.add_argument("action", choices=["list", "fetch"])
+    tools.add_argument(
+        "--abi",
+        action="append",
+        help="device ABI (arm64-v8a, aarch64, x86_64) or LiteRT platform, repeatable "
+        "(fetch default: arm64-v8a; list default: every platform)",
+    )
+    tools.add_argument(
+        "--device",
+        action="append",
+        help="with fetch: ask this device for its ABI and fetch what it needs, repeatable",
+    )
+    tools.add_argument(
+        "--base-url",
+        default=None,
+        help="LiteRT binaries mirror (default: $EDGELAB_LITERT_BASE_URL or LiteRT's own location)",
+    )
+    tools.add_argument(
+        "--litert-version",
+        default=None,
+        help="LiteRT release of the tools (default: the installed ai-edge-litert)",
+    )
+    tools.set_defaults(handler=cmd_tools)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgelab", description="EdgeLab device-lab harness")
     parser.add_argument("--version", action="version", version=f"edgelab {__version__}")
@@ -307,12 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("action", choices=["list", "fetch"], nargs="?", default="list")
     models.add_argument("names", nargs="*", help="zoo names to fetch (default: all)")
     models.set_defaults(handler=cmd_models)
+    _add_tools_parser(commands)
     lab = commands.add_parser("lab", help="the virtual device lab: up, status, down")
     lab.add_argument("action", choices=["up", "status", "down"])
     lab.add_argument(
         "--profile",
         action="append",
-        help="device profile to start, repeatable (default: pixel8 and rpi5; also jetson-orin-nano)",
+        help="device profile to start, repeatable (default: pixel8 and rpi5; also pixel8-stock, "
+        "jetson-orin-nano)",
     )
     lab.add_argument(
         "--lab-dir", default=None, help="lab folder (default: $EDGELAB_LAB_DIR or ~/.cache/edgelab/lab)"
@@ -331,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reports-dir", default="reports")
     report.add_argument("--results-db", default=None, help="default: sqlite results.db in --reports-dir")
     report.add_argument("--baseline", default=None, help="run id, branch:NAME or results.json path")
+    report.add_argument(
+        "--noise-floor",
+        type=float,
+        default=None,
+        help="latency floor for every device (default: the policy the run recorded)",
+    )
     report.add_argument("--history", action="store_true", help="trend report across stored runs")
     report.add_argument("--branch", default=None, help="with --history: only runs of this branch")
     report.add_argument("--last", type=int, default=30, help="with --history: this many newest runs")
@@ -340,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
     comment.add_argument("--reports-dir", default="reports")
     comment.add_argument("--results-db", default=None)
     comment.add_argument("--baseline", default=None, help="recompare against this baseline first")
+    comment.add_argument(
+        "--noise-floor",
+        type=float,
+        default=None,
+        help="latency floor for every device (default: the policy the run recorded)",
+    )
     comment.add_argument("--post", action="store_true", help="create or update one comment with the gh CLI")
     comment.add_argument("--pr", type=int, default=None, help="PR number (default: from the GitHub event)")
     comment.add_argument("--repo", default=None, help="OWNER/NAME (default: $GITHUB_REPOSITORY)")

@@ -6,21 +6,33 @@ device, the field and the fix. The ``local`` device (the host) always exists.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import os
+import re
 import reprlib
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harness import yamlfile
 from harness.errors import ConfigError, SelectionError
+from harness.probes.cpus import check_cpus, format_cpu_list, parse_cpu_list
 
 DEFAULT_DEVICES_FILE = "devices.yaml"
 LOCAL_DEVICE = "local"
+LAB_DIR_ENV = "EDGELAB_LAB_DIR"
 # A fleet file is hand-written: a few KB per device. These bound the work a hostile or broken file
 # can cause (a 50 MB file or an alias bomb is refused before anything is built).
 MAX_DEVICES = 1000
@@ -58,6 +70,42 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+def lab_dir() -> Path:
+    """``$EDGELAB_LAB_DIR`` or ``~/.cache/edgelab/lab``: the virtual lab's state, devices file and logs."""
+    configured = os.environ.get(LAB_DIR_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "edgelab" / "lab"
+
+
+def lab_devices_file() -> Path:
+    """The devices file ``edgelab lab up`` writes; merged into every fleet while it exists."""
+    return lab_dir() / "devices.yaml"
+
+
+#: Keys of ``native_tools``: the tools' own names, and the formats that name their benchmark tool.
+NATIVE_TOOL_KEYS = ("benchmark_model", "run_model", "libLiteRt.so", "onnxruntime_perf_test", "tflite", "onnx")
+NATIVE_TOOL_ALIASES = {"tflite": "benchmark_model", "onnx": "onnxruntime_perf_test"}
+_TOOL_URL = re.compile(r"https?://[^\s#]+#sha256=[0-9a-fA-F]{64}")
+# Intra-op threads of every runtime when devices.yaml and --threads say nothing. One thread is
+# the count whose speed does not depend on where the OS puts a second thread, nor on what else
+# runs on the other cores; the runtimes' own defaults (0) differ per runtime, and ONNX Runtime's
+# pins its pool to cores (docs/devices-yaml.md, "threads and cpus").
+DEFAULT_THREADS = 1
+
+
+def thread_count(text: str) -> int:
+    """``--threads``: an explicit count >= 1, as devices.yaml's ``threads``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads takes a thread count >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"--threads must be >= 1 (got {value}): 0, the runtime's own default, is not accepted "
+            "(docs/devices-yaml.md, threads and cpus)"
+        )
+    return value
+
+
 class _Device(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,7 +116,15 @@ class _Device(BaseModel):
         description="Directory on the device that EdgeLab owns (artifact cache, agent, outputs).",
     )
     python: str = Field(default="python3", description="Python interpreter on the device.")
-    threads: int = Field(default=0, ge=0, description="Intra-op threads; 0 lets the runtime choose.")
+    threads: int = Field(
+        default=DEFAULT_THREADS,
+        description="Intra-op threads of every runtime (an explicit count; never the runtime's default).",
+    )
+    cpus: tuple[int, ...] | None = Field(
+        default=None,
+        description="Cores the inference process may run on (an affinity list such as [4, 5, 6, 7] or "
+        "'4-7'); none: wherever the OS puts it.",
+    )
     labels: dict[str, str] = Field(default_factory=dict)
     virtual: bool = Field(default=False, description="True for devices of the virtual lab.")
     runner: Literal["agent", "native"] = Field(
@@ -80,10 +136,33 @@ class _Device(BaseModel):
         description="Keep one agent per runtime imported on the device and fork each run from it "
         "(saves the interpreter start and imports per test); false starts a fresh interpreter per run.",
     )
-    native_tools: dict[Literal["tflite", "onnx"], str] = Field(
+    native_tools: dict[str, str] = Field(
         default_factory=dict,
-        description="Host paths of benchmark_model (tflite), onnxruntime_perf_test (onnx) for the device.",
+        description="The runtimes' tools for this device, by tool name (tflite and onnx stand for "
+        "benchmark_model and onnxruntime_perf_test): a host path, or 'URL#sha256=HEX'. A path wins over "
+        "LiteRT's published build; onnxruntime_perf_test has none (docs/native-tools.md).",
     )
+
+    @field_validator("native_tools")
+    @classmethod
+    def _native_tool_sources(cls, tools: dict[str, str]) -> dict[str, str]:
+        for key, value in tools.items():
+            if key not in NATIVE_TOOL_KEYS:
+                close = difflib.get_close_matches(key, NATIVE_TOOL_KEYS, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(NATIVE_TOOL_KEYS)}"
+                raise ValueError(f"field 'native_tools': unknown tool '{key}' ({hint})")
+            if value.startswith(("http://", "https://")) and not _TOOL_URL.fullmatch(value):
+                raise ValueError(
+                    f"field 'native_tools.{key}': a URL must end in #sha256=<64 hex digits> (the tool's "
+                    f"hash, checked after download), got {value!r}"
+                )
+            if not value.strip():
+                raise ValueError(f"field 'native_tools.{key}' is empty; give a host path or 'URL#sha256=HEX'")
+        for alias, tool in NATIVE_TOOL_ALIASES.items():
+            if alias in tools and tool in tools:
+                raise ValueError(f"field 'native_tools': '{alias}' and '{tool}' name the same tool; keep one")
+        return tools
+
     energy: str = Field(
         default="auto",
         pattern=r"^(auto|none|odpm|rapl|ina3221|tegrastats|battery|external)$",
@@ -122,6 +201,45 @@ class _Device(BaseModel):
             )
         return value
 
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _explicit_threads(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ValueError(
+                f"field 'threads': must be a thread count >= 1 (got {value}); 0, the runtime's own "
+                "default, is not accepted: it differs per runtime and ONNX Runtime's pins threads to "
+                "cores. Use 1 (the default) or the number of cores in cpus"
+            )
+        return value
+
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _cpu_list(cls, value: object) -> object:
+        if value is None:
+            return None
+        try:
+            if isinstance(value, str):
+                return parse_cpu_list(value)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return check_cpus([value])
+            if isinstance(value, list | tuple):
+                return check_cpus(value)
+        except ValueError as exc:
+            raise ValueError(f"field 'cpus': {exc} (got {short_repr(value)})") from None
+        raise ValueError(
+            f"field 'cpus': must be a list of cpu numbers such as [4, 5, 6, 7] or a range string such "
+            f"as '4-7' (got {short_repr(value)})"
+        )
+
+    @model_validator(mode="after")
+    def _threads_fit_cpus(self) -> _Device:
+        if self.cpus is not None and self.threads > len(self.cpus):
+            raise ValueError(
+                f"threads ({self.threads}) is more than the {len(self.cpus)} cpus it may run on "
+                f"({format_cpu_list(self.cpus)}): threads would share cores; lower threads or add cpus"
+            )
+        return self
+
 
 class LocalDevice(_Device):
     kind: Literal["local"]
@@ -150,7 +268,8 @@ class AdbDevice(_Device):
     )
 
 
-DeviceConfig = Annotated[LocalDevice | SshDevice | AdbDevice, Field(discriminator="kind")]
+AnyDevice = LocalDevice | SshDevice | AdbDevice
+DeviceConfig = Annotated[AnyDevice, Field(discriminator="kind")]
 _DEVICE_ADAPTER: TypeAdapter[LocalDevice | SshDevice | AdbDevice] = TypeAdapter(DeviceConfig)
 
 _DEFAULT_WORKDIR = {
@@ -179,6 +298,8 @@ def _explain(source: str, device: str, kind: str, error: Mapping[str, Any]) -> s
             close = difflib.get_close_matches(field, known, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(known)}"
             return f"{where}: unknown field '{field}' for kind {kind_label} ({hint})"
+        case "value_error":  # our own validators: the message names the field itself
+            return f"{where}: {error['ctx']['error']}"
         case "union_tag_invalid" | "union_tag_not_found":
             return f"{where}: field 'kind' must be one of local, ssh, adb (got {kind!r})"
         case _:
@@ -327,8 +448,6 @@ def load_fleet(
     The virtual lab's devices file (``lab_file``, by default the one ``edgelab lab up`` wrote)
     is merged in while it exists, so ``--device=virtual-pixel8`` works next to the real fleet.
     """
-    from harness.lab import lab_devices_file
-
     explicit = path is not None
     file = Path(path) if path is not None else Path(DEFAULT_DEVICES_FILE)
     source = str(file) if explicit else file.name

@@ -6,7 +6,8 @@ streams the file into one device command and is checked before the file is moved
 over a link without integrity of its own (ADB) the command hashes the bytes as they arrive
 (``tee`` into ``sha256sum``: no second pass over the file); over SSH, whose packets are each
 MAC-checked, it checks the size written, as scp would trust the link, and the hash check at the
-next use still catches a file damaged at rest.
+next use still catches a file damaged at rest. A push that lasts over a second shows a progress
+bar on a terminal (harness/progress.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from harness.cachefile import sha256_file
 from harness.errors import DeployError
+from harness.progress import byte_progress
 from harness.transport.base import Transport
 
 _HASH_TIMEOUT_S = 300.0
@@ -188,9 +190,6 @@ class DeployReport:
     pushed: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
     bytes_pushed: int = 0
-    # sha256 of the model file the run used: the bytes checked on the device (by this deployer or
-    # by the agent's --sha256), so a record names what was measured, not what the cache claims
-    model_sha256: str | None = None
 
 
 def resolve_workdir(transport: Transport, workdir: str) -> str:
@@ -278,11 +277,14 @@ class Deployer:
         """Stream one file to ``partial`` on the device; return the device's (sha256, size)."""
         timeout = _HASH_TIMEOUT_S + artifact.size_bytes / _SLOWEST_LINK_BYTES_PER_S
         check = "size" if self.transport.integrity_in_transit else "sha256"
-        result = self.transport.run(
-            ["sh", "-c", _RECEIVE_SCRIPT, "edgelab-receive", partial, self.python, check],
-            timeout=timeout,
-            stdin_file=artifact.local,
-        )
+        label = f"push {artifact.name} to {self.transport.device}"
+        with byte_progress(label, artifact.size_bytes) as advance:
+            result = self.transport.run(
+                ["sh", "-c", _RECEIVE_SCRIPT, "edgelab-receive", partial, self.python, check],
+                timeout=timeout,
+                stdin_file=artifact.local,
+                stdin_progress=advance,
+            )
         digest, _, size_text = result.stdout.strip().rpartition("\n")[-1].partition(" ")
         if result.exit_code != 0 or len(digest) not in (1, 64) or not size_text.strip().isdigit():
             raise DeployError(

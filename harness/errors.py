@@ -85,3 +85,15 @@ class ParseError(EdgeLabError):
 
 class DeviceUnhealthy(EdgeLabError):
     """A device failed its pre-use health check or is quarantined; its tests are skipped."""
+
+
+class DownloadError(EdgeLabError):
+    """A file could not be downloaded intact (HTTP error, hash mismatch, over the size limit)."""
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(f"{url}: {message}")
+        self.url = url
+
+
+class HostOffline(DownloadError):
+    """The server could not be reached at all: no network, DNS failure, refused, timed out."""

@@ -12,14 +12,16 @@ import dataclasses
 import math
 import statistics
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from harness.measurement import BenchmarkResult, LatencyProtocol
 from harness.models.variants import Variant
 from harness.probes.energy import EnergyReport
 from harness.probes.thermal import ThrottleVerdict, judge
-from harness.stats import summarize_latency
+from harness.stats import detect_modes, summarize_latency
 
 Measure = Callable[[Variant, LatencyProtocol], BenchmarkResult]
+T = TypeVar("T")
 
 
 def round_protocol(protocol: LatencyProtocol, rounds: int) -> LatencyProtocol:
@@ -35,9 +37,9 @@ def round_protocol(protocol: LatencyProtocol, rounds: int) -> LatencyProtocol:
     )
 
 
-def schedule(variants: Sequence[Variant], rounds: int) -> list[Variant]:
+def schedule(variants: Sequence[T], rounds: int) -> list[T]:
     """ABBA order: forward on even rounds, backward on odd ones."""
-    order: list[Variant] = []
+    order: list[T] = []
     for index in range(rounds):
         order += list(variants) if index % 2 == 0 else list(reversed(variants))
     return order
@@ -59,8 +61,11 @@ def merge(parts: Sequence[BenchmarkResult], protocol: LatencyProtocol) -> Benchm
         if part.throttle is not None:
             reasons += [f"round {index + 1}: {reason}" for reason in part.throttle.reasons]
     merged_verdict = judge(None, samples, offsets)
+    judged = [
+        p.throttle.throttled for p in parts if p.throttle is not None and p.throttle.throttled is not None
+    ]
     verdict = ThrottleVerdict(
-        throttled=bool(reasons) or merged_verdict.throttled,
+        throttled=any(judged) if judged else None,
         reasons=tuple(reasons) + merged_verdict.reasons,
         first_throttle_s=None,
         max_temp_c=max(
@@ -71,6 +76,7 @@ def merge(parts: Sequence[BenchmarkResult], protocol: LatencyProtocol) -> Benchm
             default=None,
         ),
         drift_ratio=merged_verdict.drift_ratio,
+        drifted=bool(merged_verdict.drifted) or any(p.throttle.drifted for p in parts if p.throttle),
     )
     memory = dataclasses.replace(
         first.memory,
@@ -95,6 +101,7 @@ def merge(parts: Sequence[BenchmarkResult], protocol: LatencyProtocol) -> Benchm
         energy=_merge_energy([p.energy for p in parts]),
         warnings=warnings,
         rounds=len(parts),
+        modes=detect_modes(samples) if samples else first.modes,  # two modes may be two rounds
     )
 
 

@@ -5,12 +5,12 @@ One definition for every runtime: peak memory is the VmHWM of the inference proc
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
+from harness.probes.cpus import CpuPlacement
 from harness.probes.energy import EnergyReport
 from harness.probes.thermal import SustainedCurve, ThermalTrace, ThrottleVerdict
-from harness.stats import LatencySummary
+from harness.stats import LatencySummary, ModesCheck
 
 KIB_PER_MB = 1024.0
 
@@ -105,49 +105,12 @@ class BenchmarkResult:
     rounds: int = 1  # > 1: interleaved with other variants in ABBA rounds, merged
     notes: tuple[str, ...] = ()  # what a native tool did not report and what stands in for it
     agent_phases_ms: dict[str, float] | None = None  # wall time of each step of the agent's run
+    placement: CpuPlacement | None = None  # threads, the cores the run was allowed on, their kind
+    modes: ModesCheck | None = None  # do the iterations fall into two separated modes?
 
     @property
     def peak_rss_mb(self) -> float | None:
         return self.memory.peak_rss_mb
-
-    def to_record(self) -> dict[str, Any]:
-        """The measurement part of a results.json record (see docs/results-schema.md)."""
-        return {
-            "device": self.device,
-            "model": self.model,
-            "format": self.format,
-            "runtime": self.runtime.name,
-            "runtime_module": self.runtime.module,
-            "runtime_version": self.runtime.version,
-            "precision": self.precision,
-            "threads": self.threads,
-            "latency_ms": self.latency_ms.as_dict(),
-            "latency_samples_ms": [round(ns / 1e6, 6) for ns in self.latency_samples_ns],
-            "peak_rss_mb": self.memory.peak_rss_mb,
-            "load_peak_rss_mb": self.memory.load_peak_mb,
-            "baseline_rss_mb": self.memory.baseline_mb,
-            "pss_mb": self.memory.pss_mb,
-            "pss_source": self.memory.pss_source,
-            "energy": self.energy.as_dict() if self.energy is not None else None,
-            "warnings": list(self.warnings),
-            "load_ms": self.load_ms,
-            "first_inference_ms": self.first_inference_ms,
-            "iterations": self.iterations,
-            "stopped_by": self.stopped_by,
-            "rounds": self.rounds,
-            "runner": "native" if self.stopped_by == "native" else "agent",
-            "notes": list(self.notes),
-            "agent_phases_ms": self.agent_phases_ms,
-            "protocol": asdict(self.protocol),
-            "cooldown": asdict(self.cooldown) if self.cooldown is not None else None,
-            "thermal": None
-            if self.thermal is None
-            else {
-                "verdict": self.throttle.as_dict() if self.throttle else None,
-                "trace": self.thermal.as_dict(),
-                "sample_index": self.thermal.annotate(self.start_offsets_ns),
-            },
-        }
 
 
 @dataclass(frozen=True)

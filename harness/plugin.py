@@ -1,11 +1,11 @@
 """pytest face of EdgeLab: options, the ``edge`` marker and fixture, results as tests finish.
 
-Thin on purpose: selection lives in config.py and models/variants.py, measurement in session.py.
+Thin on purpose: it turns pytest's options into one frozen RunOptions and pytest's outcomes into
+records; selection lives in config.py and models/variants.py, everything else in session.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -13,16 +13,14 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from harness.accuracy import AccuracyReport
-from harness.compare import BaselineSource
-from harness.config import Fleet, load_fleet
+from harness.config import Fleet, load_fleet, thread_count
 from harness.datasets.sources import DatasetError
-from harness.deploy import DeployReport
-from harness.errors import CommandFailed, CommandTimeout, DeviceUnhealthy, EdgeLabError, TransportError
+from harness.errors import DeviceUnhealthy, EdgeLabError
 from harness.interleave import run_interleaved
 from harness.measurement import BenchmarkResult, LatencyProtocol, SustainedResult
 from harness.models.recipes import RecipeRefused
@@ -35,25 +33,23 @@ from harness.models.variants import (
     variants_for,
 )
 from harness.probes.thermal import SustainedCurve, sustained_curve
+from harness.record import Kind, ResultRecord, test_id_of
 from harness.report import write_reports
-from harness.session import Lab
+from harness.report.terminal import terminal_lines
+from harness.session import DEFAULT_PROTOCOL, INTERLEAVE_ROUNDS, Lab, Measured, RunOptions
 from harness.stats import NOISE_FLOOR
-from harness.store.db import resolve_url
-from harness.store.results_json import RESULTS_FILE, new_run_id
-
-_DEFAULT_PROTOCOL = LatencyProtocol()
-T = TypeVar("T")
+from harness.store.db import StoreError, resolve_url
+from harness.store.reconcile import reconcile
+from harness.store.results_json import new_run_id
 
 
 @dataclass(frozen=True)
 class Selection:
-    """What the command line chose, resolved and validated once per run."""
+    """What the command line chose for parametrization, resolved and validated once per run."""
 
-    devices: list[str]
+    devices: tuple[str, ...]
     runtimes: tuple[str, ...] | None
     precisions: tuple[str, ...] | None
-    protocol_overrides: dict[str, Any]
-    threads: int | None
 
 
 @dataclass(frozen=True)
@@ -71,9 +67,10 @@ TARGET_KEY = pytest.StashKey["EdgeTarget"]()
 
 
 class EdgeTarget:
-    """What a test gets from the ``edge`` fixture: a device x variant it can benchmark."""
+    """What a test gets from the ``edge`` fixture: a device x variant it can measure. Each call
+    hands its own settings to the session, which resolves them against the command line."""
 
-    def __init__(self, lab: Lab, param: EdgeParam, item: pytest.Item, selection: Selection) -> None:
+    def __init__(self, lab: Lab, param: EdgeParam, item: pytest.Item) -> None:
         self.lab = lab
         self.device = param.device
         self.variant = param.variant
@@ -81,13 +78,17 @@ class EdgeTarget:
         self.runtime = param.variant.runtime
         self.precision = param.variant.precision
         self._item = item
-        self._selection = selection
-        self.result: BenchmarkResult | None = None
-        self.deploy: DeployReport | None = None
+        self.test_id = test_id_of(item.nodeid, param.device)
+        self.kind: Kind = "latency"
+        self.measured: Measured | None = None
         self.recorded = False
         self.started = time.monotonic()
         self.curve: SustainedCurve | None = None
         self.accuracy: AccuracyReport | None = None
+
+    @property
+    def result(self) -> BenchmarkResult | None:
+        return self.measured.result if self.measured is not None else None
 
     def benchmark(
         self,
@@ -101,59 +102,49 @@ class EdgeTarget:
         rate_hz: float | None = None,
         threads: int | None = None,
         inputs: Path | None = None,
-        save_outputs: bool = False,
         max_iters: int | None = None,
         cooldown_below_c: float | None = None,
     ) -> BenchmarkResult:
-        """Measure latency and memory of this variant on this device.
-
-        Precedence of each setting: this call's argument, then the command line, then the
-        default (devices.yaml for threads)."""
-
-        protocol = self._protocol(
-            {
-                "warmup_iters": warmup_iters,
-                "warmup_s": warmup_s,
-                "min_iters": min_iters,
-                "min_s": min_s,
-                "max_s": max_s,
-                "sample_period_s": sample_period_s,
-                "max_iters": max_iters,
-                "rate_hz": rate_hz,
-            }
+        """Measure latency and memory of this variant on this device. Each setting: this call's
+        argument, then the command line, then the default (devices.yaml for threads)."""
+        settings = {
+            "warmup_iters": warmup_iters,
+            "warmup_s": warmup_s,
+            "min_iters": min_iters,
+            "min_s": min_s,
+            "max_s": max_s,
+            "sample_period_s": sample_period_s,
+            "max_iters": max_iters,
+            "rate_hz": rate_hz,
+        }
+        return self._measure(
+            "latency", settings, threads=threads, inputs=inputs, cooldown_below_c=cooldown_below_c
         )
-        outputs_to = None
-        if save_outputs:
-            outputs_to = self.lab.reports_dir / self.lab.run_id / "outputs" / self._item.name
-        result, deploy = self._with_retries(
-            lambda: self.lab.benchmark(
+
+    def _measure(
+        self,
+        kind: Kind,
+        settings: dict[str, Any],
+        *,
+        threads: int | None = None,
+        inputs: Path | None = None,
+        cooldown_below_c: float | None = None,
+    ) -> BenchmarkResult:
+        try:
+            measured = self.lab.benchmark(
                 self.device,
                 self.variant,
-                protocol,
-                threads=threads if threads is not None else self._selection.threads,
+                test_id=self.test_id,
+                kind=kind,
+                settings=settings,
+                threads=threads,
                 inputs=inputs,
-                outputs_to=outputs_to,
-                cooldown_below_c=cooldown_below_c
-                if cooldown_below_c is not None
-                else self._selection.protocol_overrides.get("cooldown_below_c"),
-                energy=self._selection.protocol_overrides.get("energy"),
+                cooldown_below_c=cooldown_below_c,
             )
-        )
-        self.result, self.deploy = result, deploy
-        for key, value in (
-            ("edgelab.device", self.device),
-            ("edgelab.variant", self.variant.id),
-            ("edgelab.runtime_version", result.runtime.version),
-            ("edgelab.latency_median_ms", f"{result.latency_ms.median:.4f}"),
-            ("edgelab.latency_p90_ms", f"{result.latency_ms.p90:.4f}"),
-            ("edgelab.latency_samples", str(result.latency_ms.samples)),
-            ("edgelab.peak_rss_mb", str(result.peak_rss_mb)),
-            ("edgelab.load_ms", f"{result.load_ms:.2f}"),
-        ):
-            self._item.user_properties.append((key, value))
-        if result.throttle is not None:
-            self._item.user_properties.append(("edgelab.throttled", str(result.throttle.throttled)))
-        return result
+        except RecipeRefused as refused:
+            pytest.skip(str(refused))  # a recipe this model cannot take: never a silent copy
+        self.measured, self.kind = measured, kind
+        return measured.result
 
     def evaluate(
         self,
@@ -166,52 +157,13 @@ class EdgeTarget:
         corruption x severity, next to the host fp32 reference; recorded with the test. Latency
         and memory of the same pass are in ``edge.result``."""
         try:
-            result, report, deploy = self.lab.evaluate(
-                self.device,
-                self.variant,
-                corruptions=corruptions,
-                severities=severities,
-                seed=seed,
-                threads=self._selection.threads,
+            measured, report = self.lab.evaluate(
+                self.device, self.variant, corruptions=corruptions, severities=severities, seed=seed
             )
         except (DatasetError, RecipeRefused) as missing:  # e.g. espeak-ng absent, a refused recipe
             pytest.skip(str(missing))
-        self.result, self.deploy, self.accuracy = result, deploy, report
-        worst, drop = report.max_drop_vs_fp32()
-        self._item.user_properties.append(("edgelab.accuracy_clean", f"{report.value():.4f}"))
-        self._item.user_properties.append(("edgelab.max_drop_vs_fp32_points", f"{drop:.2f} ({worst})"))
+        self.measured, self.accuracy, self.kind = measured, report, "accuracy"
         return report
-
-    def _with_retries(self, measure: Callable[[], T]) -> T:
-        """``--retries N``: when the connection is lost, reconnect and measure again (a measurement
-        is idempotent: it writes nothing until it has finished)."""
-        attempts = max(0, self.lab.retries) + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return measure()
-            except RecipeRefused as refused:
-                pytest.skip(str(refused))  # a recipe this model cannot take: never a silent copy
-            except (CommandFailed, CommandTimeout):
-                raise  # the device answered: retrying would hide a real failure
-            except TransportError as lost:
-                if attempt == attempts:
-                    raise
-                self._item.user_properties.append(("edgelab.retry", f"{attempt}: {lost}"))
-                self.lab.forget(self.device)
-                time.sleep(min(10.0, 2.0 * attempt))
-        raise AssertionError("unreachable")
-
-    def _protocol(self, given: dict[str, Any]) -> LatencyProtocol:
-        """Each setting from ``given``, else the command line, else the default."""
-        values: dict[str, Any] = {}
-        for spec in fields(LatencyProtocol):
-            value = given.get(spec.name)
-            if value is None:
-                value = self._selection.protocol_overrides.get(spec.name)
-            if value is None:
-                value = getattr(_DEFAULT_PROTOCOL, spec.name)
-            values[spec.name] = int(value) if spec.type in ("int", int) else float(value)
-        return LatencyProtocol(**values)
 
     def interleaved(
         self, others: Sequence[str], *, rounds: int = 4, **settings: Any
@@ -220,26 +172,28 @@ class EdgeTarget:
         ABBA rounds (drift falls on all alike); every result is recorded. Returns results by
         variant id; ``edge.result`` is this test's own."""
         extra = [variants_for(model)[0] for model in others]
-        measured: dict[str, tuple[BenchmarkResult, DeployReport]] = {}
+        measured: dict[str, Measured] = {}
 
         def measure(variant: Variant, protocol: LatencyProtocol) -> BenchmarkResult:
-            result, deploy = self.lab.benchmark(
-                self.device, variant, protocol, threads=self._selection.threads
+            measured[variant.id] = self.lab.benchmark(
+                self.device, variant, kind="interleaved", settings=protocol.__dict__
             )
-            measured[variant.id] = (result, deploy)
-            return result
+            return measured[variant.id].result
 
-        base = self._protocol(settings)
+        base = LatencyProtocol(**self.lab.options.merged_protocol(settings))
         results = run_interleaved([self.variant, *extra], base, rounds, measure)
-        self.result, self.deploy = results[self.variant.id], measured[self.variant.id][1]
+        own = measured[self.variant.id]
+        self.measured = Measured(results[self.variant.id], own.deploy, own.model, own.runner)
+        self.kind = "interleaved"
         for variant in extra:
+            last = measured[variant.id]
             self.lab.record(
                 test=f"{self._item.nodeid}::interleaved[{variant.id}]",
                 status="passed",
                 device=self.device,
                 variant=variant,
-                result=results[variant.id],
-                deploy=measured[variant.id][1],
+                kind="interleaved",
+                measured=Measured(results[variant.id], last.deploy, last.model, last.runner),
             )
         return results
 
@@ -254,24 +208,22 @@ class EdgeTarget:
         """Run back to back for ``duration_s`` (no cooldown, short warm-up) and return the
         latency curve per window with the thermal state, time to first throttle and the
         steady-state / initial latency ratio."""
-        if duration_s is None:
-            duration_s = float(self._selection.protocol_overrides["sustained_s"])
-        result = self.benchmark(
-            warmup_iters=1,
-            warmup_s=0.0,
-            min_iters=1,
-            min_s=duration_s,
-            max_s=duration_s,
-            sample_period_s=sample_period_s,
-            threads=threads,
-            max_iters=10_000_000,
-        )
-        assert result.throttle is not None  # judge() always returns a verdict
-        curve = sustained_curve(
+        duration = duration_s if duration_s is not None else self.lab.options.sustained_s
+        settings = {
+            "warmup_iters": 1,
+            "warmup_s": 0.0,
+            "min_iters": 1,
+            "min_s": duration,
+            "max_s": duration,
+            "sample_period_s": sample_period_s,
+            "max_iters": 10_000_000,
+        }
+        result = self._measure("sustained", settings, threads=threads)
+        assert result.throttle is not None  # the agent judges drift on every run
+        self.curve = sustained_curve(
             result.latency_samples_ns, result.start_offsets_ns, result.thermal, result.throttle, window_s
         )
-        self.curve = curve
-        return SustainedResult(result, curve)
+        return SustainedResult(result, self.curve)
 
 
 # -- options and configuration -------------------------------------------------------------------
@@ -329,24 +281,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=600.0,
         help="Seconds to wait for a device another run holds before its tests error (default: 600).",
     )
-    group.addoption(
-        "--baseline",
-        default=None,
-        help="Compare each result with a baseline: a run id, branch:NAME (newest run on that branch "
-        "with the same device and variant) or a results.json path (default: no comparison).",
-    )
-    group.addoption(
-        "--fail-on-regression",
-        action="store_true",
-        default=False,
-        help="A regression against --baseline fails the test, with the evidence (default: off).",
-    )
-    group.addoption(
-        "--noise-floor",
-        type=float,
-        default=NOISE_FLOOR,
-        help=f"Latency changes within this fraction are never regressions (default: {NOISE_FLOOR}).",
-    )
+    _add_comparison_options(group)
     group.addoption(
         "--no-report",
         action="store_true",
@@ -356,9 +291,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-id", default=None, help="Name of this run (default: UTC time + random suffix).")
     group.addoption(
         "--threads",
-        type=int,
+        type=thread_count,
         default=None,
-        help="Intra-op threads, 0 = runtime default (default: the device's threads in devices.yaml).",
+        help="Intra-op threads of every runtime, >= 1 (default: threads in devices.yaml, else 1).",
     )
     for name, kind, text in (
         ("warmup-iters", int, "Minimum warm-up iterations"),
@@ -371,7 +306,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("idle-s", float, "Idle baseline before warm-up when energy is sampled"),
         ("cooldown-max-s", float, "Longest wait for --cooldown-below-c / the device's cooldown_below_c"),
     ):
-        default = getattr(_DEFAULT_PROTOCOL, name.replace("-", "_"))
+        default = getattr(DEFAULT_PROTOCOL, name.replace("-", "_"))
         group.addoption(
             f"--{name}",
             type=kind,
@@ -379,6 +314,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             help=f"{text}, unless the test sets it (default: {default}).",
         )
     _add_thermal_options(group)
+
+
+def _add_comparison_options(group: pytest.OptionGroup) -> None:
+    group.addoption(
+        "--baseline",
+        default=None,
+        help="Compare each result with a baseline: a run id, branch:NAME (newest run on that branch "
+        "with a result of the same test, device, variant and kind) or a results.json path "
+        "(default: no comparison).",
+    )
+    group.addoption(
+        "--interleave-baseline",
+        action="store_true",
+        default=False,
+        help="With --baseline: measure the baseline's model file in this session too, in ABBA rounds "
+        "with each result, and judge from those rounds (default: compare with the baseline run).",
+    )
+    group.addoption(
+        "--interleave-rounds",
+        type=int,
+        default=INTERLEAVE_ROUNDS,
+        help=f"Rounds per side with --interleave-baseline (default: {INTERLEAVE_ROUNDS}).",
+    )
+    group.addoption(
+        "--fail-on-regression",
+        action="store_true",
+        default=False,
+        help="A regression against --baseline fails the test, with the evidence (default: off).",
+    )
+    group.addoption(
+        "--noise-floor",
+        type=float,
+        default=None,
+        help="Latency changes within this fraction are never regressions, on every device "
+        f"(default: each device's noise_floor in devices.yaml, else {NOISE_FLOOR}).",
+    )
 
 
 def _add_thermal_options(group: pytest.OptionGroup) -> None:
@@ -422,44 +393,41 @@ def _fleet(config: pytest.Config) -> Fleet:
     return load_fleet(devices_file)
 
 
-def _selection(config: pytest.Config) -> tuple[Lab, Selection]:
+def _options(config: pytest.Config, fleet: Fleet) -> tuple[RunOptions, Selection]:
     option = config.option
-    fleet = _fleet(config)
-    devices = [device.name for device in fleet.select(option.device)]
+    devices = tuple(device.name for device in fleet.select(option.device))
     runtimes = parse_choice("--runtime", option.runtime, KNOWN_RUNTIMES)
     precisions = parse_choice("--precision", option.precision, KNOWN_PRECISIONS)
-    overrides = {
-        field.name: getattr(option, field.name)
-        for field in fields(LatencyProtocol)
-        if getattr(option, field.name, None) is not None
+    protocol = {
+        spec.name: getattr(option, spec.name)
+        for spec in fields(LatencyProtocol)
+        if getattr(option, spec.name, None) is not None
     }
-    LatencyProtocol(**overrides)  # validate the combination before any test runs
-    if option.cooldown_below_c is not None:
-        overrides["cooldown_below_c"] = option.cooldown_below_c
-    overrides["sustained_s"] = option.sustained_s
-    overrides["energy"] = option.energy
     worker_input: dict[str, Any] = getattr(config, "workerinput", {})
-    run_id = option.run_id or worker_input.get("edgelab_run_id") or new_run_id()
     reports_dir = Path(option.reports_dir)
     if not reports_dir.is_absolute():
         reports_dir = config.rootpath / reports_dir
-    lab = Lab(
-        fleet,
+    options = RunOptions(
         reports_dir=reports_dir,
-        run_id=run_id,
-        selected=devices,
+        run_id=option.run_id or worker_input.get("edgelab_run_id") or new_run_id(),
+        devices=devices,
         results_db=resolve_url(option.results_db, reports_dir),
+        threads=option.threads,
+        protocol=protocol,
+        cooldown_below_c=option.cooldown_below_c,
+        energy=option.energy,
+        sustained_s=option.sustained_s,
+        lease_timeout_s=option.lease_timeout,
+        health_checks=not option.no_health_check,
+        retries=option.retries,
+        baseline=option.baseline,
+        fail_on_regression=option.fail_on_regression,
+        interleave_baseline=option.interleave_baseline,
+        interleave_rounds=option.interleave_rounds,
+        noise_floor=option.noise_floor,
+        command=tuple(config.invocation_params.args),
     )
-    lab.noise_floor = option.noise_floor
-    lab.lease_timeout_s = option.lease_timeout
-    lab.health_checks = not option.no_health_check
-    lab.retries = option.retries
-    lab.fail_on_regression = option.fail_on_regression
-    if option.baseline:
-        lab.baseline = BaselineSource(option.baseline, lab.store_for_reading(), current_run=lab.run_id)
-    elif option.fail_on_regression:
-        raise EdgeLabError("--fail-on-regression needs --baseline (a run id, branch:NAME or a results.json)")
-    return lab, Selection(devices, runtimes, precisions, overrides, option.threads)
+    return options, Selection(devices, runtimes, precisions)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -489,14 +457,27 @@ def pytest_configure(config: pytest.Config) -> None:
         "variant of MODEL (a zoo name or a list of names).",
     )
     try:
-        lab, selection = _selection(config)
+        fleet = _fleet(config)
+        options, selection = _options(config, fleet)
+        lab = Lab(fleet, options)
+    except StoreError as exc:
+        raise pytest.UsageError(f"edgelab: --results-db: {exc}") from None
     except (EdgeLabError, ValueError) as exc:
         raise pytest.UsageError(f"edgelab: {exc}") from None
     lab.notify = _terminal_notice(config)
+    controller = not hasattr(config, "workerinput")
+    if controller and lab.store is not None:
+        try:
+            added = reconcile(lab.store, options.reports_dir, skip=options.run_id)
+        except EdgeLabError as exc:  # the store is busy or failing: this run goes on, the next one retries
+            lab.notify(f"edgelab: earlier results not yet in the database stay in their results.json: {exc}")
+        else:
+            if added:
+                lab.notify(f"edgelab: stored {added} result(s) that earlier runs left in results.json only")
     config.stash[LAB_KEY] = lab
     config.stash[SELECTION_KEY] = selection
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_XdistRunId(lab.run_id), "edgelab-xdist")
+        config.pluginmanager.register(_XdistRunId(options.run_id), "edgelab-xdist")
 
 
 def _terminal_notice(config: pytest.Config) -> Callable[[str], None]:
@@ -532,12 +513,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if lab is not None and not hasattr(session.config, "workerinput"):
         lab.finish()  # the controller marks the run complete once every worker is done
         if not session.config.option.no_report:
-            written = write_reports(
-                lab.reports_dir,
-                lab.run_id,
-                lab.store_for_reading(),
-                baseline_label=session.config.option.baseline,
-            )
+            written = write_reports(lab.reports_dir, lab.run_id, lab.store)
             if written is not None:
                 session.config.stash[REPORTS_KEY] = written
 
@@ -616,7 +592,7 @@ def edge(request: pytest.FixtureRequest) -> EdgeTarget:
     if not isinstance(param, EdgeParam):
         raise pytest.UsageError("the 'edge' fixture is parametrized by @pytest.mark.edge(model=...)")
     lab = request.config.stash[LAB_KEY]
-    target = EdgeTarget(lab, param, request.node, request.config.stash[SELECTION_KEY])
+    target = EdgeTarget(lab, param, request.node)
     request.node.stash[TARGET_KEY] = target
     try:
         lab.device(param.device)  # connect in setup: an absent device is an error, not a failure
@@ -626,6 +602,40 @@ def edge(request: pytest.FixtureRequest) -> EdgeTarget:
 
 
 # -- recording -----------------------------------------------------------------------------------
+
+
+def _junit_properties(record: ResultRecord) -> list[tuple[str, str]]:
+    """What a CI system shows without opening the report."""
+    properties = [
+        ("edgelab.device", record.device),
+        ("edgelab.variant", f"{record.model}-{record.runtime}-{record.precision}"),
+        ("edgelab.kind", record.kind),
+    ]
+    latency = record.latency_ms
+    if latency is not None:
+        properties += [
+            ("edgelab.latency_median_ms", f"{latency.median:.4f}"),
+            ("edgelab.latency_p90_ms", f"{latency.p90:.4f}"),
+            ("edgelab.latency_samples", str(latency.samples)),
+        ]
+    if record.runtime_version:
+        properties.append(("edgelab.runtime_version", record.runtime_version))
+    if record.memory is not None:
+        properties.append(("edgelab.peak_rss_mb", str(record.memory.peak_rss_mb)))
+        if record.memory.pss_mb is not None:
+            properties.append(("edgelab.pss_mb", str(record.memory.pss_mb)))
+    if record.energy is not None and record.energy.mj_per_inference is not None:
+        properties.append(("edgelab.energy_mj_per_inference", f"{record.energy.mj_per_inference:.6g}"))
+    if record.throttle is not None:
+        properties.append(("edgelab.throttled", str(record.throttle.throttled)))
+    if record.accuracy is not None:
+        drop = record.accuracy.max_drop_vs_fp32_points
+        properties.append(("edgelab.accuracy_clean", f"{record.accuracy.clean:.4f}"))
+        properties.append(("edgelab.max_drop_vs_fp32_points", f"{drop.points:.2f} ({drop.slice})"))
+    if record.comparison is not None:
+        properties.append(("edgelab.verdict", str(record.comparison.verdict)))
+    properties += [("edgelab.retry", note) for note in record.notes if note.startswith("retry ")]
+    return properties
 
 
 @pytest.hookimpl(wrapper=True)
@@ -644,58 +654,32 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         error = f"{call.excinfo.typename}: {call.excinfo.value}"
     record = target.lab.record(
         test=item.nodeid,
-        status=status,
+        status=status,  # type: ignore[arg-type]
         device=target.device,
         variant=target.variant,
-        result=target.result,
-        deploy=target.deploy,
+        kind=target.kind,
+        measured=target.measured,
         error=error,
         duration_s=round(time.monotonic() - target.started, 3),
-        sustained=target.curve.as_dict() if target.curve is not None else None,
-        accuracy=target.accuracy.as_dict() if target.accuracy is not None else None,
+        sustained=target.curve,
+        accuracy=target.accuracy.record() if target.accuracy is not None else None,
     )
-    if status == "passed" and record["status"] == "failed":  # --fail-on-regression
+    item.user_properties.extend(_junit_properties(record))
+    if status == "passed" and record.status == "failed":  # --fail-on-regression
         report.outcome = "failed"
-        report.longrepr = f"EdgeLab {record['error']}"
+        report.longrepr = f"EdgeLab {record.error}"
     return report
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     lab = config.stash.get(LAB_KEY, None)
-    if lab is None:
+    if lab is None or not lab.results_written():
         return
-    path = lab.reports_dir / lab.run_id / RESULTS_FILE
-    if not path.exists():
-        return
-    results = json.loads(path.read_text(encoding="utf-8"))["results"]
     terminalreporter.section("edgelab results")
-    terminalreporter.write_line(
-        f"{'device':<16} {'model':<18} {'runtime':<12} {'prec':<6} "
-        f"{'median ms':>10} {'p90 ms':>9} {'peak MB':>8}"
-    )
-    for record in results:
-        latency = record.get("latency_ms") or {}
-        median = f"{latency['median']:.3f}" if latency else "-"
-        p90 = f"{latency['p90']:.3f}" if latency else "-"
-        peak = record.get("peak_rss_mb")
-        peak_text = f"{peak:.1f}" if peak is not None else "-"
-        verdict = (record.get("thermal") or {}).get("verdict") or {}
-        throttled = "  THROTTLED" if verdict.get("throttled") else ""
-        terminalreporter.write_line(
-            f"{record['device']:<16} {record['model']:<18} {record['runtime']:<12} {record['precision']:<6} "
-            f"{median:>10} {p90:>9} {peak_text:>8}  {record['status']}{throttled}"
-        )
-    terminalreporter.write_line(f"{len(results)} result(s) in {path}")
-    lost: dict[str, str] = {}
-    for record in results:
-        error = record.get("error") or ""
-        if record["status"] in ("error", "failed") and any(
-            marker in error
-            for marker in ("ConnectionLost", "TransportError", "ConnectError", "no answer from")
-        ):
-            lost.setdefault(record["device"], error.splitlines()[0][:160])
-    for device, error in lost.items():
-        terminalreporter.write_line(f"LOST DEVICE {device}: {error}", red=True)
+    records = lab.read_results()
+    for line, red in terminal_lines(records):
+        terminalreporter.write_line(line, red=red)
+    terminalreporter.write_line(f"{len(records)} result(s) in {lab.results.path}")
     written = config.stash.get(REPORTS_KEY, None)
     if written is not None:
         terminalreporter.write_line(f"report: {written[0]}  PR summary: {written[1]}")

@@ -1,6 +1,8 @@
-"""The one orchestrator: selected device + model variant -> measurement -> results file.
+"""The one orchestrator: selected device + model variant -> measurement -> result record -> store.
 
-Both faces (the pytest plugin and the CLI) call this; neither grows logic of its own.
+Both faces (the pytest plugin and the CLI) build one frozen RunOptions and call this; neither
+grows logic of its own. Setting precedence, retries on a lost device, baselines and verdicts
+(harness.compare) and writing each result the moment it finishes all live here.
 """
 
 from __future__ import annotations
@@ -10,132 +12,187 @@ import dataclasses
 import hashlib
 import os
 import platform
-import posixpath
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 import harness
 from harness import cachefile, health
 from harness.accuracy import AccuracyReport, host_reference, score
-from harness.compare import BaselineSource, compare_records
-from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice
+from harness.compare import BaselineSource, VerdictPolicy, compare_interleaved, compare_runs
+from harness.config import AnyDevice, Fleet
 from harness.datasets.tasks import DEFAULT_SEVERITIES, EvalSet, evalset_key, task_for
 from harness.deploy import Artifact, Deployer, DeployReport, resolve_workdir
 from harness.errors import (
     AgentError,
+    CommandFailed,
+    CommandTimeout,
     ConfigError,
-    ConnectionLost,
     DeviceUnhealthy,
     EdgeLabError,
     ModelError,
     TransportError,
 )
+from harness.interleave import merge, round_protocol, schedule
 from harness.lease import DeviceLease, LeaseTimeout
 from harness.measurement import BenchmarkResult, LatencyProtocol
-from harness.models import zoo
+from harness.models import artifacts, zoo
 from harness.models.variants import Variant
-from harness.probes.energy import ExternalMeter, pick_source
-from harness.probes.thermal import wait_until_cool
-from harness.runners import native, python_agent
-from harness.runners.agent_server import AgentServer
+from harness.probes.reference import SpeedReference, SpeedReferenceError, measure_reference
+from harness.probes.thermal import SustainedCurve
+from harness.record import (
+    AccuracyRecord,
+    DeployRecord,
+    DeviceFingerprint,
+    InterleavedEvidence,
+    Kind,
+    ResultIdentity,
+    ResultRecord,
+    RunInfo,
+    RunReferences,
+    Status,
+    test_id_of,
+)
+from harness.runners.base import DeviceProbe, Runner, RunRequest
+from harness.runners.native import NativeRunner
+from harness.runners.python_agent import AgentRunner
 from harness.secrets import redact, redact_argv, redact_fields
-from harness.stats import NOISE_FLOOR
-from harness.store.db import ResultsStore
-from harness.store.results_json import ResultsFile, new_run_id
+from harness.stats import Comparison, compare_rounds
+from harness.store.db import ResultsStore, StoreError
+from harness.store.reconcile import mark_unstored
+from harness.store.results_json import ResultsFile, check_run_id, new_run_id
 from harness.transport import Transport, open_transport
 
-DeviceConfig = LocalDevice | SshDevice | AdbDevice
+T = TypeVar("T")
+DEFAULT_PROTOCOL = LatencyProtocol()
+INTERLEAVE_ROUNDS = 8
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything that configures a run, resolved once by a face (pytest options, CLI flags, a
+    library caller) and never changed after: the same defaults everywhere."""
+
+    reports_dir: Path = Path("reports")
+    run_id: str = field(default_factory=new_run_id)
+    devices: tuple[str, ...] = ()  # the selection; empty: every device of the fleet
+    results_db: str | None = None  # None: results.json only
+    threads: int | None = None  # --threads: every device (else devices.yaml, else the default)
+    protocol: Mapping[str, float] = field(default_factory=dict)  # --min-iters ... as given
+    cooldown_below_c: float | None = None
+    energy: str | None = None
+    sustained_s: float = 40.0
+    lease_timeout_s: float | None = 600.0  # None: no leases
+    health_checks: bool = True
+    retries: int = 0
+    baseline: str | None = None
+    fail_on_regression: bool = False
+    interleave_baseline: bool = False
+    interleave_rounds: int = INTERLEAVE_ROUNDS
+    speed_reference: bool = True  # time the device speed reference at each device's start and end
+    noise_floor: float | None = None  # --noise-floor: every device (else devices.yaml, else 3%)
+    command: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_run_id(self.run_id)
+        LatencyProtocol(**self.merged_protocol({}))  # validate the combination before any test
+        if self.fail_on_regression and not self.baseline:
+            raise ConfigError(
+                "--fail-on-regression needs --baseline (a run id, branch:NAME or a results.json)"
+            )
+        if self.interleave_baseline and not self.baseline:
+            raise ConfigError(
+                "--interleave-baseline needs --baseline (a run id, branch:NAME or a results.json)"
+            )
+        if self.interleave_rounds < 3:
+            raise ConfigError(f"--interleave-rounds {self.interleave_rounds}: at least 3 rounds are needed")
+        if self.retries < 0:
+            raise ConfigError(f"--retries {self.retries}: must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(
+                f"--threads {self.threads}: must be >= 1 (an explicit count; 0, the runtime's own default, "
+                "is not accepted)"
+            )
+
+    def merged_protocol(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Each protocol setting from ``given`` (a test's call), else the options, else the default."""
+        values: dict[str, Any] = {}
+        for spec in dataclasses.fields(LatencyProtocol):
+            value = given.get(spec.name)
+            if value is None:
+                value = self.protocol.get(spec.name)
+            if value is None:
+                value = getattr(DEFAULT_PROTOCOL, spec.name)
+            values[spec.name] = int(value) if spec.type in ("int", int) else float(value)
+        return values
 
 
 @dataclass
 class DeviceSession:
-    """A connected device with its workdir resolved and the agent in place."""
+    """A connected device: its transport, its workdir and the runner that measures on it."""
 
-    config: DeviceConfig
+    config: AnyDevice
     transport: Transport
     workdir: str
     deployer: Deployer
-    agent_path: str
-    agent_deploy: DeployReport
-    probe: dict[str, Any] = field(default_factory=dict)
-    servers: dict[str, AgentServer | None] = field(default_factory=dict)
-    cold_reasons: dict[str, str] = field(default_factory=dict)
+    runner: Runner
+    reference: SpeedReference | None = None  # the device's speed at the start of the run
+    reference_note: str | None = None  # why there is none
 
-    def agent_server(self, runtime: str) -> AgentServer | None:
-        """The warm agent for ``runtime``, started on first use; None where it is off or could not
-        start (the reason is in ``cold_reasons``)."""
-        if not self.config.warm_agent:
-            return None
-        if runtime not in self.servers:
-            try:
-                self.servers[runtime] = AgentServer.start(
-                    self.transport, self.config.python, self.agent_path, self.workdir, runtime
-                )
-            except AgentError as exc:
-                self.servers[runtime] = None
-                self.cold_reasons[runtime] = str(exc)
-        return self.servers[runtime]
-
-    def server_gone(self, runtime: str, reason: str) -> None:
-        """The warm agent went away (idle exit, killed): this run went cold; the next one starts
-        a new server (one that cannot start leaves the device cold for the run)."""
-        gone = self.servers.pop(runtime, None)
-        if gone is not None:
-            with contextlib.suppress(Exception):
-                gone.stop()
-        self.cold_reasons[runtime] = reason
+    @property
+    def probe(self) -> DeviceProbe:
+        return self.runner.probe
 
     def close(self) -> None:
-        for server in self.servers.values():
-            if server is not None:
-                with contextlib.suppress(Exception):
-                    server.stop()
-        self.servers.clear()
+        with contextlib.suppress(Exception):
+            self.runner.close()
         self.transport.close()
 
-    def fingerprint(self) -> dict[str, Any]:
-        """Enough to tell two devices (or two OS builds of one device) apart in the history."""
-        os_info = self.probe.get("os") or {}
-        cpu = self.probe.get("cpu") or {}
-        return {
-            "kind": self.config.kind,
-            "virtual": self.config.virtual,
-            "system": os_info.get("system"),
-            "release": os_info.get("release"),
-            "machine": os_info.get("machine"),
-            "android": os_info.get("android"),
-            "cpu_model": cpu.get("model"),
-            "cpu_cores": cpu.get("cores"),
-            "python": (self.probe.get("python") or {}).get("version"),
-            "numpy": self.probe.get("numpy"),
-            "labels": redact_fields(self.config.labels),
-        }
+    def fingerprint(self) -> DeviceFingerprint:
+        """Enough to tell two devices (or two OS builds of one device) apart in the history; the
+        labels are free-form text from devices.yaml, so secrets in them are masked."""
+        probe = self.probe
+        return DeviceFingerprint(
+            kind=self.config.kind,
+            virtual=self.config.virtual,
+            system=probe.os.system,
+            release=probe.os.release,
+            machine=probe.os.machine,
+            android=probe.os.android,
+            cpu_model=probe.cpu.model,
+            cpu_cores=probe.cpu.cores,
+            python=probe.python.version if probe.python else None,
+            numpy=probe.numpy,
+            labels=redact_fields(self.config.labels),
+        )
 
 
-def native_probe(transport: Transport) -> dict[str, Any]:
-    """What a device without Python says about itself (uname, getprop when it is Android)."""
-    uname = transport.run(["uname", "-s", "-r", "-m"], timeout=30).stdout.split()
-    model = transport.run(
-        ["sh", "-c", "getprop ro.product.model 2>/dev/null; true"], timeout=30
-    ).stdout.strip()
-    return {
-        "os": {
-            "system": uname[0] if uname else None,
-            "release": uname[1] if len(uname) > 1 else None,
-            "machine": uname[2] if len(uname) > 2 else None,
-            "android": {"model": model} if model else None,
-        },
-        "runner": "native",
-        "energy_sources": [],
-    }
+@dataclass(frozen=True)
+class PairedBaseline:
+    """The baseline's artifact measured in this session in ABBA rounds with the candidate."""
+
+    baseline: ResultRecord
+    comparison: Comparison
+    evidence: InterleavedEvidence
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One measurement as the session made it: what the runner returned and where it came from."""
+
+    result: BenchmarkResult
+    deploy: DeployReport
+    model: Artifact
+    runner: Literal["agent", "native"] = "agent"
+    paired: PairedBaseline | None = None
+    notes: tuple[str, ...] = ()
 
 
 def _git(*args: str) -> str | None:
@@ -146,38 +203,6 @@ def _git(*args: str) -> str | None:
     return completed.stdout.strip() or None if completed.returncode == 0 else None
 
 
-def run_metadata(run_id: str, devices: list[str], argv: list[str] | None = None) -> dict[str, Any]:
-    """Who ran what, where and on which code: stored once per run and copied into each record."""
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "id": run_id,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_branch": _branch(),
-        "git_dirty": bool(dirty),
-        "harness_version": harness.__version__,
-        "host": platform.node(),
-        "host_python": platform.python_version(),
-        "ci_job_id": os.environ.get("GITHUB_RUN_ID") or os.environ.get("CI_JOB_ID"),
-        "ci": bool(os.environ.get("CI")),
-        "devices": devices,
-        "command": redact_argv(argv if argv is not None else sys.argv),
-    }
-
-
-@contextlib.contextmanager
-def _phase(name: str) -> Iterator[None]:
-    """Say which phase a lost connection interrupted: 'device 'x': phase run: ...'."""
-    try:
-        yield
-    except (ConnectionLost, TransportError) as exc:
-        if type(exc) not in (ConnectionLost, TransportError) or "phase " in str(exc):
-            raise  # timeouts and command failures carry their own context
-        prefix = f"device '{exc.device}': "
-        detail = str(exc)[len(prefix) :] if str(exc).startswith(prefix) else str(exc)
-        raise type(exc)(exc.device, f"phase {name}: {detail}") from exc
-
-
 def _branch() -> str | None:
     """The branch, also in CI's detached checkouts (GitHub: GITHUB_HEAD_REF on PRs, else REF_NAME)."""
     name = _git("rev-parse", "--abbrev-ref", "HEAD")
@@ -186,42 +211,66 @@ def _branch() -> str | None:
     return name
 
 
+def run_info(options: RunOptions, devices: Sequence[str], policy: VerdictPolicy) -> RunInfo:
+    """Who ran what, where and on which code: stored once per run and copied into each record."""
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return RunInfo(
+        id=options.run_id,
+        started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        git_commit=_git("rev-parse", "HEAD"),
+        git_branch=_branch(),
+        git_dirty=bool(dirty),
+        harness_version=harness.__version__,
+        host=platform.node(),
+        host_python=platform.python_version(),
+        ci=bool(os.environ.get("CI")),
+        ci_job_id=os.environ.get("GITHUB_RUN_ID") or os.environ.get("CI_JOB_ID"),
+        devices=tuple(devices),
+        command=tuple(redact_argv(list(options.command or sys.argv))),
+        policy=policy.to_json(),
+    )
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:120] or "unnamed"
 
 
 class Lab:
-    """Connections, deployments and results of one run, shared by every test in it."""
+    """Connections, measurements and results of one run, shared by every test in it."""
 
-    def __init__(
-        self,
-        fleet: Fleet,
-        *,
-        reports_dir: Path,
-        run_id: str | None = None,
-        selected: list[str] | None = None,
-        results_db: str | None = None,
-    ) -> None:
+    def __init__(self, fleet: Fleet, options: RunOptions | None = None) -> None:
         self.fleet = fleet
-        self.results_db = results_db  # None: no database, results.json only
-        self.reports_dir = reports_dir
-        self.run_id = run_id or new_run_id()
-        self.selected = selected if selected is not None else fleet.names()
+        self.options = options or RunOptions()
+        self.selected = list(self.options.devices) or fleet.names()
+        self.policy = VerdictPolicy.build(
+            {name: fleet[name].noise_floor for name in fleet.names()}, self.options.noise_floor
+        )
+        self.notify: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
         self._devices: dict[str, DeviceSession] = {}
         self._failures: dict[str, EdgeLabError] = {}
         self._results: ResultsFile | None = None
-        self._metadata: dict[str, Any] | None = None
+        self._info: RunInfo | None = None
         self._store: ResultsStore | None = None
-        self._evalsets: dict[str, EvalSet] = {}
         self._run_written = False
+        self._store_failed: str | None = None
+        self._evalsets: dict[str, EvalSet] = {}
         self._leases: dict[str, DeviceLease] = {}
-        self.lease_timeout_s: float | None = None  # None: no leases (library use); the plugin sets it
-        self.health_checks = False  # the plugin turns them on (library use: off)
-        self.retries = 0
-        self.notify: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
-        self.baseline: BaselineSource | None = None  # set by --baseline
-        self.fail_on_regression = False
-        self.noise_floor = NOISE_FLOOR
+        self._retries: dict[str, list[str]] = {}  # per device, until the measurement that needed them
+        if self.options.results_db is not None:
+            self._store = ResultsStore(self.options.results_db)  # a bad URL fails before any test
+        self.baseline = (
+            BaselineSource(self.options.baseline, self._store, current_run=self.run_id)
+            if self.options.baseline
+            else None
+        )
+
+    @property
+    def run_id(self) -> str:
+        return self.options.run_id
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.options.reports_dir
 
     # -- devices -----------------------------------------------------------------------------
 
@@ -233,7 +282,8 @@ class Lab:
         if name in self._failures:
             raise self._failures[name]
         config = self.fleet[name]
-        if self.health_checks:
+        checks = self.options.health_checks
+        if checks:
             state = health.status(name)
             if state.get("quarantined"):
                 raise DeviceUnhealthy(
@@ -245,20 +295,22 @@ class Lab:
             session = self._connect(config)
         except EdgeLabError as exc:
             self._failures[name] = exc
-            if self.health_checks and not isinstance(exc, LeaseTimeout):
-                health.record(name, False, str(exc))
+            if checks and not isinstance(exc, LeaseTimeout | StoreError | ConfigError):
+                health.record(name, False, str(exc))  # only the device's own failures count
             raise
-        if self.health_checks:
+        if checks:
             verdict = health.check(session.transport, session.workdir)
             state = health.record(name, verdict.ok, "; ".join(verdict.problems))
             if not verdict.ok:
-                session.transport.close()
+                session.close()
                 quarantined = " (now quarantined)" if state.get("quarantined") else ""
                 failure = DeviceUnhealthy(
                     f"device '{name}' failed its health check: {'; '.join(verdict.problems)}{quarantined}"
                 )
                 self._failures[name] = failure
                 raise failure
+        if self.options.speed_reference:
+            session.reference, session.reference_note = _reference(session.transport)
         self._devices[name] = session
         return session
 
@@ -266,21 +318,24 @@ class Lab:
         """Drop a device's connection (and its remembered failure) so the next use reconnects."""
         session = self._devices.pop(name, None)
         if session is not None:
-            with contextlib.suppress(Exception):
-                session.close()
+            session.close()
         self._failures.pop(name, None)
 
     def _lease(self, name: str) -> None:
-        if self.lease_timeout_s is None or name in self._leases:
+        if self.options.lease_timeout_s is None or name in self._leases:
             return
-        store = self.store_for_reading()
+        store = self._store
         advisory = store.advisory_lock if store is not None and store.shared else None
         lease = DeviceLease(
-            name, run_id=self.run_id, timeout_s=self.lease_timeout_s, advisory=advisory, notify=self.notify
+            name,
+            run_id=self.run_id,
+            timeout_s=self.options.lease_timeout_s,
+            advisory=advisory,
+            notify=self.notify,
         )
         self._leases[name] = lease.acquire()
 
-    def _connect(self, config: DeviceConfig) -> DeviceSession:
+    def _connect(self, config: AnyDevice) -> DeviceSession:
         transport = open_transport(config)
         try:
             workdir = resolve_workdir(transport, config.workdir)
@@ -288,133 +343,190 @@ class Lab:
             stale = deployer.clean_partials()  # left by killed pushes whose writer is gone
             if stale:
                 self.notify(f"device '{config.name}': removed {len(stale)} partial file(s) of killed pushes")
-            if config.runner == "native":
-                return DeviceSession(
-                    config, transport, workdir, deployer, "", DeployReport(), native_probe(transport)
-                )
-            agent = Artifact.from_file(python_agent.AGENT_FILE)
-            report = deployer.ensure([agent])
-            agent_path = deployer.remote_path(agent)
-            info = python_agent.probe(transport, config.python, agent_path)
+            runner: Runner = (
+                NativeRunner(config, transport, deployer)
+                if config.runner == "native"
+                else AgentRunner(config, transport, deployer, notify=self._tell)
+            )
         except BaseException:
             transport.close()
             raise
-        return DeviceSession(config, transport, workdir, deployer, agent_path, report, info)
+        return DeviceSession(config, transport, workdir, deployer, runner)
 
-    def probe(self, name: str) -> dict[str, Any]:
-        return self.device(name).probe
+    def _tell(self, message: str) -> None:
+        self.notify(message)  # looked up at call time: a caller may replace ``notify``
+
+    def threads_for(self, device: str, given: int | None = None) -> int:
+        """The call's threads, else --threads, else the device's threads in devices.yaml."""
+        if given is not None:
+            return given
+        if self.options.threads is not None:
+            return self.options.threads
+        return self.fleet[device].threads
 
     # -- measurement ---------------------------------------------------------------------------
 
+    def with_retries(self, device: str, measure: Callable[[], T]) -> T:
+        """``--retries N``: when the connection is lost, reconnect and measure again (a measurement
+        is idempotent: nothing is written until it has finished)."""
+        attempts = self.options.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return measure()
+            except (CommandFailed, CommandTimeout):
+                raise  # the device answered: retrying would hide a real failure
+            except TransportError as lost:
+                if attempt == attempts:
+                    raise
+                note = f"retry {attempt} of {self.options.retries} after: {lost}"
+                self._retries.setdefault(device, []).append(note)
+                self.notify(f"device '{device}': {note}")
+                self.forget(device)
+                time.sleep(min(10.0, 2.0 * attempt))
+        raise AssertionError("unreachable")
+
     def benchmark(
         self,
-        device_name: str,
+        device: str,
         variant: Variant,
-        protocol: LatencyProtocol,
+        protocol: LatencyProtocol | None = None,
         *,
+        test_id: str | None = None,
+        kind: Kind = "latency",
+        settings: Mapping[str, Any] | None = None,
         threads: int | None = None,
         inputs: Path | None = None,
         outputs_to: Path | None = None,
         cooldown_below_c: float | None = None,
         energy: str | None = None,
-    ) -> tuple[BenchmarkResult, DeployReport]:
-        """Deploy what the variant needs, run the agent, and pull outputs back if asked."""
-        device = self.device(device_name)
-        built = variant.build()
-        input_file = inputs if inputs is not None else self._default_inputs(variant)
-        model = Artifact.from_file(built.path, built.path.name)
+    ) -> Measured:
+        """Measure one variant on one device with ``protocol`` (a library caller's), else each setting
+        from ``settings`` (a test's call), else the command line, else the default. With
+        ``--interleave-baseline`` the baseline's artifact is measured in ABBA rounds beside it."""
+        if protocol is None:
+            protocol = LatencyProtocol(**self.options.merged_protocol(settings or {}))
+        built = variant.build()  # checked against the sha256 it was built with
+        model = Artifact.from_file(built.path)
         if model.sha256 != built.sha256:  # changed on the host since it was checked: never measure it
             raise ModelError(
                 f"{variant.id}: {built.path} changed while in use (sha256 {model.sha256}, checked "
                 f"{built.sha256}); rerun to rebuild it"
             )
-        input_artifact = Artifact.from_file(input_file)
-        artifacts = [model, input_artifact]
-        with _phase("deploy"):
-            # the agent checks both files' sha256 at every run, so what this session has already
-            # checked or pushed needs no round trip before the run
-            deploy = device.deployer.ensure(artifacts, trust_verified=device.config.runner == "agent")
-        deploy.model_sha256 = model.sha256
-        remote_outputs = None
-        if outputs_to is not None:
-            remote_outputs = posixpath.join(
-                device.workdir, "runs", self.run_id, _safe_name(outputs_to.name) + ".npz"
-            )
-        below_c = cooldown_below_c if cooldown_below_c is not None else device.config.cooldown_below_c
-        if device.config.runner == "native":
-            cooldown = None
-            if below_c is not None:
-                with _phase("cooldown"):
-                    cooldown = wait_until_cool(device.transport, below_c, protocol.cooldown_max_s)
-            native_result = self._benchmark_native(device, variant, model, protocol, threads)
-            return dataclasses.replace(native_result, cooldown=cooldown), deploy
-        source, meter = self._energy_source(device, energy)
-        argv = python_agent.build_run_argv(
-            device.config.python,
-            device.agent_path,
-            device.deployer.remote_path(model),
-            variant.runtime,
-            protocol,
-            threads=device.config.threads if threads is None else threads,
-            inputs_path=device.deployer.remote_path(input_artifact),
-            outputs_path=remote_outputs,
-            energy=source if source != "external" else None,
-            verify=[(device.deployer.remote_path(a), a.sha256) for a in artifacts],
-            cooldown_below_c=below_c,  # the agent waits on the device, before loading the model
-        )
-        timeout_s = protocol.budget_s(cooldown=below_c is not None)
-        with _phase("run"):
-            try:
-                result = self._run_agent(device, variant, argv, protocol, meter, timeout_s=timeout_s)
-            except python_agent.ArtifactDamaged as damaged:
-                # changed on the device since this session checked it: check all, push again, rerun
-                self.notify(f"{damaged}; checking the device's cache and pushing again")
-                device.deployer.forget(artifacts)
-                with _phase("deploy"):
-                    deploy = device.deployer.ensure(artifacts)
-                deploy.model_sha256 = model.sha256
-                result = self._run_agent(device, variant, argv, protocol, meter, timeout_s=timeout_s)
-        if remote_outputs is not None and outputs_to is not None:
-            with _phase("pull outputs"):
-                device.transport.pull(remote_outputs, outputs_to)
-                device.transport.run(["rm", "-f", remote_outputs], timeout=60)
-        return result, deploy
-
-    def _run_agent(
-        self,
-        device: DeviceSession,
-        variant: Variant,
-        argv: list[str],
-        protocol: LatencyProtocol,
-        meter: ExternalMeter | None,
-        *,
-        timeout_s: float,
-    ) -> BenchmarkResult:
-        return python_agent.run_agent(
-            device.transport,
-            argv,
-            server=device.agent_server(variant.runtime),
-            on_server_gone=lambda reason: device.server_gone(variant.runtime, reason),
-            cold_reason=device.cold_reasons.get(variant.runtime),
-            timeout_s=timeout_s,
-            model=variant.model,
+        artifacts.keep(model.local, model.sha256)  # so a later run can measure these bytes again
+        input_file = inputs if inputs is not None else self._default_inputs(variant)
+        config = self.fleet[device]
+        request = RunRequest(
+            model=model,
+            inputs=Artifact.from_file(input_file),
+            model_name=variant.model,
             model_format=variant.format,
+            runtime=variant.runtime,
             precision=variant.precision,
             protocol=protocol,
-            virtual=device.config.virtual,
-            meter=meter,
+            threads=self.threads_for(device, threads),
+            energy=energy or self.options.energy,
+            cooldown_below_c=cooldown_below_c
+            if cooldown_below_c is not None
+            else (
+                self.options.cooldown_below_c
+                if self.options.cooldown_below_c is not None
+                else config.cooldown_below_c
+            ),
+            outputs_to=outputs_to,
+        )
+        notes: tuple[str, ...] = ()
+        if self.options.interleave_baseline and self.baseline is not None and test_id is not None:
+            identity = ResultIdentity(
+                test_id, device, variant.model, variant.runtime, variant.precision, request.threads, kind
+            )
+            baseline = self.baseline.find(identity)
+            if baseline is not None:
+                located, where = self._baseline_artifact(device, baseline)
+                if located is not None:
+                    return self._interleave(device, request, baseline, located, where)
+                notes = (f"interleaved baseline: {where}; compared with the baseline run instead",)
+        result, deploy = self._run(device, request)
+        kind_of_runner = self.device(device).runner.kind
+        return Measured(
+            result, deploy, request.model, kind_of_runner, notes=(*notes, *self._retries.pop(device, []))
+        )
+
+    def _run(self, device: str, request: RunRequest) -> tuple[BenchmarkResult, DeployReport]:
+        return self.with_retries(device, lambda: self.device(device).runner.run(request))
+
+    def _baseline_artifact(self, device: str, baseline: ResultRecord) -> tuple[Artifact | None, str]:
+        """The bytes the baseline measured: in the host cache, at the path it recorded, or still
+        in the device's content-addressed cache. (None, why) when none has them."""
+        digest = baseline.model_sha256
+        if not digest:
+            return None, "the baseline recorded no model sha256"
+        kept = artifacts.find(digest)
+        if kept is not None:
+            return Artifact.from_file(kept), f"host cache {kept}"
+        if baseline.model_path and Path(baseline.model_path).is_file():
+            recorded = Artifact.from_file(Path(baseline.model_path))
+            if recorded.sha256 == digest:
+                return recorded, f"recorded path {baseline.model_path}"
+        session = self.device(device)
+        name = Path(baseline.model_path).name if baseline.model_path else None
+        if name:
+            remote = Artifact(Path("/nonexistent"), digest, name, 0)
+            found = session.deployer.remote_hashes([session.deployer.remote_path(remote)])
+            if next(iter(found.values())) == digest:
+                return remote, f"device cache {session.deployer.remote_path(remote)}"
+        return None, f"the baseline's model (sha256 {digest[:12]}) is in no cache and at no recorded path"
+
+    def _interleave(
+        self, device: str, request: RunRequest, baseline: ResultRecord, located: Artifact, where: str
+    ) -> Measured:
+        """Candidate and baseline artifact in ABBA rounds on this device; the verdict comes from the
+        paired rounds (harness.stats.compare_rounds)."""
+        rounds = self.options.interleave_rounds
+        per_round = dataclasses.replace(request, protocol=round_protocol(request.protocol, rounds))
+        sides = {"candidate": per_round, "baseline": dataclasses.replace(per_round, model=located)}
+        parts: dict[str, list[BenchmarkResult]] = {"candidate": [], "baseline": []}
+        deploys: list[DeployReport] = []
+        for side in schedule(list(sides), rounds):
+            result, deploy = self._run(device, sides[side])
+            parts[side].append(result)
+            if side == "candidate":
+                deploys.append(deploy)
+        candidate = merge(parts["candidate"], request.protocol)
+        baseline_merged = merge(parts["baseline"], request.protocol)
+        comparison = compare_rounds(
+            [[ns / 1e6 for ns in p.latency_samples_ns] for p in parts["baseline"]],
+            [[ns / 1e6 for ns in p.latency_samples_ns] for p in parts["candidate"]],
+            noise_floor=self.policy.interleaved_floor,
+            alpha=self.policy.alpha,
+            confidence=self.policy.confidence,
+        )
+        evidence = InterleavedEvidence(
+            rounds=rounds,
+            baseline_artifact=where,
+            baseline_latency_ms=baseline_merged.latency_ms,
+            baseline_modes=baseline_merged.modes,
+            baseline_round_medians_ms=tuple(p.latency_ms.median for p in parts["baseline"]),
+            candidate_round_medians_ms=tuple(p.latency_ms.median for p in parts["candidate"]),
+        )
+        return Measured(
+            candidate,
+            deploys[0],
+            request.model,
+            self.device(device).runner.kind,
+            paired=PairedBaseline(baseline, comparison, evidence),
+            notes=tuple(self._retries.pop(device, [])),
         )
 
     def evaluate(
         self,
-        device_name: str,
+        device: str,
         variant: Variant,
         *,
         corruptions: Sequence[str] | None = None,
         severities: Sequence[int] = DEFAULT_SEVERITIES,
         seed: int = 0,
         threads: int | None = None,
-    ) -> tuple[BenchmarkResult, AccuracyReport, DeployReport]:
+    ) -> tuple[Measured, AccuracyReport]:
         """Run the variant over its task's real inputs (every slice) on the device, pull the
         outputs back, and score them per slice against the labels and the host fp32 reference."""
         task = task_for(variant.model)
@@ -429,20 +541,21 @@ class Lab:
         reference = host_reference(
             zoo.fetch(variant.spec), evalset, folder / f"{variant.model}-{key}-fp32.npz"
         )
-        protocol = LatencyProtocol(
-            warmup_iters=1,
-            warmup_s=0.0,
-            min_iters=evalset.size,
-            min_s=0.0,
-            max_s=900.0,
-            max_iters=evalset.size,
-            idle_s=0.0,
-        )
-        outputs_to = self.reports_dir / self.run_id / "outputs" / _safe_name(f"{device_name}-{variant.id}")
-        result, deploy = self.benchmark(
-            device_name,
+        settings = {
+            "warmup_iters": 1,
+            "warmup_s": 0.0,
+            "min_iters": evalset.size,
+            "min_s": 0.0,
+            "max_s": 900.0,
+            "max_iters": evalset.size,
+            "idle_s": 0.0,
+        }
+        outputs_to = self.reports_dir / self.run_id / "outputs" / _safe_name(f"{device}-{variant.id}")
+        measured = self.benchmark(
+            device,
             variant,
-            protocol,
+            kind="accuracy",
+            settings=settings,
             threads=threads,
             inputs=inputs,
             outputs_to=outputs_to,
@@ -453,69 +566,8 @@ class Lab:
         try:
             report = score(task, evalset, outputs, reference, variant.precision)
         except ValueError as exc:
-            raise AgentError(
-                f"device '{device_name}': {variant.id}: outputs cannot be scored: {exc}"
-            ) from None
-        return result, report, deploy
-
-    def _benchmark_native(
-        self,
-        device: DeviceSession,
-        variant: Variant,
-        model: Artifact,
-        protocol: LatencyProtocol,
-        threads: int | None,
-    ) -> BenchmarkResult:
-        """benchmark_model / onnxruntime_perf_test from native_tools, pushed like any artifact."""
-        fmt = variant.format
-        tool_path = device.config.native_tools.get(fmt) if fmt in ("tflite", "onnx") else None  # type: ignore[call-overload]
-        if not tool_path:
-            tool = native.NATIVE_TOOL_FOR_FORMAT.get(fmt, "?")
-            raise ConfigError(
-                f"device '{device.config.name}': runner native has no {fmt} tool; add "
-                f"native_tools: {{{fmt}: /path/to/{tool}}} (built for the device) to devices.yaml"
-            )
-        local = Path(tool_path).expanduser()
-        if not local.is_file():
-            raise ConfigError(f"device '{device.config.name}': native_tools.{fmt}: {local} does not exist")
-        binary = Artifact.from_file(local)
-        device.deployer.ensure([binary])
-        remote_binary = device.deployer.remote_path(binary)
-        device.transport.run(["chmod", "755", remote_binary], timeout=60, check=True)
-        count = device.config.threads if threads is None else threads
-        build = native.tflite_argv if fmt == "tflite" else native.ort_argv
-        argv = build(remote_binary, device.deployer.remote_path(model), protocol, count)
-        return native.run_native(
-            device.transport,
-            argv,
-            timeout_s=protocol.budget_s(),
-            model=variant.model,
-            model_format=fmt,
-            precision=variant.precision,
-            protocol=protocol,
-            threads=count,
-        )
-
-    def _energy_source(
-        self, device: DeviceSession, override: str | None
-    ) -> tuple[str | None, ExternalMeter | None]:
-        """The energy source for this device: ``--energy``, else devices.yaml, else auto."""
-        configured = override or device.config.energy
-        available = device.probe.get("energy_sources") or []
-        if configured == "external":
-            if not device.config.energy_meter:
-                raise ConfigError(
-                    f"device '{device.config.name}': energy: external needs energy_meter (a host command "
-                    "that prints watts per line) in devices.yaml"
-                )
-            return "external", ExternalMeter(device.config.energy_meter)
-        source = pick_source(configured, available)
-        if source is not None and source not in available:
-            raise ConfigError(
-                f"device '{device.config.name}': energy source '{source}' is not on the device "
-                f"(it has: {', '.join(available) or 'none'}); set energy: auto or none"
-            )
-        return source, None
+            raise AgentError(f"device '{device}': {variant.id}: outputs cannot be scored: {exc}") from None
+        return measured, report
 
     def _default_inputs(self, variant: Variant) -> Path:
         """Deterministic synthetic inputs from the zoo's input spec, cached by model hash and
@@ -528,32 +580,43 @@ class Lab:
     # -- results -------------------------------------------------------------------------------
 
     @property
-    def metadata(self) -> dict[str, Any]:
-        if self._metadata is None:
-            self._metadata = run_metadata(self.run_id, self.selected)
-        return self._metadata
+    def info(self) -> RunInfo:
+        if self._info is None:
+            self._info = run_info(self.options, self.selected, self.policy)
+        return self._info
 
     @property
     def results(self) -> ResultsFile:
         """Created on the first record, so a run with no device test leaves no report folder."""
         if self._results is None:
-            self._results = ResultsFile(self.reports_dir, self.run_id, self.metadata)
+            self._results = ResultsFile.create(self.reports_dir, self.run_id, self.info)
         return self._results
+
+    def _record_end_references(self) -> None:
+        """Each connected device's speed reference at the end of the run, beside the one at its
+        start, in results.json: how much the device's speed moved while the run measured."""
+        if self._results is None or not self.options.speed_reference:
+            return
+        ends: dict[str, Any] = {}
+        for name, session in self._devices.items():
+            try:
+                end, _ = _reference(session.transport)
+            except EdgeLabError:
+                end = None  # the device went away; its start reference stays
+            ends[name] = RunReferences(start=session.reference, end=end).model_dump(mode="json")
+        if ends:
+            self._results.merge_run("speed_references", ends)
+
+    def results_written(self) -> bool:
+        """Whether any test of this run recorded a result (in this process or an xdist worker)."""
+        return ResultsFile(self.reports_dir, self.run_id).path.exists()
+
+    def read_results(self) -> list[ResultRecord]:
+        return ResultsFile(self.reports_dir, self.run_id).records()
 
     @property
     def store(self) -> ResultsStore | None:
-        """Opened (and the run inserted) on the first record, like results.json."""
-        if not self._run_written and self.results_db is not None:
-            store = self.store_for_reading()
-            assert store is not None
-            store.write_run(self.metadata)
-            self._run_written = True
-        return self._store
-
-    def store_for_reading(self) -> ResultsStore | None:
-        """The store without inserting this run (baselines, reports)."""
-        if self._store is None and self.results_db is not None:
-            self._store = ResultsStore(self.results_db)
+        """The results database, for reading (baselines, reports); None with ``--results-db none``."""
         return self._store
 
     def finish(self) -> None:
@@ -563,77 +626,123 @@ class Lab:
                 complete=True, finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             )
         if self._store is not None and self._run_written:
-            self._store.finish_run(self.run_id)
+            with contextlib.suppress(StoreError):
+                self._store.finish_run(self.run_id)
 
     def record(
         self,
         *,
         test: str,
-        status: str,
+        status: Status,
         device: str,
         variant: Variant,
-        result: BenchmarkResult | None,
-        deploy: DeployReport | None,
+        kind: Kind = "latency",
+        measured: Measured | None = None,
         error: str | None = None,
         duration_s: float | None = None,
-        sustained: dict[str, Any] | None = None,
-        accuracy: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Append one finished test to results.json now, so a crash later loses nothing."""
+        sustained: SustainedCurve | None = None,
+        accuracy: AccuracyRecord | None = None,
+    ) -> ResultRecord:
+        """Build the record of one finished test, compare it with its baseline, and write it to
+        results.json and the database now, so a crash later loses nothing."""
         session = self._devices.get(device)
-        record: dict[str, Any] = {
-            "schema_version": 1,
-            "run_id": self.run_id,
-            "test": test,
-            "status": status,
-            "device": device,
-            "device_kind": self.fleet[device].kind,
-            "virtual": self.fleet[device].virtual,
-            "model": variant.model,
-            "model_sha256": variant.spec.sha256,
-            "format": variant.format,
-            "runtime": variant.runtime,
-            "precision": variant.precision,
-            "latency_ms": None,
-            "peak_rss_mb": None,
-            "error": redact(error) if error else None,
-            "duration_s": duration_s,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "device_fingerprint": session.fingerprint() if session else None,
-            "run": {
-                key: self.metadata[key]
-                for key in ("id", "git_commit", "git_branch", "harness_version", "ci_job_id")
-            },
-        }
-        if result is not None:
-            record.update(result.to_record())
-        if sustained is not None:
-            record["sustained"] = sustained
-        if accuracy is not None:
-            record["accuracy"] = accuracy
-        if deploy is not None:
-            record["deploy"] = {
-                "bytes_pushed": deploy.bytes_pushed,
-                "pushed": deploy.pushed,
-                "replaced": deploy.replaced,
-                "present": deploy.present,
-            }
-        if self.baseline is not None and record["status"] == "passed" and result is not None:
-            floor = self.fleet[device].noise_floor
-            comparison = compare_records(
-                record, self.baseline.find(record), floor if floor is not None else self.noise_floor
-            )
-            record["comparison"] = comparison.as_dict()
-            if self.fail_on_regression and comparison.verdict == "regressed":
-                evidence = "; ".join(m.evidence for m in comparison.metrics if m.verdict == "regressed")
-                record["status"] = "failed"
-                record["error"] = f"regression vs {comparison.baseline_run}: {evidence}"
+        config = self.fleet[device]
+        result = measured.result if measured is not None else None
+        notes = (*(result.notes if result else ()), *(measured.notes if measured else ()))
+        if session is not None and session.reference_note and measured is not None:
+            notes = (*notes, session.reference_note)
+        record = ResultRecord(
+            run_id=self.run_id,
+            run=self.info.ref(),
+            test=test,
+            test_id=test_id_of(test, device),
+            kind=kind,
+            status=status,
+            error=redact(error) if error else None,
+            duration_s=duration_s,
+            finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            device=device,
+            device_kind=config.kind,
+            virtual=config.virtual,
+            device_fingerprint=session.fingerprint() if session is not None else None,
+            model=variant.model,
+            model_sha256=measured.model.sha256 if measured is not None else variant.spec.sha256,
+            model_source="zoo",
+            model_path=str(measured.model.local) if measured is not None else None,
+            format=variant.format,
+            runtime=variant.runtime,
+            precision=variant.precision,
+            threads=result.threads if result is not None else self.threads_for(device),
+            runner=measured.runner if measured is not None else None,
+            runtime_module=result.runtime.module if result else None,
+            runtime_version=result.runtime.version if result else None,
+            latency_ms=result.latency_ms if result else None,
+            latency_samples_ms=_ms(result.latency_samples_ns) if result else None,
+            start_offsets_ms=_ms(result.start_offsets_ns) if result else None,
+            memory=result.memory if result else None,
+            energy=result.energy if result else None,
+            throttle=result.throttle if result else None,
+            thermal_trace=result.thermal if result else None,
+            cooldown=result.cooldown if result else None,
+            warnings=result.warnings if result else (),
+            notes=notes,
+            load_ms=result.load_ms if result else None,
+            first_inference_ms=result.first_inference_ms if result else None,
+            iterations=result.iterations if result else None,
+            stopped_by=result.stopped_by if result else None,
+            rounds=result.rounds if result else 1,
+            agent_phases_ms=result.agent_phases_ms if result else None,
+            protocol=result.protocol if result else None,
+            cpus=result.placement if result else None,
+            modes=result.modes if result else None,
+            speed_reference=session.reference if session is not None else None,
+            sustained=sustained,
+            accuracy=accuracy,
+            deploy=_deploy_record(measured.deploy) if measured is not None else None,
+        )
+        record = self._compared(record, measured)
         self.results.append(record)
-        if self.store is not None:
-            self.store.write_record(record)
+        self._store_record(record)
         return record
 
+    def _compared(self, record: ResultRecord, measured: Measured | None) -> ResultRecord:
+        if self.baseline is None or record.status != "passed" or measured is None:
+            return record
+        if measured.paired is not None:
+            paired = measured.paired
+            comparison = compare_interleaved(
+                record, paired.baseline, paired.comparison, paired.evidence, self.policy
+            )
+        else:
+            comparison = compare_runs(record, self.baseline.find(record.identity()), self.policy)
+        update: dict[str, Any] = {"comparison": comparison}
+        if self.options.fail_on_regression and comparison.verdict == "regressed":
+            evidence = "; ".join(m.evidence for m in comparison.metrics if m.verdict == "regressed")
+            update |= {"status": "failed", "error": f"regression vs {comparison.baseline_run}: {evidence}"}
+        return record.model_copy(update=update)
+
+    def _store_record(self, record: ResultRecord) -> None:
+        """The database is the history, not the device: when it fails, the record stays in
+        results.json (reconciled at the next run) and the run goes on."""
+        if self._store is None or self._store_failed is not None:
+            if self._store_failed is not None:
+                mark_unstored(self.reports_dir, self.run_id)
+            return
+        try:
+            if not self._run_written:
+                self._store.write_run(self.info)
+                self._run_written = True
+            self._store.write_record(record)
+        except StoreError as exc:
+            self._store_failed = str(exc)
+            mark_unstored(self.reports_dir, self.run_id)
+            self.notify(
+                f"edgelab: {exc}; results stay in {self.results.path} and go into the database at "
+                "the next run"
+            )
+
     def close(self) -> None:
+        self._record_end_references()
         for session in self._devices.values():
             session.close()
         self._devices.clear()
@@ -642,3 +751,26 @@ class Lab:
         self._leases.clear()
         if self._store is not None:
             self._store.close()
+
+
+def _reference(transport: Transport) -> tuple[SpeedReference | None, str | None]:
+    """The device's speed reference, or why there is none (a missing clock is no reason to fail
+    the device: its comparisons just cannot be checked against it)."""
+    try:
+        return measure_reference(transport), None
+    except SpeedReferenceError as exc:
+        return None, f"speed reference: not measured ({exc})"
+
+
+def _ms(samples_ns: tuple[int, ...]) -> tuple[float, ...] | None:
+    """Nanosecond samples as milliseconds (None: the runner gave none)."""
+    return tuple(round(ns / 1e6, 6) for ns in samples_ns) or None
+
+
+def _deploy_record(report: DeployReport) -> DeployRecord:
+    return DeployRecord(
+        bytes_pushed=report.bytes_pushed,
+        pushed=tuple(report.pushed),
+        replaced=tuple(report.replaced),
+        present=tuple(report.present),
+    )

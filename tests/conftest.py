@@ -10,6 +10,7 @@ import tempfile
 import paramiko  # noqa: F401
 import scipy.stats  # noqa: F401
 
+from tests.fixtures.http_server import file_server
 from tests.fixtures.postgres import postgres_url
 from tests.fixtures.sshd import other_sshd, sshd
 
@@ -19,4 +20,4 @@ os.environ["EDGELAB_LAB_DIR"] = tempfile.mkdtemp(prefix="edgelab-no-lab-")
 os.environ["EDGELAB_LEASE_DIR"] = tempfile.mkdtemp(prefix="edgelab-leases-")
 os.environ["EDGELAB_HEALTH_DIR"] = tempfile.mkdtemp(prefix="edgelab-health-")
 
-__all__ = ["other_sshd", "postgres_url", "sshd"]
+__all__ = ["file_server", "other_sshd", "postgres_url", "sshd"]

@@ -80,7 +80,6 @@ def test_doctor_with_a_broken_python_names_it(tmp_path, capsys):
 
 
 def test_parse_prints_json_with_units_in_the_keys(tmp_path, capsys):
-    import json
     from pathlib import Path
 
     capture = Path(__file__).parent / "fixtures/real-outputs/ort_perf_test/spacemit_k1_yolov8n_int8.txt"
@@ -96,31 +95,14 @@ def test_parse_prints_json_with_units_in_the_keys(tmp_path, capsys):
 
 
 def _run_folder(reports, run_id, median, branch="main"):
+    from harness.record import RunInfo
     from harness.store.db import ResultsStore, default_url
+    from tests.factories import make_record, write_results
 
-    samples = [median * (1 + 0.01 * ((i % 7) - 3)) for i in range(200)]
-    record = {
-        "run_id": run_id,
-        "test": "t::x",
-        "status": "passed",
-        "device": "local",
-        "model": "silero_vad",
-        "format": "onnx",
-        "runtime": "onnxruntime",
-        "precision": "fp32",
-        "threads": 1,
-        "model_sha256": "0" * 64,
-        "latency_ms": {"median": median, "p90": median},
-        "latency_samples_ms": samples,
-        "peak_rss_mb": 80.0,
-    }
-    run = {"id": run_id, "git_branch": branch, "started_at": run_id, "devices": ["local"]}
-    (reports / run_id).mkdir(parents=True)
-    (reports / run_id / "results.json").write_text(
-        json.dumps({"schema_version": 1, "run": run, "results": [record]})
-    )
+    record = make_record(run_id, model="silero_vad", median_ms=median, n=200, test="t.py::x[local-silero_vad]")
+    write_results(reports, run_id, [record], started_at=run_id)
     store = ResultsStore(default_url(reports))
-    store.write_run(run)
+    store.write_run(RunInfo(id=run_id, git_branch=branch, started_at=run_id, devices=("local",)))
     store.write_record(record)
     store.finish_run(run_id)
     store.close()

@@ -13,6 +13,7 @@ from harness.deploy import Artifact, Deployer, resolve_workdir
 from harness.errors import DeployError
 from harness.transport.base import Transport
 from harness.transport.local import LocalTransport
+from tests.fixtures.terminal import drawn, fake_terminal
 
 
 class CorruptingLink(LocalTransport):
@@ -251,26 +252,68 @@ def test_a_model_damaged_on_the_device_between_tests_is_caught_by_the_agent_and_
     from harness.config import load_fleet
     from harness.measurement import LatencyProtocol
     from harness.models.variants import variants_for
-    from harness.session import Lab
+    from harness.session import Lab, RunOptions
 
     devices = tmp_path / "devices.yaml"
     devices.write_text(f"devices:\n  host:\n    kind: local\n    workdir: {tmp_path / 'device'}\n")
     lab = Lab(
-        load_fleet(devices, lab_file=tmp_path / "no-lab.yaml"), reports_dir=tmp_path / "r", selected=["host"]
+        load_fleet(devices, lab_file=tmp_path / "no-lab.yaml"),
+        RunOptions(reports_dir=tmp_path / "r", devices=("host",)),
     )
     heard: list[str] = []
     lab.notify = heard.append
     variant = variants_for("silero_vad")[0]
     protocol = LatencyProtocol(warmup_iters=1, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=10.0, idle_s=0.0)
     try:
-        _, first = lab.benchmark("host", variant, protocol, energy="none")
-        _, trusted = lab.benchmark("host", variant, protocol, energy="none")
+        first = lab.benchmark("host", variant, protocol, energy="none").deploy
+        trusted = lab.benchmark("host", variant, protocol, energy="none").deploy
         model = next((tmp_path / "device" / "cas").rglob("silero_vad.onnx"))
         model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
-        result, repaired = lab.benchmark("host", variant, protocol, energy="none")
+        measured = lab.benchmark("host", variant, protocol, energy="none")
+        result, repaired = measured.result, measured.deploy
     finally:
         lab.close()
     assert "silero_vad.onnx" in first.pushed and trusted.pushed == [] and trusted.replaced == []
     assert repaired.replaced == ["silero_vad.onnx"] and result.iterations >= 5
     assert len(heard) == 1 and "silero_vad.onnx: sha256" in heard[0] and "pushing again" in heard[0]
     assert hashlib.sha256(model.read_bytes()).hexdigest() == model.parent.name
+
+
+# -- progress on pushes ----------------------------------------------------------------------------
+
+
+def test_a_push_on_a_terminal_draws_its_bar(transport, artifacts, tmp_path, monkeypatch):
+    leader = fake_terminal(monkeypatch)
+    deployer = Deployer(transport, str(tmp_path / "device"))
+    report = deployer.ensure(artifacts)
+    bar = drawn(leader)
+    os.close(leader)
+    assert sorted(report.pushed) == ["inputs.npz", "model one.tflite"]
+    assert "push model one.tflite to local" in bar
+    assert "/195k" in bar  # 200,000 bytes in KiB: the bar's total is the artifact's size
+    for artifact in artifacts:
+        assert Path(deployer.remote_path(artifact)).read_bytes() == artifact.local.read_bytes()
+
+
+def test_a_push_under_ci_draws_nothing_even_on_a_terminal(transport, artifacts, tmp_path, monkeypatch):
+    leader = fake_terminal(monkeypatch)
+    monkeypatch.setenv("CI", "true")
+    Deployer(transport, str(tmp_path / "device")).ensure(artifacts)
+    bar = drawn(leader)
+    os.close(leader)
+    assert bar == ""
+
+
+def test_a_push_off_a_terminal_draws_nothing_and_sends_no_progress(artifacts, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    listened: list[object] = []
+
+    class Recording(LocalTransport):
+        def run(self, argv, **kwargs):
+            if kwargs.get("stdin_file") is not None:
+                listened.append(kwargs.get("stdin_progress"))
+            return super().run(argv, **kwargs)
+
+    Deployer(Recording("local"), str(tmp_path / "device")).ensure(artifacts)
+    assert listened == [None, None]  # nobody watches: the transports keep their silent path
+    assert capsys.readouterr().err == ""

@@ -40,11 +40,13 @@ def test_end_to_end_writes_results_and_junit_properties(pytester):
     run = pytester.runpytest(*FAST, f"--junitxml={junit}")
     run.assert_outcomes(passed=1)
     document = results_of(pytester)
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == 2
     assert document["run"]["devices"] == ["local"]
     assert document["run"]["harness_version"]
     (record,) = document["results"]
     assert record["test"] == "test_edge.py::test_latency[local-silero_vad-onnxruntime-fp32]"
+    assert record["test_id"] == "test_edge.py::test_latency[silero_vad-onnxruntime-fp32]"
+    assert record["kind"] == "latency"
     assert (record["device"], record["model"], record["format"], record["runtime"], record["precision"]) == (
         "local",
         "silero_vad",
@@ -55,10 +57,15 @@ def test_end_to_end_writes_results_and_junit_properties(pytester):
     assert record["status"] == "passed"
     assert record["latency_ms"]["samples"] == len(record["latency_samples_ms"]) >= 5
     assert 0 < record["latency_ms"]["median"] <= record["latency_ms"]["p99"]
-    assert record["peak_rss_mb"] > record["baseline_rss_mb"] > 0
+    assert record["memory"]["peak_rss_mb"] > record["memory"]["baseline_mb"] > 0
     assert record["runtime_version"] and record["device_fingerprint"]["system"] == "Linux"
     assert len(record["model_sha256"]) == 64
     assert record["run"]["id"] == document["run"]["id"]
+    reference = record["speed_reference"]  # the device's speed, timed when the run connected
+    assert reference["device"] == "local" and len(reference["times_ms"]) == 7 and reference["median_ms"] > 0
+    ends = document["run"]["speed_references"]["local"]
+    assert ends["start"] == reference and ends["end"]["median_ms"] > 0  # and when it closed
+    assert record["threads"] == 1 and record["cpus"]["threads"] == 1  # explicit, never the runtime's
     properties = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
     assert float(properties["edgelab.latency_median_ms"]) == pytest.approx(
         record["latency_ms"]["median"], rel=1e-3
@@ -235,7 +242,7 @@ def test_benchmark_over_ssh_on_a_real_sshd(pytester, sshd):
     pytester.runpytest(*FAST, "--device=tag:board").assert_outcomes(passed=1)
     (record,) = results_of(pytester)["results"]
     assert (record["device"], record["device_kind"], record["status"]) == ("board", "ssh", "passed")
-    assert record["latency_ms"]["median"] > 0 and record["peak_rss_mb"] > 0
+    assert record["latency_ms"]["median"] > 0 and record["memory"]["peak_rss_mb"] > 0
     assert list(workdir.glob("cas/*/silero_vad.onnx"))
 
 
@@ -257,7 +264,7 @@ def test_interleaved_rounds_are_merged_and_every_variant_recorded(pytester):
     records = {r["model"]: r for r in results_of(pytester)["results"]}
     assert set(records) == {"silero_vad", "face_detection"}
     for record in records.values():
-        assert record["rounds"] == 4 and record["status"] == "passed"
+        assert record["rounds"] == 4 and record["status"] == "passed" and record["kind"] == "interleaved"
         assert record["iterations"] == record["latency_ms"]["samples"] >= 40  # 4 rounds of >= 10
         assert record["protocol"]["min_iters"] == 40
     assert records["face_detection"]["test"].endswith("::interleaved[face_detection-litert-fp16]")
@@ -285,19 +292,20 @@ def test_two_runs_in_a_row_compare_as_unchanged_unless_one_was_flagged_and_the_s
     expected = compare(baseline["latency_samples_ms"], record["latency_samples_ms"], noise_floor=0.08)
     latency = comparison["metrics"][0]
     assert latency["metric"] == "latency_median_ms"
-    assert (latency["verdict"], latency["ratio"]) == (expected.verdict, pytest.approx(expected.ratio))
+    assert latency["ratio"] == pytest.approx(expected.ratio)
     assert (latency["ci_low"], latency["ci_high"]) == (
         pytest.approx(expected.ci_low),
         pytest.approx(expected.ci_high),
     )
-    flagged = [r for r in (baseline, record) if ((r["thermal"] or {}).get("verdict") or {}).get("throttled")]
+    flagged = [r for r in (baseline, record) if (r["throttle"] or {}).get("drifted") or (r["throttle"] or {}).get("throttled")]
     if not flagged:
-        assert expected.verdict == "unchanged", latency["evidence"]
+        assert latency["verdict"] == expected.verdict == "unchanged", latency["evidence"]
     else:
         # A shared CI host once sped up by 31% within the second run: the harness flagged the
-        # drift, and the comparison must carry that caveat next to its verdict.
+        # drift, and a change measured across it is no verdict: the evidence names the reasons.
+        assert latency["verdict"] in ("unchanged", "inconclusive")
         for side in flagged:
-            assert "; ".join(side["thermal"]["verdict"]["reasons"]) in latency["evidence"]
+            assert "; ".join(side["throttle"]["reasons"]) in latency["evidence"]
     summary = (pytester.path / "reports" / "second" / "summary.md").read_text()
     assert latency["verdict"] in summary and (pytester.path / "reports" / "second" / "index.html").exists()
     store = ResultsStore(f"sqlite:///{pytester.path / 'reports' / 'results.db'}")
@@ -307,13 +315,14 @@ def test_two_runs_in_a_row_compare_as_unchanged_unless_one_was_flagged_and_the_s
 
 def test_fail_on_regression_fails_the_test_with_the_evidence(pytester):
     pytester.makepyfile(test_edge=BENCH_TEST)
-    pytester.runpytest(*FAST, "--run-id=base").assert_outcomes(passed=1)
+    pytester.runpytest(*FAST, "--min-iters=60", "--run-id=base").assert_outcomes(passed=1)
     base = pytester.path / "reports" / "base" / "results.json"
     document = json.loads(base.read_text())
     fast = document["results"][0]
     fast["latency_samples_ms"] = [v / 10 for v in fast["latency_samples_ms"]]  # a baseline 10x faster
+    fast["speed_reference"] = None  # the fabricated baseline says nothing of the host's speed then
     base.write_text(json.dumps(document))
-    run = pytester.runpytest(*FAST, "--run-id=cand", f"--baseline={base}", "--fail-on-regression")
+    run = pytester.runpytest(*FAST, "--min-iters=60", "--run-id=cand", f"--baseline={base}", "--fail-on-regression")
     run.assert_outcomes(failed=1)
     run.stdout.fnmatch_lines(["*EdgeLab regression vs base: median * ms (+*%, 99% CI*Mann-Whitney*"])
     (record,) = results_of(pytester)["results"]
@@ -392,3 +401,78 @@ def test_loading_the_plugin_leaves_scipy_for_when_it_is_needed():
     probe = "import sys, harness.plugin; print(sorted(m for m in sys.modules if m.startswith('scipy')))"
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert shown.strip() == "[]"
+
+
+def _verdicts_in_html(path) -> list[str]:
+    import re
+
+    text = path.read_text()
+    results = text[text.index('id="results"') :]
+    return re.findall(r'<td><span class="(regressed|improved|unchanged|inconclusive|new)">', results)
+
+
+def test_a_run_compared_with_itself_is_unchanged_everywhere(pytester, monkeypatch):
+    from harness.cli import main
+
+    pytester.makepyfile(
+        test_edge="""
+import pytest
+
+@pytest.mark.edge(model=["silero_vad", "ppocr_cls"], precisions=["fp32"])
+def test_latency(edge):
+    edge.benchmark()
+
+@pytest.mark.edge(model="silero_vad", precisions=["fp32"])
+def test_sustained(edge):
+    edge.sustained(0.5)
+"""
+    )
+    pytester.runpytest(*FAST, "--run-id=once").assert_outcomes(passed=3)
+    monkeypatch.chdir(pytester.path)
+    assert main(["report", "once", "--baseline", "once"]) == 0
+    records = json.loads((pytester.path / "reports" / "once" / "results.json").read_text())["results"]
+    assert {r["kind"] for r in records} == {"latency", "sustained"}
+    assert _verdicts_in_html(pytester.path / "reports" / "once" / "index.html") == ["unchanged"] * 3
+    summary = (pytester.path / "reports" / "once" / "summary.md").read_text()
+    assert "⚪ unchanged: 3" in summary and "regressed" not in summary and "improved" not in summary
+    assert main(["pr-comment", "once", "--baseline", "reports/once/results.json"]) == 0
+    assert "⚪ unchanged: 3" in (pytester.path / "reports" / "once" / "summary.md").read_text()
+
+
+def test_the_same_pair_of_runs_gets_the_same_verdicts_through_every_entry_point(pytester, monkeypatch):
+    """The device's noise_floor (devices.yaml) holds in the pytest run, `edgelab report --baseline`
+    and `edgelab pr-comment --baseline` alike: the policy is recorded with the run."""
+    from harness.cli import main
+
+    pytester.makefile(".yaml", devices="devices:\n  local: {kind: local, noise_floor: 0.6}\n")
+    pytester.makepyfile(test_edge=BENCH_TEST)
+    pytester.runpytest(*FAST, "--min-iters=200", "--run-id=first").assert_outcomes(passed=1)
+    base = pytester.path / "reports" / "first" / "results.json"
+    document = json.loads(base.read_text())
+    slow = document["results"][0]
+    slow["latency_samples_ms"] = [v * 1.4 for v in slow["latency_samples_ms"]]  # 40% slower baseline
+    base.write_text(json.dumps(document))
+    run = pytester.runpytest(*FAST, "--min-iters=200", "--run-id=second", f"--baseline={base}")
+    run.assert_outcomes(passed=1)
+    (record,) = json.loads((pytester.path / "reports" / "second" / "results.json").read_text())["results"]
+    pytest_verdict = record["comparison"]["metrics"][0]["verdict"]
+    assert pytest_verdict in ("unchanged", "inconclusive") and "floor 60%" in record["comparison"]["metrics"][0]["evidence"]
+    monkeypatch.chdir(pytester.path)
+    # devices.yaml is gone: the policy comes from the run, not from the folder the command runs in
+    (pytester.path / "devices.yaml").unlink()
+    assert main(["report", "second", "--baseline", str(base)]) == 0
+    html_verdicts = _verdicts_in_html(pytester.path / "reports" / "second" / "index.html")
+    assert html_verdicts == [record["comparison"]["verdict"]]
+    assert main(["pr-comment", "second", "--baseline", str(base)]) == 0
+    summary = (pytester.path / "reports" / "second" / "summary.md").read_text()
+    assert "| latency_median_ms |" in summary and pytest_verdict in summary
+    # and a floor given on the command line is the one exception, applied to every device
+    from harness.compare import VerdictPolicy, compare_runs
+    from harness.record import ResultRecord
+
+    assert main(["report", "second", "--baseline", str(base), "--noise-floor", "0.03"]) == 0
+    expected = compare_runs(
+        ResultRecord.from_json(record), ResultRecord.from_json(slow), VerdictPolicy(noise_floor=0.03)
+    ).verdict
+    assert expected in ("improved", "inconclusive")  # inconclusive only when a run drifted on this host
+    assert _verdicts_in_html(pytester.path / "reports" / "second" / "index.html") == [expected]

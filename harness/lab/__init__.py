@@ -3,18 +3,6 @@ sshd, and a sensor model driven by real CPU time. It never imports the transport
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from harness.config import LAB_DIR_ENV, lab_devices_file, lab_dir
 
-LAB_DIR_ENV = "EDGELAB_LAB_DIR"
-
-
-def lab_dir() -> Path:
-    """``$EDGELAB_LAB_DIR`` or ``~/.cache/edgelab/lab``: the lab's state, devices file and logs."""
-    configured = os.environ.get(LAB_DIR_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "edgelab" / "lab"
-
-
-def lab_devices_file() -> Path:
-    """The devices file ``edgelab lab up`` writes; merged into every fleet while it exists."""
-    return lab_dir() / "devices.yaml"
+__all__ = ["LAB_DIR_ENV", "lab_devices_file", "lab_dir"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from harness.lab import adb_protocol as wire
 from harness.lab.profiles import DeviceProfile, get_profile
 from harness.lab.sandbox import DeviceRoot
+from harness.lab.stock import provision_stock, stock_root
 
 LOG = logging.getLogger("edgelab.lab.adbd")
 MAX_DATA = 1 << 20
@@ -29,7 +30,9 @@ FEATURES = ("shell_v2", "cmd", "stat_v2", "ls_v2", "fixed_push_mkdir")
 ANDROID_WRITABLE = {"/data": "data", "/tmp": "tmp", "/system": "system"}
 
 
-def android_root(state_dir: Path) -> DeviceRoot:
+def android_root(state_dir: Path, *, stock: bool = False) -> DeviceRoot:
+    if stock:
+        return stock_root(state_dir, ANDROID_WRITABLE)
     return DeviceRoot(state_dir, writable=ANDROID_WRITABLE)
 
 
@@ -131,6 +134,9 @@ def provision(root: DeviceRoot, profile: DeviceProfile) -> None:
     (system / "bin").mkdir(parents=True, exist_ok=True)
     (system / "etc").mkdir(parents=True, exist_ok=True)
     props = "".join(f"{key}={value}\n" for key, value in sorted(profile.props.items()))
+    if profile.stock:
+        provision_stock(root, profile, props)
+        return
     (system / "etc" / "edgelab.prop").write_text(props)
     (system / "etc" / "edgelab-meminfo.awk").write_text(MEMINFO_AWK)
     for name, text in (("getprop", GETPROP), ("dumpsys", DUMPSYS)):
@@ -305,7 +311,7 @@ class VirtualAdbDevice:
         self, profile: DeviceProfile, state_dir: Path, *, preexec: Callable[[], None] | None = None
     ) -> None:
         self.profile = profile
-        self.root = android_root(state_dir)
+        self.root = android_root(state_dir, stock=profile.stock)
         self.preexec = preexec  # joins the device's cgroup, so its CPU time is metered and capped
         self.server: asyncio.Server | None = None
         self.port = 0

@@ -25,6 +25,7 @@ from harness.lab.profiles import DeviceProfile, get_profile
 from harness.lab.relay import DelayRelay
 from harness.lab.sandbox import DeviceRoot
 from harness.lab.sensors import DeviceCgroup, SensorModel
+from harness.lab.services import DeviceServices
 
 LOG = logging.getLogger("edgelab.lab.device")
 SENSOR_PERIOD_S = 0.1
@@ -155,12 +156,18 @@ class Supervisor:
         model = SensorModel(
             self.profile, self.state / "sys", self.state / "data/vendor/edgelab/dumpsys", self.cgroup
         )
+        services = None
+        if self.profile.stock:  # its perfetto and stand-in tools call the lab: no Python there
+            services = DeviceServices(self.profile, device.root, self.cgroup, self.state / "sys")
+            await services.start()
         self.announce(
             {"kind": "adb", "port": port, "isolated": device.root.isolated, "cgroup": bool(self.cgroup)}
         )
         try:
             await self.sensor_loop(model, stop)
         finally:
+            if services is not None:
+                await services.stop()
             await device.stop()
 
     async def run_board(self, stop: asyncio.Event) -> None:

@@ -35,6 +35,7 @@ from harness.lab.device import board_root, free_port
 from harness.lab.profiles import get_profile
 from harness.lab.sandbox import DeviceRoot, mounts_under
 from harness.lab.sensors import DeviceCgroup
+from harness.lab.stock import write_standin_tools
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -401,6 +402,12 @@ class VirtualLab:
                     "workdir": ANDROID_WORKDIR,
                     **common,
                 }
+                if profile.stock:  # no Python there: the runtimes' own tools (the lab's stand-ins)
+                    del entries[device.name]["python"]
+                    entries[device.name]["tags"].append("stock")
+                    entries[device.name]["runner"] = "native"
+                    tools = write_standin_tools(self.root / "tools" / "android_arm64")
+                    entries[device.name]["native_tools"] = tools
             else:
                 entries[device.name] = {
                     "kind": "ssh",
@@ -543,7 +550,9 @@ def _cgroup(device: LabDevice) -> DeviceCgroup:
 
 def _device_root(device: LabDevice) -> DeviceRoot:
     state_dir = Path(device.state_dir)
-    return android_root(state_dir) if device.kind == "adb" else board_root(state_dir)
+    if device.kind == "adb":
+        return android_root(state_dir, stock=get_profile(device.profile).stock)
+    return board_root(state_dir)
 
 
 def _port_open(host: str, port: int) -> bool:

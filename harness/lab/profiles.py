@@ -6,6 +6,7 @@ thermal and power constants are a model chosen to throttle within a CI-sized sus
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -50,6 +51,13 @@ class DeviceProfile:
     battery_mah: int = 0
     thermal: ThermalModel = field(default_factory=ThermalModel)
     cpu_model: str = ""
+    # A stock phone: no Python reachable from its shell, only mksh, toybox and the phone's own
+    # tools (getprop, dumpsys, perfetto); the runtimes' tools there are the lab's stand-ins.
+    stock: bool = False
+
+    @property
+    def sdk(self) -> int:
+        return int(self.props.get("ro.build.version.sdk", "0") or 0)
 
 
 PIXEL8 = DeviceProfile(
@@ -99,6 +107,14 @@ PIXEL8 = DeviceProfile(
     cpu_model="Tensor G3 (virtual: host x86_64 CPU time)",
 )
 
+# The same phone as it ships: no Python, so only the native runner measures it.
+PIXEL8_STOCK = dataclasses.replace(
+    PIXEL8,
+    name="pixel8-stock",
+    description="Google Pixel 8 (Tensor G3), Android 14, stock (no Python; mksh, toybox, perfetto)",
+    stock=True,
+)
+
 RPI5 = DeviceProfile(
     name="rpi5",
     kind="linux",
@@ -127,7 +143,7 @@ JETSON_ORIN_NANO = DeviceProfile(
     cpu_model="Cortex-A78AE (virtual)",
 )
 
-PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (PIXEL8, RPI5, JETSON_ORIN_NANO)}
+PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (PIXEL8, PIXEL8_STOCK, RPI5, JETSON_ORIN_NANO)}
 
 
 def get_profile(name: str) -> DeviceProfile:

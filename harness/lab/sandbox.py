@@ -49,6 +49,9 @@ class DeviceRoot:
         writable: Mapping[str, str],
         extra_shared: tuple[str, ...] = (),
         isolate: bool | None = None,
+        share_host: bool = True,
+        shell: str = "/bin/sh",
+        path: tuple[str, ...] = ("/system/bin", "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"),
     ) -> None:
         self.state_dir = state_dir
         self.rootfs = state_dir / "rootfs"
@@ -56,7 +59,12 @@ class DeviceRoot:
         self.nsfile = self.nsdir / "mnt"
         # device path -> folder of state_dir (persistent across lab restarts)
         self.writable = dict(writable)
-        self.shared = tuple(d for d in (*SHARED_DIRS, *python_prefixes(), *extra_shared) if os.path.isdir(d))
+        # A stock phone shares nothing of the host (no /usr, no Python): its root holds only what
+        # the lab copied into it.
+        host_dirs = (*SHARED_DIRS, *python_prefixes()) if share_host else ()
+        self.shared = tuple(d for d in (*host_dirs, *extra_shared) if os.path.isdir(d))
+        self.shell = shell
+        self.path = path
         self.isolated = (os.geteuid() == 0) if isolate is None else isolate
 
     # -- layout --------------------------------------------------------------------------------
@@ -122,23 +130,26 @@ class DeviceRoot:
     def command(self, script: str) -> list[str]:
         """argv that runs ``script`` with /bin/sh as the device would."""
         if self.isolated:
+            # Host tools by absolute path: the device's PATH (a stock phone's /system/bin) is not
+            # where the host keeps them.
             return [
-                "nsenter",
+                shutil.which("nsenter") or "/usr/bin/nsenter",
                 f"--mount={self.nsfile}",
                 "--",
-                "chroot",
+                shutil.which("chroot") or "/usr/sbin/chroot",
                 str(self.rootfs),
-                "/bin/sh",
+                self.shell,
                 "-c",
                 f"cd / && {script}",
             ]
         return ["/bin/sh", "-c", script]
 
     def environment(self, extra: Mapping[str, str]) -> dict[str, str]:
-        path_dirs = ["/system/bin", "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        path_dirs = list(self.path)
         if not self.isolated:
-            path_dirs.insert(0, str(self.rootfs / "system" / "bin"))
-        return {"PATH": ":".join(path_dirs), "LANG": "C.UTF-8", **extra}
+            path_dirs.insert(0, str(self.state_dir / "system" / "bin"))
+        locale = {"LANG": "C.UTF-8"} if self.shared else {}  # a stock phone has no locales
+        return {"PATH": ":".join(path_dirs), **locale, **extra}
 
     def working_directory(self) -> str:
         if self.isolated:

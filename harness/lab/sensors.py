@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.lab.profiles import DeviceProfile
+from harness.lab.profiles import CpuPolicy, DeviceProfile
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CFS_PERIOD_US = 4_000  # short periods: a quota slows long inferences evenly, not in 100 ms stalls
@@ -191,6 +191,7 @@ class SensorModel:
                 ("scaling_min_freq", policy.min_khz),
                 ("related_cpus", _expand_cpus(policy.cpus)),
                 ("affected_cpus", _expand_cpus(policy.cpus)),
+                ("scaling_available_frequencies", " ".join(str(f) for f in _frequencies(policy))),
                 ("scaling_governor", "schedutil"),
                 ("scaling_available_governors", "schedutil performance powersave"),
             ):
@@ -311,3 +312,8 @@ def _expand_cpus(spec: str) -> str:
         first, _, last = part.partition("-")
         cpus += [str(n) for n in range(int(first), int(last or first) + 1)]
     return " ".join(cpus)
+
+
+def _frequencies(policy: CpuPolicy) -> list[int]:
+    """The operating points the model uses: its minimum, the throttled ceiling and the maximum."""
+    return sorted({policy.min_khz, policy.throttled_khz, policy.max_khz})

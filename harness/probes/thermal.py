@@ -8,20 +8,12 @@ The trace comes from the agent's sampler thread, on the same clock as the latenc
 from __future__ import annotations
 
 import bisect
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from harness.transport.base import Transport
-
-if TYPE_CHECKING:
-    from harness.measurement import Cooldown
-
-ZONES_SCRIPT = "cat /sys/class/thermal/thermal_zone*/temp 2>/dev/null; true"
-COOLDOWN_POLL_S = 2.0
 # A policy counts as capped when its ceiling falls below this share of where it started.
 CAP_RATIO = 0.98
 # Latency drift: median of the last window over the first, judged on at least this many samples.
@@ -95,25 +87,6 @@ class ThermalTrace:
         offsets = [s.offset_s for s in self.samples]
         return [max(0, bisect.bisect_right(offsets, o / 1e9) - 1) for o in start_offsets_ns]
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "period_s": self.period_s,
-            "zones": list(self.zones),
-            "policies": list(self.policies),
-            "cpuinfo_max_khz": list(self.cpuinfo_max_khz),
-            "samples": [
-                {
-                    "offset_s": round(s.offset_s, 4),
-                    "temps_c": list(s.temps_c),
-                    "cur_khz": list(s.cur_khz),
-                    "max_khz": list(s.max_khz),
-                }
-                for s in self.samples
-            ],
-            "status_kind": self.status_kind,
-            "status": [{"offset_s": round(t, 4), "value": v} for t, v in self.status],
-        }
-
 
 def to_celsius(value: int | float) -> float:
     """sysfs thermal zones report millidegrees; a few drivers report whole degrees."""
@@ -122,22 +95,22 @@ def to_celsius(value: int | float) -> float:
 
 @dataclass(frozen=True)
 class ThrottleVerdict:
-    throttled: bool
+    """Why a run is flagged. ``throttled`` is the device's own doing (a frequency cap, a thermal
+    status, Pi throttle flags) and None when nothing thermal was sampled; ``drifted`` is latency
+    that rose within the run whatever the cause (None when the run was too short to judge).
+    Drift alone is not throttling."""
+
+    throttled: bool | None
     reasons: tuple[str, ...]
     first_throttle_s: float | None
     max_temp_c: float | None
     min_ceiling_ratio: float | None
     drift_ratio: float | None
+    drifted: bool | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "throttled": self.throttled,
-            "reasons": list(self.reasons),
-            "first_throttle_s": self.first_throttle_s,
-            "max_temp_c": self.max_temp_c,
-            "min_ceiling_ratio": self.min_ceiling_ratio,
-            "drift_ratio": self.drift_ratio,
-        }
+    @property
+    def flagged(self) -> bool:
+        return bool(self.throttled) or bool(self.drifted)
 
 
 PI_NOW_BITS = {0: "under_voltage_now", 1: "arm_freq_capped_now", 2: "throttled_now", 3: "soft_temp_limit_now"}
@@ -178,14 +151,24 @@ def latency_drift(durations_ns: Sequence[int], start_offsets_ns: Sequence[int]) 
 def judge(
     trace: ThermalTrace | None, durations_ns: Sequence[int], start_offsets_ns: Sequence[int]
 ) -> ThrottleVerdict:
-    """Throttled when a cpufreq ceiling dropped during the run (or was capped throughout), or
-    latency drifted up by more than DRIFT_RATIO; each reason carries its evidence."""
+    """Throttled when a cpufreq ceiling dropped during the run (or was capped throughout) or the
+    device reported a thermal status; drifted when latency rose by more than DRIFT_RATIO. Each
+    reason carries its evidence."""
     reasons: list[str] = []
     first_throttle: float | None = None
     max_temp: float | None = None
     min_ratio: float | None = None
     if trace is not None and trace.samples:
-        initial = trace.samples[0].max_khz
+        # A ceiling not read at the start (Perfetto reports limits only when they change) is
+        # compared with the hardware maximum: a later ceiling below it is a cap all the same.
+        initial = tuple(
+            first if first is not None else top
+            for first, top in zip(
+                trace.samples[0].max_khz,
+                (*trace.cpuinfo_max_khz, *[None] * len(trace.samples[0].max_khz)),
+                strict=False,
+            )
+        )
         for sample in trace.samples:
             hottest = trace.hottest_c(sample)
             if hottest is not None and (max_temp is None or hottest > max_temp):
@@ -218,16 +201,20 @@ def judge(
                 first_throttle = next(
                     (max(0.0, t) for t, v in trace.status if _status_active(trace, v)), None
                 )
+    sensed = trace is not None and bool(trace.zones or trace.policies or trace.status)
+    throttled = bool(reasons) if sensed else None  # a sampler with nothing to read judged nothing
     drift = latency_drift(durations_ns, start_offsets_ns)
-    if drift is not None and drift > DRIFT_RATIO:
+    drifted = None if drift is None else drift > DRIFT_RATIO
+    if drifted:
         reasons.append(f"latency drift: last/first tenth median ratio {drift:.2f}")
     return ThrottleVerdict(
-        throttled=bool(reasons),
+        throttled=throttled,
         reasons=tuple(reasons),
         first_throttle_s=first_throttle,
         max_temp_c=max_temp,
         min_ceiling_ratio=min_ratio,
         drift_ratio=drift,
+        drifted=drifted,
     )
 
 
@@ -246,14 +233,6 @@ class SustainedCurve:
     points: tuple[CurvePoint, ...]
     time_to_first_throttle_s: float | None
     steady_over_initial: float | None  # median of the last quarter of windows / the first window
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "window_s": self.window_s,
-            "time_to_first_throttle_s": self.time_to_first_throttle_s,
-            "steady_over_initial": self.steady_over_initial,
-            "points": [p.__dict__ for p in self.points],
-        }
 
 
 def sustained_curve(
@@ -282,30 +261,3 @@ def sustained_curve(
         tail = points[-max(1, len(points) // 4) :]
         steady = float(np.median([p.median_ms for p in tail]) / points[0].median_ms)
     return SustainedCurve(window_s, tuple(points), verdict.first_throttle_s, steady)
-
-
-def hottest_zone_c(transport: Transport) -> float | None:
-    """The hottest readable thermal zone of the device, in C (None when it has none)."""
-    result = transport.run(["sh", "-c", ZONES_SCRIPT], timeout=30)
-    values = []
-    for token in result.stdout.split():
-        try:
-            values.append(to_celsius(int(token)))
-        except ValueError:
-            continue
-    return max(values) if values else None
-
-
-def wait_until_cool(
-    transport: Transport, below_c: float, max_wait_s: float, poll_s: float = COOLDOWN_POLL_S
-) -> Cooldown:
-    """Poll the hottest zone until it is below ``below_c`` or ``max_wait_s`` passes (recorded)."""
-    from harness.measurement import Cooldown
-
-    started = time.monotonic()
-    start = current = hottest_zone_c(transport)
-    while current is not None and current >= below_c and time.monotonic() - started < max_wait_s:
-        time.sleep(poll_s)
-        current = hottest_zone_c(transport)
-    reached = current is None or current < below_c
-    return Cooldown(below_c, start, current, round(time.monotonic() - started, 3), reached)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from harness.compare import VerdictPolicy
 from harness.store.db import ResultsStore
-from harness.store.results_json import RESULTS_FILE
+from harness.store.results_json import ResultsFile
 
 HTML_FILE = "index.html"
 SUMMARY_FILE = "summary.md"
@@ -16,23 +16,22 @@ def write_reports(
     reports_dir: Path,
     run_id: str,
     store: ResultsStore | None,
+    *,
     baseline: str | None = None,
-    baseline_label: str | None = None,
+    policy: VerdictPolicy | None = None,
 ) -> tuple[Path, Path] | None:
-    """Write ``index.html`` and ``summary.md`` next to the run's results.json (None: no results)."""
+    """Write ``index.html`` and ``summary.md`` next to the run's results.json (None: no results).
+    With ``baseline`` every result is compared again, under ``policy`` (default: the policy the
+    run recorded), exactly as the pytest run would have."""
     from harness.report.data import build
     from harness.report.html import write_html
     from harness.report.markdown import render_markdown
 
-    run_dir = reports_dir / run_id
-    file = run_dir / RESULTS_FILE
-    if not file.exists():
+    file = ResultsFile(reports_dir, run_id)
+    if not file.path.exists():
         return None
-    document = json.loads(file.read_text(encoding="utf-8"))
-    report = build(document["run"], document["results"], baseline=baseline, store=store)
-    if baseline is None:
-        report.baseline_spec = baseline_label
-    html = write_html(report, run_dir / HTML_FILE)
-    summary = run_dir / SUMMARY_FILE
+    report = build(file.run(), file.records(), baseline=baseline, store=store, policy=policy)
+    html = write_html(report, file.run_dir / HTML_FILE)
+    summary = file.run_dir / SUMMARY_FILE
     summary.write_text(render_markdown(report), encoding="utf-8")
     return html, summary

@@ -2,53 +2,76 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from harness.compare import BaselineSource, compare_records
-from harness.stats import NOISE_FLOOR
+from harness.compare import BaselineSource, VerdictPolicy, compare_runs
+from harness.record import ResultRecord, RunInfo
+from harness.stats import Verdict
 from harness.store.db import ResultsStore
 
 
 @dataclass
 class RunReport:
-    run: dict[str, Any]
-    records: list[dict[str, Any]]
-    comparisons: list[dict[str, Any] | None] = field(default_factory=list)  # RecordComparison.as_dict()
+    run: RunInfo
+    records: list[ResultRecord]
     baseline_spec: str | None = None
 
     @property
-    def regressions(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        return [
-            (r, c)
-            for r, c in zip(self.records, self.comparisons, strict=False)
-            if c and c["verdict"] == "regressed"
-        ]
+    def compared(self) -> bool:
+        return any(r.comparison is not None for r in self.records)
+
+    @property
+    def regressions(self) -> list[ResultRecord]:
+        return [r for r in self.records if r.verdict == Verdict.REGRESSED]
+
+
+def policy_of(run: RunInfo) -> VerdictPolicy:
+    """The verdict policy the run was made with (the default for runs that recorded none)."""
+    return VerdictPolicy.from_json(run.policy) if run.policy else VerdictPolicy()
 
 
 def build(
-    run: dict[str, Any],
-    records: list[dict[str, Any]],
+    run: RunInfo,
+    records: list[ResultRecord],
     *,
     baseline: str | None = None,
     store: ResultsStore | None = None,
-    noise_floor: float = NOISE_FLOOR,
+    policy: VerdictPolicy | None = None,
 ) -> RunReport:
-    report = RunReport(run=run, records=records, baseline_spec=baseline)
-    if baseline:
-        source = BaselineSource(baseline, store, current_run=run.get("id"))
-        report.comparisons = [
-            compare_records(r, source.find(r), noise_floor).as_dict() if r.get("status") == "passed" else None
-            for r in records
-        ]
-    else:  # comparisons made during the run (pytest --baseline), if any
-        report.comparisons = [r.get("comparison") for r in records]
-    return report
+    """The run's records; with ``baseline``, each passed one compared again under ``policy`` (the
+    run's own unless given). A comparison the run made in interleaved rounds against the baseline
+    run found is kept: its rounds cannot be made again from the stored samples."""
+    if not baseline:
+        return RunReport(run, records, _spec_of(records))
+    chosen = policy or policy_of(run)
+    source = BaselineSource(baseline, store, current_run=run.id)
+    compared = []
+    for record in records:
+        if record.status != "passed":
+            compared.append(record)
+            continue
+        found = source.find(record.identity())
+        kept = record.comparison
+        if (
+            kept is not None
+            and kept.mode == "interleaved"
+            and found is not None
+            and kept.baseline_run == found.run_id
+        ):
+            compared.append(record)  # measured in this run's rounds: cannot be made again from samples
+            continue
+        compared.append(record.model_copy(update={"comparison": compare_runs(record, found, chosen)}))
+    return RunReport(run, compared, baseline)
 
 
-def distribution(samples: list[float]) -> dict[str, float] | None:
+def _spec_of(records: list[ResultRecord]) -> str | None:
+    runs = sorted({r.comparison.baseline_run for r in records if r.comparison and r.comparison.baseline_run})
+    return ", ".join(runs) if runs else None
+
+
+def distribution(samples: tuple[float, ...] | list[float] | None) -> dict[str, float] | None:
     """Box-plot statistics, precomputed so the page carries 7 numbers, not every sample."""
     if not samples:
         return None

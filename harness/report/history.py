@@ -15,13 +15,13 @@ from harness.store.db import ResultsStore
 
 def render_history(store: ResultsStore, *, branch: str | None = None, last: int = 30) -> str:
     runs = store.runs(branch=branch, limit=last)
+    # one line per result identity: a test measures a variant in one way, and only that is a trend
     series: dict[str, dict[str, list[tuple[str, float]]]] = defaultdict(lambda: defaultdict(list))
     for run in reversed(runs):  # oldest first on the x axis
         for record in store.records(run.id, with_samples=False):
-            latency = record.get("latency_ms") or {}
-            if record.get("status") == "passed" and latency.get("median") is not None:
-                label = f"{record['model']} {record['runtime']}/{record['precision']}"
-                series[record["device"]][label].append((run.id, float(latency["median"])))
+            if record.status == "passed" and record.median_ms is not None:
+                label = f"{record.test_id} {record.variant_label} ({record.kind})"
+                series[record.device][label].append((run.id, record.median_ms))
     figures: dict[str, dict[str, Any]] = {}
     for index, (device, variants) in enumerate(sorted(series.items())):
         figures[f"history-{index}"] = {

@@ -19,6 +19,7 @@ from typing import Any
 
 import jinja2
 
+from harness.record import ResultRecord
 from harness.report.data import RunReport, distribution
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -49,25 +50,21 @@ def json_island(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _variant(record: dict[str, Any]) -> str:
-    return f"{record['runtime']}/{record['precision']}"
-
-
-def _label(record: dict[str, Any]) -> str:
-    return f"{record['model']} {_variant(record)}"
+def _label(record: ResultRecord) -> str:
+    return f"{record.model} {record.variant_label} ({record.kind})"
 
 
 def figures(report: RunReport) -> dict[str, dict[str, Any]]:
     """Plotly figure specs by id: distributions, Pareto, thermal timelines."""
     figs: dict[str, dict[str, Any]] = {}
-    by_device: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_device: dict[str, list[ResultRecord]] = defaultdict(list)
     for record in report.records:
-        if record.get("latency_ms"):
-            by_device[record["device"]].append(record)
+        if record.latency_ms is not None:
+            by_device[record.device].append(record)
     for index, (device, records) in enumerate(sorted(by_device.items())):
         boxes = []
         for record in records:
-            stats = distribution(record.get("latency_samples_ms") or [])
+            stats = distribution(record.latency_samples_ms)
             if stats is None:
                 continue
             boxes.append(
@@ -95,18 +92,21 @@ def figures(report: RunReport) -> dict[str, dict[str, Any]]:
                     "margin": {"l": 240},
                 },
             }
-        points = [r for r in records if (r.get("energy") or {}).get("mj_per_inference")]
+        points = [r for r in records if r.energy is not None and r.energy.mj_per_inference]
         if points:
             figs[f"pareto-{index}"] = {
                 "data": [
                     {
                         "type": "scatter",
                         "mode": "markers+text",
-                        "x": [r["latency_ms"]["median"] for r in points],
-                        "y": [r["energy"]["mj_per_inference"] for r in points],
+                        "x": [r.median_ms for r in points],
+                        "y": [r.energy.mj_per_inference for r in points if r.energy],
                         "error_y": {
                             "type": "data",
-                            "array": [r["energy"].get("uncertainty_mj_per_inference") or 0 for r in points],
+                            "array": [
+                                (r.energy.uncertainty_mj_per_inference or 0) if r.energy else 0
+                                for r in points
+                            ],
                         },
                         "text": [_label(r) for r in points],
                         "textposition": "top center",
@@ -119,30 +119,31 @@ def figures(report: RunReport) -> dict[str, dict[str, Any]]:
                     "height": 420,
                 },
             }
-        for serial, record in enumerate(r for r in records if r.get("sustained")):
-            points_ = record["sustained"]["points"]
+        for serial, record in enumerate(r for r in records if r.sustained is not None):
+            assert record.sustained is not None
+            curve = record.sustained.points
             figs[f"sustained-{index}-{serial}"] = {
                 "data": [
                     {
                         "type": "scatter",
                         "name": "median latency (ms)",
-                        "x": [p["offset_s"] for p in points_],
-                        "y": [p["median_ms"] for p in points_],
+                        "x": [p.offset_s for p in curve],
+                        "y": [p.median_ms for p in curve],
                     },
                     {
                         "type": "scatter",
                         "name": "hottest zone (C)",
                         "yaxis": "y2",
-                        "x": [p["offset_s"] for p in points_],
-                        "y": [p["hottest_c"] for p in points_],
+                        "x": [p.offset_s for p in curve],
+                        "y": [p.hottest_c for p in curve],
                     },
                     {
                         "type": "scatter",
                         "name": "cpufreq ceiling (x max)",
                         "yaxis": "y3",
                         "line": {"dash": "dot"},
-                        "x": [p["offset_s"] for p in points_],
-                        "y": [p["ceiling_ratio"] for p in points_],
+                        "x": [p.offset_s for p in curve],
+                        "y": [p.ceiling_ratio for p in curve],
                     },
                 ],
                 "layout": {
@@ -164,15 +165,17 @@ def figures(report: RunReport) -> dict[str, dict[str, Any]]:
 
 
 def matrix(report: RunReport) -> dict[str, dict[str, Any]]:
-    """device -> {models, variants, cells[(model, variant)] -> record}"""
+    """(device, test, kind) -> {models, variants, cells[(model, variant)] -> record}: one grid per
+    test and protocol, so a cell never mixes a latency run with an accuracy or sustained one."""
     grid: dict[str, dict[str, Any]] = {}
     for record in report.records:
-        device = grid.setdefault(record["device"], {"models": [], "variants": [], "cells": {}})
-        if record["model"] not in device["models"]:
-            device["models"].append(record["model"])
-        if _variant(record) not in device["variants"]:
-            device["variants"].append(_variant(record))
-        device["cells"][(record["model"], _variant(record))] = record
+        title = f"{record.device} · {record.test_id.split('[')[0]} ({record.kind})"
+        table = grid.setdefault(title, {"models": [], "variants": [], "cells": {}})
+        if record.model not in table["models"]:
+            table["models"].append(record.model)
+        if record.variant_label not in table["variants"]:
+            table["variants"].append(record.variant_label)
+        table["cells"][(record.model, record.variant_label)] = record
     return grid
 
 
@@ -186,19 +189,19 @@ def render_html(report: RunReport) -> str:
     )
     environment.filters["json_island"] = json_island
     figs = figures(report)
-    warnings = sorted({w for r in report.records for w in r.get("warnings") or []})
-    rows = list(zip(report.records, report.comparisons or [None] * len(report.records), strict=False))
+    warnings = sorted({w for r in report.records for w in r.warnings})
     return environment.get_template("report.html.j2").render(
         run=report.run,
-        rows=rows,
+        run_json=report.run.to_json(),
+        records=report.records,
         regressions=report.regressions,
-        compared=any(comparison for _, comparison in rows),
+        compared=report.compared,
         baseline=report.baseline_spec,
         matrix=matrix(report),
         figures=figs,
         warnings=warnings,
         plotly_bundle=plotly_bundle(),
-        accuracy=[r for r in report.records if r.get("accuracy")],
+        accuracy=[r for r in report.records if r.accuracy is not None],
     )
 
 

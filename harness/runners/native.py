@@ -9,20 +9,35 @@ before LiteRT: the mean stands in).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
 
-from harness.errors import AgentError, ParseError
+from harness.config import AnyDevice
+from harness.deploy import Artifact, Deployer, DeployReport
+from harness.errors import AgentError, ConfigError, ParseError
 from harness.measurement import BenchmarkResult, LatencyProtocol, MemoryUsage, RuntimeInfo
+from harness.probes.cpus import (
+    CPU_REPORT_SCRIPT,
+    CpuPlacement,
+    format_cpu_list,
+    parse_cpu_report,
+    placement,
+    strip_cpu_report,
+    taskset_prefix,
+)
 from harness.probes.parsers.benchmark_tools import (
     OrtPerfTest,
     TfliteBenchmark,
     parse_ort_perf_test,
     parse_tflite_benchmark,
 )
-from harness.probes.thermal import ThrottleVerdict
-from harness.stats import LatencySummary
+from harness.runners.base import CpuInfo, DeviceProbe, OsInfo, RunRequest, phase
+from harness.runners.cooldown import wait_until_cool
+from harness.stats import LatencySummary, ModesCheck
 from harness.transport.base import CommandResult, Transport
 
 NATIVE_TOOL_FOR_FORMAT = {"tflite": "benchmark_model", "onnx": "onnxruntime_perf_test"}
@@ -41,8 +56,7 @@ def tflite_argv(binary: str, model: str, protocol: LatencyProtocol, threads: int
         f"--max_secs={protocol.max_s:g}",
         "--report_peak_memory_footprint=true",
     ]
-    if threads > 0:
-        argv.append(f"--num_threads={threads}")
+    argv.append(f"--num_threads={threads}")
     if protocol.rate_hz > 0:
         argv.append(f"--run_delay={1.0 / protocol.rate_hz:g}")
     return argv
@@ -51,10 +65,39 @@ def tflite_argv(binary: str, model: str, protocol: LatencyProtocol, threads: int
 def ort_argv(binary: str, model: str, protocol: LatencyProtocol, threads: int) -> list[str]:
     """onnxruntime_perf_test: a fixed number of runs (``-m times -r``), generated inputs (``-I``),
     statistics (``-s``). It has no minimum-seconds mode; the minimum count is what it runs."""
-    argv = [binary, "-m", "times", "-r", str(protocol.min_iters), "-I", "-s"]
-    if threads > 0:
-        argv += ["-x", str(threads)]
+    argv = [binary, "-m", "times", "-r", str(protocol.min_iters), "-I", "-s", "-x", str(threads)]
     return [*argv, model]
+
+
+def pinned_argv(argv: list[str], cpus: Sequence[int] | None) -> list[str]:
+    """``argv`` run by a POSIX sh that first reports its cores (CPU_REPORT_SCRIPT) and then execs
+    it, behind ``taskset MASK`` when the device has ``cpus``: util-linux and toybox (stock
+    Android) both take the hex mask, and the tool inherits the affinity through exec."""
+    return [*taskset_prefix(cpus), "sh", "-c", CPU_REPORT_SCRIPT, "edgelab-native", *argv]
+
+
+def native_placement(output: str, threads: int, cpus: Sequence[int] | None) -> CpuPlacement:
+    """The cores the tool ran on, from the wrapper's report lines in ``output``."""
+    pinned_by = "taskset" if cpus else None
+    try:
+        allowed, per_cpu = parse_cpu_report(output)
+    except ValueError as exc:
+        return placement(
+            threads,
+            requested=cpus,
+            pinned_by=pinned_by,
+            allowed=None,
+            per_cpu={},
+            allowed_reason=f"unreadable report: {exc}",
+        )
+    return placement(
+        threads,
+        requested=cpus,
+        pinned_by=pinned_by,
+        allowed=allowed,
+        per_cpu=per_cpu,
+        allowed_reason=None if allowed else "/proc/self/status has no Cpus_allowed_list on this device",
+    )
 
 
 def _finite(*values: float | None) -> float:
@@ -133,13 +176,21 @@ def run_native(
     precision: str,
     protocol: LatencyProtocol,
     threads: int,
+    cpus: Sequence[int] | None = None,
 ) -> BenchmarkResult:
-    """Run the tool and map its summary onto a BenchmarkResult (no per-iteration samples)."""
-    result = transport.run(argv, timeout=timeout_s)
+    """Run the tool (pinned to ``cpus``, if any) and map its summary onto a BenchmarkResult (no
+    per-iteration samples)."""
+    result = transport.run(pinned_argv(argv, cpus), timeout=timeout_s)
+    cores = native_placement(result.stderr, threads, cpus)
+    result = dataclasses.replace(result, argv=tuple(argv), stderr=strip_cpu_report(result.stderr))
     output = result.stdout + "\n" + result.stderr  # benchmark_model logs to stderr
     if result.exit_code != 0:
+        hint = ""
+        if cpus and "taskset" in result.stderr:
+            hint = f" (taskset could not pin it to cpus {format_cpu_list(cpus)}: check cpus in devices.yaml)"
+        tool = shlex.join(argv[:1])
         raise AgentError(
-            f"device '{transport.device}': {shlex.join(argv[:1])} exited {result.exit_code}: {_tail(result)}"
+            f"device '{transport.device}': {tool} exited {result.exit_code}{hint}: {_tail(result)}"
         )
     try:
         if model_format == "tflite":
@@ -166,11 +217,98 @@ def run_native(
         protocol=protocol,
         latency_samples_ns=(),
         start_offsets_ns=(),
-        throttle=ThrottleVerdict(False, (), None, None, None, None),
-        notes=tuple(notes),
+        throttle=None,
+        notes=(*notes, "thermal: not measured (no trace from the native tool); throttling not judged"),
+        placement=cores,
+        modes=ModesCheck(None, "no per-iteration samples: the native tool prints a summary"),
     )
 
 
 def _tail(result: CommandResult, limit: int = 400) -> str:
     text: Any = (result.stderr or result.stdout).strip()
     return str(text)[-limit:] or "(no output)"
+
+
+def native_probe(transport: Transport) -> DeviceProbe:
+    """What a device without Python says about itself (uname, getprop when it is Android)."""
+    uname = transport.run(["uname", "-s", "-r", "-m"], timeout=30).stdout.split()
+    model = transport.run(
+        ["sh", "-c", "getprop ro.product.model 2>/dev/null; true"], timeout=30
+    ).stdout.strip()
+    cores = transport.run(["sh", "-c", "getconf _NPROCESSORS_ONLN 2>/dev/null; true"], timeout=30).stdout
+    return DeviceProbe(
+        os=OsInfo(
+            system=uname[0] if uname else None,
+            release=uname[1] if len(uname) > 1 else None,
+            machine=uname[2] if len(uname) > 2 else None,
+            android={"model": model} if model else None,
+        ),
+        cpu=CpuInfo(cores=int(cores) if cores.strip().isdigit() else None),
+    )
+
+
+class NativeRunner:
+    """Measures with the runtimes' own tools (``benchmark_model``, ``onnxruntime_perf_test``) for
+    devices without Python: the tool is pushed like any artifact and its output parsed."""
+
+    kind: Literal["agent", "native"] = "native"
+
+    def __init__(self, config: AnyDevice, transport: Transport, deployer: Deployer) -> None:
+        self.config = config
+        self.transport = transport
+        self.deployer = deployer
+        self.setup = DeployReport()
+        self.probe = native_probe(transport)
+
+    def _tool(self, model_format: str) -> Artifact:
+        tool_path = self.config.native_tools.get(model_format) if model_format in ("tflite", "onnx") else None
+        if not tool_path:
+            tool = NATIVE_TOOL_FOR_FORMAT.get(model_format, "?")
+            raise ConfigError(
+                f"device '{self.config.name}': runner native has no {model_format} tool; add "
+                f"native_tools: {{{model_format}: /path/to/{tool}}} (built for the device) to devices.yaml"
+            )
+        local = Path(tool_path).expanduser()
+        if not local.is_file():
+            raise ConfigError(
+                f"device '{self.config.name}': native_tools.{model_format}: {local} does not exist"
+            )
+        return Artifact.from_file(local)
+
+    def run(self, request: RunRequest) -> tuple[BenchmarkResult, DeployReport]:
+        if request.outputs_to is not None:
+            raise AgentError(
+                f"device '{self.config.name}': runner native cannot return model outputs yet; "
+                "accuracy needs the agent on this device"
+            )
+        binary = self._tool(request.model_format)
+        with phase("deploy"):
+            deploy = self.deployer.ensure([binary, request.model])
+            remote_binary = self.deployer.remote_path(binary)
+            self.transport.run(["chmod", "755", remote_binary], timeout=60, check=True)
+        cooldown = None
+        if request.cooldown_below_c is not None:
+            with phase("cooldown"):
+                cooldown = wait_until_cool(
+                    self.transport, request.cooldown_below_c, request.protocol.cooldown_max_s
+                )
+        build = tflite_argv if request.model_format == "tflite" else ort_argv
+        argv = build(
+            remote_binary, self.deployer.remote_path(request.model), request.protocol, request.threads
+        )
+        with phase("run"):
+            result = run_native(
+                self.transport,
+                argv,
+                timeout_s=request.protocol.budget_s(),
+                model=request.model_name,
+                model_format=request.model_format,
+                precision=request.precision,
+                protocol=request.protocol,
+                threads=request.threads,
+                cpus=self.config.cpus,
+            )
+        return dataclasses.replace(result, cooldown=cooldown), deploy
+
+    def close(self) -> None:
+        """Nothing stays running on the device between runs."""

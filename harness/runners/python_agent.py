@@ -6,15 +6,21 @@ AgentError that quotes what the device printed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import posixpath
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.errors import AgentError, ParseError
+from harness.config import DEFAULT_THREADS, AnyDevice
+from harness.deploy import Artifact, Deployer, DeployReport
+from harness.errors import AgentError, ConfigError, ParseError
 from harness.measurement import (
     KIB_PER_MB,
     BenchmarkResult,
@@ -23,14 +29,17 @@ from harness.measurement import (
     MemoryUsage,
     RuntimeInfo,
 )
-from harness.probes.energy import EnergyReport, ExternalMeter, meter_rows, tegrastats_rows
+from harness.probes.cpus import CpuPlacement, format_cpu_list, placement
+from harness.probes.energy import EnergyReport, ExternalMeter, meter_rows, pick_source, tegrastats_rows
 from harness.probes.energy import compute as compute_energy
 from harness.probes.environment import thermal_status
 from harness.probes.environment import warnings as environment_warnings
 from harness.probes.parsers.android import parse_dumpsys_meminfo
-from harness.probes.thermal import COOLDOWN_POLL_S, ThermalTrace, judge
+from harness.probes.thermal import ThermalTrace, judge
 from harness.runners.agent_server import AgentServer, ServerGone
-from harness.stats import summarize_latency
+from harness.runners.base import DeviceProbe, RunRequest, phase
+from harness.runners.cooldown import COOLDOWN_POLL_S
+from harness.stats import detect_modes, summarize_latency
 from harness.transport.base import CommandResult, Transport
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent" / "edgelab_agent.py"
@@ -80,13 +89,26 @@ class AgentCooldown(_Lenient):
     reached: bool
 
 
+class AgentCpus(_Lenient):
+    """Where the run was allowed to execute (``cpus`` in the run document)."""
+
+    requested: list[int] | None = None
+    pinned_by: str | None = None
+    allowed: list[int] | None = None
+    allowed_before: list[int] | None = None
+    allowed_error: str | None = None
+    kinds: dict[int, tuple[int | None, int | None]] = Field(default_factory=dict)
+    threads: dict[str, int] = Field(default_factory=dict)  # cpu list -> threads allowed there
+
+
 class AgentRunDocument(_Lenient):
     """The agent's ``run`` result, schema_version 1."""
 
     schema_version: Literal[1]
     kind: Literal["run"]
     runtime: AgentRuntime
-    threads: int
+    threads: int = Field(ge=1)
+    cpus: AgentCpus | None = None
     load_ms: float = Field(ge=0)
     first_inference_ms: float = Field(ge=0)
     warmup: AgentPhase
@@ -154,7 +176,8 @@ def build_run_argv(
     runtime: str,
     protocol: LatencyProtocol,
     *,
-    threads: int = 0,
+    threads: int = DEFAULT_THREADS,
+    cpus: Sequence[int] | None = None,
     delegate: str | None = None,
     inputs_path: str | None = None,
     outputs_path: str | None = None,
@@ -193,6 +216,8 @@ def build_run_argv(
         repr(protocol.rate_hz),
         "--environment",
     ]
+    if cpus:
+        argv += ["--cpus", ",".join(str(cpu) for cpu in cpus)]
     if energy:
         argv += ["--energy", energy, "--idle-s", repr(protocol.idle_s)]
     if cooldown_below_c is not None:
@@ -366,6 +391,22 @@ def build_result(
         verdict = dataclasses.replace(verdict, throttled=True, reasons=(*verdict.reasons, status_reason))
     pss_mb, pss_source = _pss(run)
     idle_busy = run.idle.get("cpu_busy_pct") if run.idle else None
+    cores = _placement(run)
+    warnings = list(environment_warnings(run.environment, idle_busy, virtual=virtual))
+    if run.cpus is not None and run.cpus.allowed_before not in (None, run.cpus.allowed):
+        warnings.append(
+            f"CPUS-CHANGED: the run was allowed on cpus {format_cpu_list(run.cpus.allowed_before or [])} "
+            f"at its start and {format_cpu_list(run.cpus.allowed or [])} at its end (a cpuset moved it)"
+        )
+    if run.cpus is not None and run.cpus.allowed:
+        process = format_cpu_list(run.cpus.allowed)
+        narrower = {cpus: count for cpus, count in run.cpus.threads.items() if cpus != process}
+        if narrower:
+            listed = ", ".join(f"{count} on cpus {cpus}" for cpus, count in sorted(narrower.items()))
+            warnings.append(
+                f"THREADS-PINNED: the runtime pinned threads of the run ({listed}; the process may use "
+                f"{process}): its speed then depends on where the OS put the unpinned ones"
+            )
     return BenchmarkResult(
         device=device,
         model=model,
@@ -392,13 +433,186 @@ def build_result(
         thermal=trace,
         throttle=verdict,
         energy=_energy(run, meter_lines),
-        warnings=tuple(environment_warnings(run.environment, idle_busy, virtual=virtual)),
+        warnings=tuple(warnings),
         cooldown=Cooldown(**run.cooldown.model_dump()) if run.cooldown is not None else None,
         agent_phases_ms=run.phases_ms,
+        placement=cores,
+        modes=detect_modes(run.latencies_ns),
     )
 
 
-def probe(transport: Transport, python: str, agent_path: str) -> dict[str, Any]:
-    """What the device has (OS, CPU, Python, runtimes), straight from the agent."""
+def _placement(run: AgentRunDocument) -> CpuPlacement:
+    """The thread count and cores of the run, with the kind of each allowed core."""
+    cpus = run.cpus
+    if cpus is None:
+        return placement(
+            run.threads,
+            requested=None,
+            pinned_by=None,
+            allowed=None,
+            per_cpu={},
+            allowed_reason="the agent did not report its cpus",
+        )
+    return placement(
+        run.threads,
+        requested=cpus.requested,
+        pinned_by=cpus.pinned_by,
+        allowed=cpus.allowed,
+        per_cpu=cpus.kinds,
+        allowed_reason=cpus.allowed_error or "the agent could not read its affinity",
+    )
+
+
+def probe(transport: Transport, python: str, agent_path: str) -> DeviceProbe:
+    """What the device has (OS, CPU, Python, runtimes), straight from the agent, validated."""
     result = transport.run([python, agent_path, "probe"], timeout=PROBE_TIMEOUT_S)
-    return parse_agent_output(transport.device, result, "probe")
+    document = parse_agent_output(transport.device, result, "probe")
+    try:
+        return DeviceProbe.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise AgentError(
+            f"device '{transport.device}': agent probe failed validation: "
+            f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        ) from None
+
+
+class AgentRunner:
+    """Measures with the Python agent: deployed once per session, a warm server per runtime that
+    forks each run (``warm_agent: false`` starts a fresh interpreter per run instead)."""
+
+    kind: Literal["agent", "native"] = "agent"
+
+    def __init__(
+        self,
+        config: AnyDevice,
+        transport: Transport,
+        deployer: Deployer,
+        notify: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self.config = config
+        self.transport = transport
+        self.deployer = deployer
+        self.notify = notify
+        agent = Artifact.from_file(AGENT_FILE)
+        self.setup = deployer.ensure([agent])
+        self.agent_path = deployer.remote_path(agent)
+        self.probe = probe(transport, config.python, self.agent_path)
+        self._servers: dict[str, AgentServer | None] = {}
+        self._cold_reasons: dict[str, str] = {}
+
+    def server_pid(self, runtime: str) -> int | None:
+        """The process id of the warm agent for ``runtime`` on the device (None: none running)."""
+        server = self._servers.get(runtime)
+        return server.pid if server is not None else None
+
+    def _server(self, runtime: str) -> AgentServer | None:
+        """The warm agent for ``runtime``, started on first use; None where it is off or could not
+        start (the reason goes into the result's notes)."""
+        if not self.config.warm_agent:
+            return None
+        if runtime not in self._servers:
+            try:
+                self._servers[runtime] = AgentServer.start(
+                    self.transport, self.config.python, self.agent_path, self.deployer.workdir, runtime
+                )
+            except AgentError as exc:
+                self._servers[runtime] = None
+                self._cold_reasons[runtime] = str(exc)
+        return self._servers[runtime]
+
+    def _server_gone(self, runtime: str, reason: str) -> None:
+        """The warm agent went away (idle exit, killed): this run went cold; the next one starts
+        a new server (one that cannot start leaves the device cold for the run)."""
+        gone = self._servers.pop(runtime, None)
+        if gone is not None:
+            with contextlib.suppress(Exception):
+                gone.stop()
+        self._cold_reasons[runtime] = reason
+
+    def _energy_source(self, configured: str | None) -> tuple[str | None, ExternalMeter | None]:
+        """The energy source: ``--energy``, else devices.yaml, else auto (the best available)."""
+        configured = configured or self.config.energy
+        available = list(self.probe.energy_sources)
+        if configured == "external":
+            if not self.config.energy_meter:
+                raise ConfigError(
+                    f"device '{self.config.name}': energy: external needs energy_meter (a host command "
+                    "that prints watts per line) in devices.yaml"
+                )
+            return "external", ExternalMeter(self.config.energy_meter)
+        source = pick_source(configured, available)
+        if source is not None and source not in available:
+            raise ConfigError(
+                f"device '{self.config.name}': energy source '{source}' is not on the device "
+                f"(it has: {', '.join(available) or 'none'}); set energy: auto or none"
+            )
+        return source, None
+
+    def run(self, request: RunRequest) -> tuple[BenchmarkResult, DeployReport]:
+        artifacts = [request.model] + ([request.inputs] if request.inputs is not None else [])
+        with phase("deploy"):
+            # the agent checks every file's sha256 at every run, so what this session has already
+            # checked or pushed needs no round trip before the run
+            deploy = self.deployer.ensure(artifacts, trust_verified=True)
+        remote_outputs = None
+        if request.outputs_to is not None:
+            remote_outputs = posixpath.join(
+                self.deployer.workdir, "runs", f"{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
+            )
+        source, meter = self._energy_source(request.energy)
+        argv = build_run_argv(
+            self.config.python,
+            self.agent_path,
+            self.deployer.remote_path(request.model),
+            request.runtime,
+            request.protocol,
+            threads=request.threads,
+            cpus=self.config.cpus,
+            inputs_path=self.deployer.remote_path(request.inputs) if request.inputs is not None else None,
+            outputs_path=remote_outputs,
+            energy=source if source != "external" else None,
+            verify=[(self.deployer.remote_path(a), a.sha256) for a in artifacts],
+            cooldown_below_c=request.cooldown_below_c,  # the agent waits on the device, before loading
+        )
+        timeout_s = request.protocol.budget_s(cooldown=request.cooldown_below_c is not None)
+        with phase("run"):
+            try:
+                result = self._run(request, argv, meter, timeout_s)
+            except ArtifactDamaged as damaged:
+                # changed on the device since this session checked it: check all, push again, rerun
+                self.notify(f"{damaged}; checking the device's cache and pushing again")
+                self.deployer.forget(artifacts)
+                with phase("deploy"):
+                    deploy = self.deployer.ensure(artifacts)
+                result = self._run(request, argv, meter, timeout_s)
+        if remote_outputs is not None and request.outputs_to is not None:
+            with phase("pull outputs"):
+                self.transport.pull(remote_outputs, request.outputs_to)
+                self.transport.run(["rm", "-f", remote_outputs], timeout=60)
+        return result, deploy
+
+    def _run(
+        self, request: RunRequest, argv: list[str], meter: ExternalMeter | None, timeout_s: float
+    ) -> BenchmarkResult:
+        return run_agent(
+            self.transport,
+            argv,
+            server=self._server(request.runtime),
+            on_server_gone=lambda reason: self._server_gone(request.runtime, reason),
+            cold_reason=self._cold_reasons.get(request.runtime),
+            timeout_s=timeout_s,
+            model=request.model_name,
+            model_format=request.model_format,
+            precision=request.precision,
+            protocol=request.protocol,
+            virtual=self.config.virtual,
+            meter=meter,
+        )
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    server.stop()
+        self._servers.clear()

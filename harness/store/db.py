@@ -1,20 +1,25 @@
 """The results store: one schema, SQLite by default, PostgreSQL by URL, same code (SQLAlchemy Core).
 
-Written as each test finishes (one transaction per record), so a killed run keeps everything
-it finished; a run is ``complete`` only once pytest ended normally. Raw samples (latency,
-thermal trace) live in ``samples`` so the ``measurements`` table stays small to query.
+The ``measurements`` table is derived from the result record (harness.record.ResultRecord): a
+column per field, scalars typed, nested parts as JSON, raw series (latency samples, offsets,
+thermal traces) in ``samples``. Written as each test finishes (one transaction per record), so a
+killed run keeps everything it finished; a run is ``complete`` only once pytest ended normally.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
+import types
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -31,17 +36,21 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    inspect,
     select,
     text,
     update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.types import TypeEngine
 
 from harness.errors import EdgeLabError
+from harness.record import RAW_FIELDS, ResultIdentity, ResultRecord, RunInfo, upgrade_v1
 from harness.secrets import redact
 
 DB_FILE = "results.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 metadata = MetaData()
 
@@ -62,48 +71,54 @@ runs = Table(
     Column("metadata", JSON),
 )
 
+schema_info = Table("edgelab_schema", metadata, Column("version", Integer, nullable=False))
+
+
+def _column_type(annotation: Any) -> TypeEngine[Any]:
+    """SQL type of a record field: scalars typed, everything nested as JSON."""
+    options = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(options) == 1:
+        annotation = options[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        annotation = type(typing.get_args(annotation)[0])
+    if annotation is str:
+        return Text()
+    if annotation is bool:
+        return Boolean()
+    if annotation is int:
+        return Integer()
+    if annotation is float:
+        return Float()
+    return JSON()
+
+
+IDENTITY_COLUMNS = ("test_id", "device", "model", "runtime", "precision", "threads", "kind")
+RECORD_COLUMNS = tuple(name for name in ResultRecord.model_fields if name not in RAW_FIELDS)
+
 measurements = Table(
     "measurements",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
-    Column("test", Text, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("device", String(256), nullable=False),
-    Column("device_kind", String(16)),
-    Column("virtual", Boolean),
-    Column("model", String(256), nullable=False),
-    Column("model_sha256", String(64)),
-    Column("format", String(16)),
-    Column("runtime", String(32)),
-    Column("runtime_version", String(64)),
-    Column("precision", String(32)),
-    Column("variant", String(512), nullable=False),
-    Column("median_ms", Float),
-    Column("p90_ms", Float),
-    Column("p99_ms", Float),
-    Column("mean_ms", Float),
-    Column("cv", Float),
-    Column("samples", Integer),
-    Column("peak_rss_mb", Float),
-    Column("pss_mb", Float),
-    Column("energy_mj_per_inference", Float),
-    Column("throttled", Boolean),
-    Column("error", Text),
-    Column("finished_at", String(32)),
-    Column("record", JSON, nullable=False),  # the results.json record without raw samples
+    *(
+        Column(
+            name,
+            _column_type(ResultRecord.model_fields[name].annotation),
+            *([ForeignKey("runs.id", ondelete="CASCADE")] if name == "run_id" else []),
+            nullable=not ResultRecord.model_fields[name].is_required(),
+        )
+        for name in RECORD_COLUMNS
+    ),
 )
-Index("measurements_lookup", measurements.c.device, measurements.c.variant, measurements.c.run_id)
+Index("measurements_identity", *(measurements.c[name] for name in IDENTITY_COLUMNS))
+Index("measurements_run", measurements.c.run_id)
 
 samples = Table(
     "samples",
     metadata,
     Column("measurement_id", Integer, ForeignKey("measurements.id", ondelete="CASCADE"), primary_key=True),
-    Column("kind", String(32), primary_key=True),  # latency_ms, thermal
+    Column("kind", String(32), primary_key=True),  # a field of RAW_FIELDS
     Column("data", JSON, nullable=False),
 )
-
-RAW_KEYS = {"latency_samples_ms": "latency_ms", "thermal": "thermal"}
 
 
 @dataclass(frozen=True)
@@ -136,8 +151,29 @@ def _describe(url: str) -> str:
     return redact(url)
 
 
+def _check_sqlite_file(path: Path, label: str) -> None:
+    """Never let SQLite turn a damaged file into an empty history: it would create the schema in a
+    0-byte file, and fail later, mid-run, on garbage."""
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise StoreError(f"results database {label}: {path} is a directory; point --results-db at a file")
+    with path.open("rb") as handle:
+        head = handle.read(len(SQLITE_MAGIC))
+    if not head:
+        raise StoreError(
+            f"results database {label}: {path} is empty (0 bytes), so its history is gone; restore it "
+            "from a backup, or move it aside to start a new history"
+        )
+    if head != SQLITE_MAGIC:
+        raise StoreError(
+            f"results database {label}: {path} is not an SQLite database (damaged or another file); "
+            "restore it from a backup, or move it aside to start a new history"
+        )
+
+
 class ResultsStore:
-    """Open (and create the schema of) the store at ``url``."""
+    """Open (and create or upgrade the schema of) the store at ``url``."""
 
     def __init__(self, url: str) -> None:
         if url.startswith(("postgresql://", "postgres://")):  # the driver EdgeLab installs: psycopg 3
@@ -146,105 +182,111 @@ class ResultsStore:
         self.label = _describe(url)
         try:
             if url.startswith("sqlite:///"):
-                Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+                path = Path(url[len("sqlite:///") :])
+                _check_sqlite_file(path, self.label)
+                path.parent.mkdir(parents=True, exist_ok=True)
+            connect_args = {"connect_timeout": 10} if url.startswith("postgresql") else {}
+            self.engine: Engine = create_engine(
+                url, future=True, pool_pre_ping=True, connect_args=connect_args
+            )
             if url.startswith("sqlite"):
-                event.listen(self.engine, "connect", _sqlite_pragmas)
+                busy_ms = 30_000 if "timeout=" not in url else None  # ?timeout=S sets it instead
+                event.listen(
+                    self.engine, "connect", lambda connection, _: _sqlite_pragmas(connection, busy_ms)
+                )
             for attempt in range(20):  # several xdist workers may create the schema at once
                 try:
-                    metadata.create_all(self.engine)
+                    self._create_or_upgrade()
                     break
                 except OperationalError:
                     if attempt == 19:
                         raise
                     time.sleep(0.25)
-        except (SQLAlchemyError, ModuleNotFoundError, ValueError) as exc:
+        except (SQLAlchemyError, ModuleNotFoundError, ValueError, OSError) as exc:
             reason = redact(_first_line(exc))
             raise StoreError(
                 f"results database {self.label}: cannot open it ({reason}); check --results-db "
                 "(sqlite:///path or postgresql://user:password@host:port/db) and that the server runs"
             ) from None
 
+    def _create_or_upgrade(self) -> None:
+        """Schema 1 (EdgeLab 0.1: the record as one JSON column) is upgraded in place, so older
+        runs stay baselines; a newer schema than this EdgeLab knows is refused."""
+        existing = inspect(self.engine)
+        tables = set(existing.get_table_names())
+        version: int | None = None
+        if schema_info.name in tables:
+            with self.engine.connect() as connection:
+                version = connection.execute(select(schema_info.c.version)).scalar()
+        elif "measurements" in tables:
+            columns = {c["name"] for c in existing.get_columns("measurements")}
+            version = 1 if "record" in columns and "test_id" not in columns else None
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreError(
+                f"results database {self.label}: written by a newer EdgeLab (schema {version}, this "
+                f"one knows {SCHEMA_VERSION}); upgrade EdgeLab"
+            )
+        with self.engine.begin() as connection:
+            if version == 1:
+                _upgrade_from_v1(connection)
+            metadata.create_all(connection)
+            if connection.execute(select(schema_info.c.version)).first() is None:
+                connection.execute(insert(schema_info).values(version=SCHEMA_VERSION))
+            if version == 1:
+                _copy_v1_rows(connection)
+
     @contextlib.contextmanager
     def _begin(self, action: str) -> Iterator[Any]:
         try:
             with self.engine.begin() as connection:
                 yield connection
-        except OperationalError as exc:
+        except SQLAlchemyError as exc:
+            if isinstance(exc, IntegrityError):
+                raise
             raise StoreError(
                 f"results database {self.label}: {action} failed: {redact(_first_line(exc))}"
             ) from None
 
     # -- writing -------------------------------------------------------------------------------
 
-    def write_run(self, run: dict[str, Any]) -> None:
+    def write_run(self, run: RunInfo) -> None:
         """Insert the run (or leave it when a worker of the same run already did)."""
         row = {
-            "id": run["id"],
-            "started_at": run.get("started_at"),
+            "id": run.id,
+            "started_at": run.started_at,
             "complete": False,
-            "git_commit": run.get("git_commit"),
-            "git_branch": run.get("git_branch"),
-            "git_dirty": run.get("git_dirty"),
-            "ci_job_id": run.get("ci_job_id"),
-            "harness_version": run.get("harness_version"),
-            "host": run.get("host"),
-            "devices": run.get("devices"),
-            "metadata": run,
+            "git_commit": run.git_commit,
+            "git_branch": run.git_branch,
+            "git_dirty": run.git_dirty,
+            "ci_job_id": run.ci_job_id,
+            "harness_version": run.harness_version,
+            "host": run.host,
+            "devices": list(run.devices),
+            "metadata": run.to_json(),
         }
         try:
             with self._begin("writing the run") as connection:
-                exists = connection.execute(select(runs.c.id).where(runs.c.id == run["id"])).first()
+                exists = connection.execute(select(runs.c.id).where(runs.c.id == run.id)).first()
                 if exists is None:
                     connection.execute(insert(runs).values(**row))
         except IntegrityError:
             # xdist workers of one run start together: another one inserted it after our check
             with self._begin("reading the run back") as connection:
-                if connection.execute(select(runs.c.id).where(runs.c.id == run["id"])).first() is None:
+                if connection.execute(select(runs.c.id).where(runs.c.id == run.id)).first() is None:
                     raise
 
-    def write_record(self, record: dict[str, Any]) -> int:
-        """One finished test: its measurement row and its raw samples, in one transaction."""
-        latency = record.get("latency_ms") or {}
-        energy = record.get("energy") or {}
-        verdict = (record.get("thermal") or {}).get("verdict") or {}
-        slim = {k: v for k, v in record.items() if k not in RAW_KEYS}
-        row = {
-            "run_id": record["run_id"],
-            "test": record["test"],
-            "status": record["status"],
-            "device": record["device"],
-            "device_kind": record.get("device_kind"),
-            "virtual": record.get("virtual"),
-            "model": record["model"],
-            "model_sha256": record.get("model_sha256"),
-            "format": record.get("format"),
-            "runtime": record.get("runtime"),
-            "runtime_version": record.get("runtime_version"),
-            "precision": record.get("precision"),
-            "variant": variant_key(record),
-            "median_ms": latency.get("median"),
-            "p90_ms": latency.get("p90"),
-            "p99_ms": latency.get("p99"),
-            "mean_ms": latency.get("mean"),
-            "cv": latency.get("cv"),
-            "samples": latency.get("samples"),
-            "peak_rss_mb": record.get("peak_rss_mb"),
-            "pss_mb": record.get("pss_mb"),
-            "energy_mj_per_inference": energy.get("mj_per_inference"),
-            "throttled": verdict.get("throttled"),
-            "error": record.get("error"),
-            "finished_at": record.get("finished_at"),
-            "record": slim,
-        }
+    def write_record(self, record: ResultRecord) -> int:
+        """One finished test: its row and its raw series, in one transaction."""
+        data = record.to_json()
+        row = {name: data.get(name) for name in RECORD_COLUMNS}
         with self._begin("writing a measurement") as connection:
             measurement_id = int(
                 connection.execute(insert(measurements).values(**row)).inserted_primary_key[0]
             )
-            for key, kind in RAW_KEYS.items():
-                if record.get(key) is not None:
+            for name in RAW_FIELDS:
+                if data.get(name) is not None:
                     connection.execute(
-                        insert(samples).values(measurement_id=measurement_id, kind=kind, data=record[key])
+                        insert(samples).values(measurement_id=measurement_id, kind=name, data=data[name])
                     )
         return measurement_id
 
@@ -279,55 +321,82 @@ class ResultsStore:
         ]
 
     def run(self, run_id: str) -> StoredRun | None:
-        found = [r for r in self.runs() if r.id == run_id]
-        return found[0] if found else None
+        with self._begin("reading a run") as connection:
+            found = connection.execute(select(runs.c.id).where(runs.c.id == run_id)).first()
+        if found is None:
+            return None
+        return next(r for r in self.runs() if r.id == run_id)
 
-    def records(self, run_id: str, *, with_samples: bool = True) -> list[dict[str, Any]]:
-        """The run's records as results.json has them (raw samples joined back in)."""
+    def run_info(self, run_id: str) -> RunInfo | None:
+        """The run's metadata as it was recorded (None for a run this store does not have)."""
+        with self._begin("reading a run") as connection:
+            found = connection.execute(select(runs.c.metadata).where(runs.c.id == run_id)).scalar()
+        return None if found is None else RunInfo.model_validate(found)
+
+    def records(self, run_id: str, *, with_samples: bool = True) -> list[ResultRecord]:
+        """The run's records as results.json has them (raw series joined back in)."""
         with self._begin("reading measurements") as connection:
-            rows = connection.execute(
-                select(measurements.c.id, measurements.c.record)
-                .where(measurements.c.run_id == run_id)
-                .order_by(measurements.c.id)
-            ).all()
+            rows = (
+                connection.execute(
+                    select(measurements).where(measurements.c.run_id == run_id).order_by(measurements.c.id)
+                )
+                .mappings()
+                .all()
+            )
             raw: dict[int, dict[str, Any]] = {}
             if with_samples and rows:
                 for measurement_id, kind, data in connection.execute(
                     select(samples.c.measurement_id, samples.c.kind, samples.c.data).where(
-                        samples.c.measurement_id.in_([r[0] for r in rows])
+                        samples.c.measurement_id.in_([r["id"] for r in rows])
                     )
                 ):
                     raw.setdefault(measurement_id, {})[kind] = data
         result = []
-        for measurement_id, record in rows:
-            full = dict(record)
-            for key, kind in RAW_KEYS.items():
-                if kind in raw.get(measurement_id, {}):
-                    full[key] = raw[measurement_id][kind]
-            result.append(full)
+        for row in rows:
+            data = {name: row[name] for name in RECORD_COLUMNS if row[name] is not None}
+            data.update(raw.get(row["id"], {}))
+            try:
+                result.append(ResultRecord.from_json(data))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise StoreError(
+                    f"results database {self.label}: run {run_id}: measurement {row['id']} does not match "
+                    f"the results schema at {'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+                ) from None
         return result
 
     def latest_run_with(
-        self, *, branch: str, device: str, variant: str, before: str | None = None
+        self, *, branch: str, identity: ResultIdentity, before: str | None = None
     ) -> str | None:
-        """The newest run on ``branch`` that measured ``variant`` on ``device`` (and passed)."""
+        """The newest run on ``branch`` with a passed result of ``identity``."""
         query = (
             select(runs.c.id)
             .join(measurements, measurements.c.run_id == runs.c.id)
-            .where(
-                runs.c.git_branch == branch,
-                measurements.c.device == device,
-                measurements.c.variant == variant,
-                measurements.c.status == "passed",
-            )
+            .where(runs.c.git_branch == branch, measurements.c.status == "passed")
             .order_by(runs.c.started_at.desc(), runs.c.id.desc())
             .limit(1)
         )
+        for name in IDENTITY_COLUMNS:
+            value = getattr(identity, name)
+            query = query.where(
+                measurements.c[name].is_(None) if value is None else measurements.c[name] == value
+            )
         if before is not None:
             query = query.where(runs.c.id != before)
         with self._begin("finding a baseline") as connection:
             row = connection.execute(query).first()
         return str(row[0]) if row else None
+
+    def has_record(self, record: ResultRecord) -> bool:
+        """Whether this finished test is stored already (by run, test, kind and finish time)."""
+        query = select(measurements.c.id).where(
+            measurements.c.run_id == record.run_id,
+            measurements.c.test == record.test,
+            measurements.c.kind == record.kind,
+            measurements.c.finished_at == record.finished_at,
+        )
+        with self._begin("looking up a measurement") as connection:
+            return connection.execute(query.limit(1)).first() is not None
 
     @property
     def shared(self) -> bool:
@@ -363,17 +432,53 @@ class AdvisoryLock:
         self.connection.close()
 
 
-def variant_key(record: dict[str, Any]) -> str:
-    """What makes two measurements comparable: model, runtime, precision, threads, model hash."""
-    return "|".join(
-        str(record.get(key) or "")
-        for key in ("model", "format", "runtime", "precision", "threads", "model_sha256")
-    )
+# -- schema 1 -> 2 ------------------------------------------------------------------------------------
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+def _upgrade_from_v1(connection: Any) -> None:
+    connection.execute(text("ALTER TABLE samples RENAME TO samples_v1"))
+    connection.execute(text("ALTER TABLE measurements RENAME TO measurements_v1"))
+
+
+def _copy_v1_rows(connection: Any) -> None:
+    """Every schema-1 measurement as a schema-2 row (records that no longer validate are left in
+    measurements_v1, counted in a notice), then the old tables go."""
+    old_raw: dict[int, dict[str, Any]] = {}
+    for measurement_id, kind, data in connection.execute(
+        text("SELECT measurement_id, kind, data FROM samples_v1")
+    ):
+        field = {"latency_ms": "latency_samples_ms", "thermal": "thermal"}.get(kind, kind)
+        old_raw.setdefault(measurement_id, {})[field] = _json(data)
+    skipped = 0
+    for measurement_id, record in connection.execute(
+        text("SELECT id, record FROM measurements_v1 ORDER BY id")
+    ):
+        data = {**_json(record), **old_raw.get(measurement_id, {})}
+        try:
+            upgraded = ResultRecord.model_validate(upgrade_v1(data))
+        except ValidationError:
+            skipped += 1
+            continue
+        row = upgraded.to_json()
+        new_id = connection.execute(
+            insert(measurements).values(**{name: row.get(name) for name in RECORD_COLUMNS})
+        ).inserted_primary_key[0]
+        for name in RAW_FIELDS:
+            if row.get(name) is not None:
+                connection.execute(insert(samples).values(measurement_id=new_id, kind=name, data=row[name]))
+    if not skipped:
+        connection.execute(text("DROP TABLE samples_v1"))
+        connection.execute(text("DROP TABLE measurements_v1"))
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _sqlite_pragmas(connection: Any, busy_ms: int | None) -> None:
     cursor = connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")  # first: the WAL switch below may have to wait
+    if busy_ms is not None:
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")  # first: the WAL switch below may have to wait
     cursor.execute("PRAGMA journal_mode=WAL")  # xdist workers write concurrently
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

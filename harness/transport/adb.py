@@ -15,7 +15,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,8 +118,11 @@ class ShellV2Session:
         self.exit_code: int | None = None
         self.started = time.monotonic()
 
-    def send_stdin(self, data: bytes | None, file: Path | None = None) -> None:
-        """Send ``data`` and then the contents of ``file`` as stdin packets, then close stdin."""
+    def send_stdin(
+        self, data: bytes | None, file: Path | None = None, progress: Callable[[int], None] | None = None
+    ) -> None:
+        """Send ``data`` and then the contents of ``file`` as stdin packets, then close stdin;
+        ``progress`` hears the size of each packet of ``file`` as it goes out."""
         if data:
             for start in range(0, len(data), _STDIN_PACKET):
                 self.sock.sendall(encode_packet(STDIN, data[start : start + _STDIN_PACKET]))
@@ -127,6 +130,8 @@ class ShellV2Session:
             with Path(file).open("rb") as source:
                 for block in iter(lambda: source.read(_STDIN_PACKET), b""):
                     self.sock.sendall(encode_packet(STDIN, block))
+                    if progress is not None:
+                        progress(len(block))
         self.sock.sendall(encode_packet(CLOSE_STDIN))
 
     def _take(self, packets: list[Packet]) -> list[bytes]:
@@ -343,6 +348,7 @@ class AdbTransport:
         stdin: bytes | None = None,
         cwd: str | None = None,
         stdin_file: Path | None = None,
+        stdin_progress: Callable[[int], None] | None = None,
     ) -> CommandResult:
         args = tuple(argv)
         command = device_shell_command(args, cwd)
@@ -350,7 +356,7 @@ class AdbTransport:
             session = ShellV2Session(self._device_name, args, self._open(f"shell,v2,raw:{command}", timeout))
             try:
                 session.sock.settimeout(timeout)
-                session.send_stdin(stdin, stdin_file)
+                session.send_stdin(stdin, stdin_file, stdin_progress)
             except TimeoutError:
                 session.close()
                 raise CommandTimeout(self._device_name, shlex.join(args), timeout) from None

@@ -6,7 +6,7 @@ model path with spaces or ``$()`` arrives intact. Use ``["sh", "-c", script]`` f
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -66,11 +66,13 @@ class Transport(Protocol):
         stdin: bytes | None = None,
         cwd: str | None = None,
         stdin_file: Path | None = None,
+        stdin_progress: Callable[[int], None] | None = None,
     ) -> CommandResult:
         """Run to completion. Raises CommandTimeout past ``timeout`` seconds and
         CommandFailed when ``check`` is true and the exit code is not 0. ``stdin_file`` streams a
         host file to the command's stdin in blocks (never held in memory whole); it excludes
-        ``stdin``."""
+        ``stdin``. ``stdin_progress`` is called with the size of each block of ``stdin_file`` as it
+        is sent (a progress bar's advance); without it the transfer is the same, only silent."""
         ...
 
     def push(self, local: Path, remote: str) -> int:

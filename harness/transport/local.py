@@ -12,12 +12,14 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
 from harness.errors import CommandFailed, CommandTimeout, TransportError
 from harness.transport.base import CommandResult
+
+_WATCH_INTERVAL_S = 0.1
 
 
 def _expand(path: str) -> str:
@@ -27,6 +29,24 @@ def _expand(path: str) -> str:
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def _watch_offset(
+    owner: contextlib.ExitStack, source: IO[bytes], done: threading.Event, progress: Callable[[int], None]
+) -> None:
+    """Report how far the command has read ``source``: it inherited the same open file, so the
+    file's offset here is its read position. Nothing is added to the data path."""
+    with owner:
+        reported = 0
+        while True:
+            finished = done.wait(_WATCH_INTERVAL_S)
+            with contextlib.suppress(OSError):
+                position = os.lseek(source.fileno(), 0, os.SEEK_CUR)
+                if position > reported:
+                    progress(position - reported)
+                    reported = position
+            if finished:
+                return
 
 
 class LocalRunning:
@@ -98,9 +118,11 @@ class LocalTransport:
         stdin: bytes | None = None,
         cwd: str | None = None,
         stdin_file: Path | None = None,
+        stdin_progress: Callable[[int], None] | None = None,
     ) -> CommandResult:
         args = tuple(argv)
         started = time.monotonic()
+        watching: tuple[threading.Event, threading.Thread] | None = None
         with contextlib.ExitStack() as stack:
             source: int | IO[bytes] = subprocess.PIPE if stdin is not None else subprocess.DEVNULL
             if stdin_file is not None:
@@ -108,13 +130,24 @@ class LocalTransport:
                     source = stack.enter_context(Path(stdin_file).open("rb"))
                 except OSError as exc:
                     raise TransportError(self._device, f"cannot read {stdin_file}: {exc.strerror}") from None
-            process = self._start(args, source, cwd)
+            if stdin_file is not None and stdin_progress is not None:
+                assert not isinstance(source, int)
+                process, done, watcher = self._start_watched(
+                    args, stack.pop_all(), source, stdin_progress, cwd
+                )
+                watching = (done, watcher)
+            else:
+                process = self._start(args, source, cwd)
         try:
             stdout, stderr = process.communicate(input=stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
             process.communicate()
             raise CommandTimeout(self._device, " ".join(args), timeout) from None
+        finally:
+            if watching is not None:
+                watching[0].set()
+                watching[1].join(timeout=60)
         result = CommandResult(
             argv=args,
             exit_code=process.returncode,
@@ -142,6 +175,26 @@ class LocalTransport:
     def spawn(self, argv: Sequence[str], *, cwd: str | None = None) -> LocalRunning:
         args = tuple(argv)
         return LocalRunning(self._device, args, self._start(args, subprocess.DEVNULL, cwd))
+
+    def _start_watched(
+        self,
+        args: tuple[str, ...],
+        owner: contextlib.ExitStack,
+        source: IO[bytes],
+        progress: Callable[[int], None],
+        cwd: str | None,
+    ) -> tuple[subprocess.Popen[bytes], threading.Event, threading.Thread]:
+        """Start ``args`` reading ``source`` and a thread that reports its read position
+        (``source`` is closed by ``owner`` when the thread ends)."""
+        try:
+            process = self._start(args, source, cwd)
+        except BaseException:
+            owner.close()
+            raise
+        done = threading.Event()
+        watcher = threading.Thread(target=_watch_offset, args=(owner, source, done, progress), daemon=True)
+        watcher.start()
+        return process, done, watcher
 
     def _start(
         self, args: tuple[str, ...], stdin: int | IO[bytes], cwd: str | None

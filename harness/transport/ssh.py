@@ -331,6 +331,7 @@ class SshTransport:
         stdin: bytes | None = None,
         cwd: str | None = None,
         stdin_file: Path | None = None,
+        stdin_progress: Callable[[int], None] | None = None,
     ) -> CommandResult:
         args = tuple(argv)
         channel = self._open_channel()
@@ -348,6 +349,8 @@ class SshTransport:
                 with Path(stdin_file).open("rb") as source:
                     for block in iter(lambda: source.read(_STREAM_BLOCK), b""):
                         channel.sendall(block)
+                        if stdin_progress is not None:
+                            stdin_progress(len(block))
             channel.shutdown_write()
         except TimeoutError:
             running.kill()

@@ -21,7 +21,7 @@ from harness.datasets.tasks import task_for
 from harness.measurement import LatencyProtocol
 from harness.models import recipes, zoo
 from harness.models.variants import variants_for
-from harness.session import Lab
+from harness.session import Lab, RunOptions
 
 FAST = LatencyProtocol(warmup_iters=1, warmup_s=0.0, min_iters=3, min_s=0.0, idle_s=0.0)
 
@@ -104,7 +104,10 @@ def test_a_changed_zoo_file_is_fetched_again_even_with_its_size_and_mtime_restor
 
 def local_lab(tmp_path: Path) -> Lab:
     device = parse_device("local", {"kind": "local", "workdir": str(tmp_path / "device")}, "test")
-    return Lab(Fleet([device], "test"), reports_dir=tmp_path / "reports")
+    options = RunOptions(
+        reports_dir=tmp_path / "reports", lease_timeout_s=None, health_checks=False, speed_reference=False
+    )
+    return Lab(Fleet([device], "test"), options)
 
 
 @pytest.mark.parametrize("damage", [garbage, truncated])
@@ -124,15 +127,17 @@ def test_what_a_run_names_is_the_sha256_of_the_bytes_it_measured(cache, tmp_path
     lab = local_lab(tmp_path)
     try:
         variant = next(v for v in variants_for("ppocr_cls") if v.precision == "fp16")
-        _, deploy = lab.benchmark("local", variant, FAST)
+        measured = lab.benchmark("local", variant, FAST, energy="none")
         built = variant.build()
-        assert deploy.model_sha256 == built.sha256 == cachefile.sha256_file(built.path)
-        assert deploy.model_sha256 != variant.spec.sha256
+        assert measured.model.sha256 == built.sha256 == cachefile.sha256_file(built.path)
+        assert measured.model.sha256 != variant.spec.sha256
+        record = lab.record(test="t", status="passed", device="local", variant=variant, measured=measured)
+        assert record.model_sha256 == built.sha256
         altered_weights(built.path)
         tampered = cachefile.sha256_file(built.path)
         with pytest.warns(cachefile.CacheRebuiltWarning):
-            _, again = lab.benchmark("local", variant, FAST)
-        assert again.model_sha256 == built.sha256 != tampered
+            again = lab.benchmark("local", variant, FAST, energy="none")
+        assert again.model.sha256 == built.sha256 != tampered
     finally:
         lab.close()
 
@@ -142,7 +147,7 @@ def test_evaluation_sets_and_references_are_checked_and_rebuilt_with_the_same_sc
     try:
         variant = next(v for v in variants_for("ppocr_cls") if v.precision == "fp32")
         options = {"corruptions": ["gaussian_noise"], "severities": (3,)}
-        _, first, _ = lab.evaluate("local", variant, **options)
+        _, first = lab.evaluate("local", variant, **options)
         folder = cache / "evalsets"
         evalset_file = next(p for p in folder.glob("ppocr_cls-*.npz") if not p.name.endswith("-fp32.npz"))
         reference_file = next(folder.glob("ppocr_cls-*-fp32.npz"))
@@ -150,7 +155,7 @@ def test_evaluation_sets_and_references_are_checked_and_rebuilt_with_the_same_sc
         truncated(evalset_file)
         garbage(reference_file)
         lab._evalsets.clear()
-        _, second, _ = lab.evaluate("local", variant, **options)
+        _, second = lab.evaluate("local", variant, **options)
         assert second.as_dict() == first.as_dict()
         assert {p: p.read_bytes() for p in originals} == originals
     finally:

@@ -17,7 +17,7 @@ from harness.cli import main
 from harness.config import Fleet, parse_device
 from harness.deploy import HOST_TAG, STALE_FOREIGN_PARTIAL_MIN, Artifact, Deployer
 from harness.lease import DeviceLease
-from harness.session import Lab
+from harness.session import Lab, RunOptions
 from harness.transport.local import LocalTransport
 from harness.transport.ssh import SshTransport
 
@@ -85,7 +85,10 @@ def test_the_next_session_cleans_what_a_killed_push_left(tmp_path):
     stale = tmp_path / "device" / "cas" / ("ab" * 32) / f"big.onnx.partial-{dead_pid()}-{HOST_TAG}"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"\0" * 4096)
-    lab = Lab(Fleet([device], "test"), reports_dir=tmp_path / "reports")
+    options = RunOptions(
+        reports_dir=tmp_path / "reports", lease_timeout_s=None, health_checks=False, speed_reference=False
+    )
+    lab = Lab(Fleet([device], "test"), options)
     notices: list[str] = []
     lab.notify = notices.append
     try:

@@ -190,14 +190,20 @@ def test_transport_push_pull_and_missing_path(transport, tmp_path):
         transport.pull("/data/local/tmp/edgelab-t/nope", tmp_path / "n")
 
 
-def test_transport_streams_a_file_as_shell_v2_stdin(transport, tmp_path):
+@pytest.mark.parametrize("listened", [False, True], ids=["silent", "with-progress"])
+def test_transport_streams_a_file_as_shell_v2_stdin(transport, tmp_path, listened):
     source = tmp_path / "m.bin"
     source.write_bytes(os.urandom((5 << 20) + 11))
     script = 'mkdir -p "${1%/*}" && tee "$1" | sha256sum'
+    blocks: list[int] = []
     result = transport.run(
-        ["sh", "-c", script, "sh", "/data/local/tmp/edgelab-t/streamed.bin"], timeout=60, stdin_file=source
+        ["sh", "-c", script, "sh", "/data/local/tmp/edgelab-t/streamed.bin"],
+        timeout=60,
+        stdin_file=source,
+        stdin_progress=blocks.append if listened else None,
     )
     assert result.exit_code == 0, result.stderr
+    assert sum(blocks) == ((5 << 20) + 11 if listened else 0)
     assert result.stdout.split()[0] == hashlib.sha256(source.read_bytes()).hexdigest()
     back = tmp_path / "back.bin"
     assert transport.pull("/data/local/tmp/edgelab-t/streamed.bin", back) == (5 << 20) + 11

@@ -17,7 +17,7 @@ from harness.lab import network
 from harness.lab.manager import VirtualLab
 from harness.measurement import LatencyProtocol
 from harness.models.variants import variants_for
-from harness.session import Lab
+from harness.session import Lab, RunOptions
 from tests.lab.conftest import lab_root
 
 LONG = LatencyProtocol(warmup_iters=1, warmup_s=0.0, min_iters=1, min_s=30.0, max_s=30.0, idle_s=0.0)
@@ -33,7 +33,12 @@ def fault_lab(tmp_path_factory):
     try:
         lab.up(["pixel8", "rpi5"])
         session = Lab(
-            lab.fleet(), reports_dir=tmp_path_factory.mktemp("r"), selected=["virtual-pixel8", "virtual-rpi5"]
+            lab.fleet(),
+            RunOptions(
+                reports_dir=tmp_path_factory.mktemp("r"),
+                devices=("virtual-pixel8", "virtual-rpi5"),
+                lease_timeout_s=None,  # the pytester runs of this module lease these devices
+            ),
         )
         yield lab, session
         session.close()
@@ -71,7 +76,7 @@ def test_board_link_down_mid_run_is_noticed_in_seconds(fault_lab):
     finally:
         cut.join()
         subprocess.run(["ip", "link", "set", link.host_interface, "up"], check=True)
-    result, _ = session.benchmark("virtual-pixel8", variants_for("silero_vad")[0], SHORT, energy="none")
+    result = session.benchmark("virtual-pixel8", variants_for("silero_vad")[0], SHORT, energy="none").result
     assert result.latency_ms.samples >= 5  # the other device went on
 
 

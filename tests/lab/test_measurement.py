@@ -7,7 +7,7 @@ import pytest
 
 from harness.measurement import LatencyProtocol
 from harness.models.variants import variants_for
-from harness.session import Lab
+from harness.session import Lab, RunOptions
 
 PROTOCOL = LatencyProtocol(warmup_iters=3, warmup_s=0.1, min_iters=20, min_s=1.5, max_s=20.0, idle_s=1.0)
 
@@ -15,19 +15,24 @@ PROTOCOL = LatencyProtocol(warmup_iters=3, warmup_s=0.1, min_iters=20, min_s=1.5
 @pytest.fixture(scope="module")
 def harness_lab(lab_fleet, tmp_path_factory):
     session = Lab(
-        lab_fleet, reports_dir=tmp_path_factory.mktemp("reports"), selected=["virtual-pixel8", "virtual-rpi5"]
+        lab_fleet,
+        RunOptions(
+            reports_dir=tmp_path_factory.mktemp("reports"),
+            devices=("virtual-pixel8", "virtual-rpi5"),
+            lease_timeout_s=None,  # the pytester runs of this module lease these devices
+        ),
     )
     yield session
     session.close()
 
 
 def test_phone_energy_from_odpm_scales_with_work(harness_lab):
-    big, _ = harness_lab.benchmark(
+    big = harness_lab.benchmark(
         "virtual-pixel8", variants_for("ppocr_det")[0], PROTOCOL, cooldown_below_c=35.0
-    )
-    small, _ = harness_lab.benchmark(
+    ).result
+    small = harness_lab.benchmark(
         "virtual-pixel8", variants_for("silero_vad")[0], PROTOCOL, cooldown_below_c=35.0
-    )
+    ).result
     for result in (big, small):
         energy = result.energy
         assert energy is not None and energy.source == "odpm" and energy.status == "ok"
@@ -45,14 +50,13 @@ def test_phone_energy_from_odpm_scales_with_work(harness_lab):
 
 
 def test_board_energy_from_rapl_and_pi_flags(harness_lab):
-    result, _ = harness_lab.benchmark(
+    result = harness_lab.benchmark(
         "virtual-rpi5", variants_for("ppocr_det")[0], PROTOCOL, cooldown_below_c=35.0
-    )
+    ).result
     assert result.energy is not None and result.energy.source == "rapl" and result.energy.kind == "counter"
     assert result.energy.mj_per_inference > 0
     assert result.memory.pss_source == "smaps_rollup"
-    record = result.to_record()
-    assert record["energy"]["source"] == "rapl" and record["pss_mb"] == result.memory.pss_mb
+    assert result.energy.source == "rapl" and result.memory.pss_mb is not None
 
 
 def test_an_energy_source_the_device_lacks_is_a_clear_error(harness_lab):
@@ -65,18 +69,23 @@ def test_an_energy_source_the_device_lacks_is_a_clear_error(harness_lab):
 
 
 def test_a_slower_device_is_flagged_with_direction_and_size(harness_lab):
-    from harness.compare import compare_records
+    from harness.compare import VerdictPolicy, compare_runs
 
     # The same suite on virtual-pixel8 (1.0 core) then on virtual-rpi5 (0.5 core), compared as
     # if it were one device slot: a real slowdown of about 2x. Short runs, from cool, so the
     # 2-s thermal model of the test lab does not throttle either of them.
     protocol = LatencyProtocol(warmup_iters=3, warmup_s=0.1, min_iters=40, min_s=0.4, max_s=30.0, idle_s=0.0)
     variant = variants_for("ppocr_det")[0]
-    fast, _ = harness_lab.benchmark("virtual-pixel8", variant, protocol, cooldown_below_c=33.0, energy="none")
-    slow, _ = harness_lab.benchmark("virtual-rpi5", variant, protocol, cooldown_below_c=33.0, energy="none")
-    base = {**fast.to_record(), "run_id": "phone"}
-    cand = {**slow.to_record(), "run_id": "board", "device": "virtual-pixel8"}
-    comparison = compare_records(cand, base)
+    records = []
+    for device in ("virtual-pixel8", "virtual-rpi5"):
+        measured = harness_lab.benchmark(device, variant, protocol, cooldown_below_c=33.0, energy="none")
+        test = f"t.py::test[{device}-ppocr_det-onnxruntime-fp32]"
+        records.append(
+            harness_lab.record(test=test, status="passed", device=device, variant=variant, measured=measured)
+        )
+    base = records[0].model_copy(update={"run_id": "phone"})
+    cand = records[1].model_copy(update={"run_id": "board", "device": "virtual-pixel8"})
+    comparison = compare_runs(cand, base, VerdictPolicy())
     latency = comparison.metrics[0]
     assert comparison.verdict == "regressed" and latency.verdict == "regressed", latency.evidence
     # Half the CFS quota costs 2x or more: an inference that straddles the end of the board's
@@ -84,4 +93,4 @@ def test_a_slower_device_is_flagged_with_direction_and_size(harness_lab):
     # this host (11 ms on one machine, 26 ms on another), the more of them do (measured 2.2x, 2.6x).
     assert 1.6 < latency.ratio < 3.5, latency.evidence
     assert latency.ci_low > 1.03
-    assert compare_records(base, {**cand, "run_id": "board"}).metrics[0].verdict == "improved"
+    assert compare_runs(base, cand, VerdictPolicy()).metrics[0].verdict == "improved"

@@ -10,13 +10,18 @@ import pytest
 from harness.measurement import LatencyProtocol
 from harness.models.variants import variants_for
 from harness.probes.thermal import sustained_curve
-from harness.session import Lab
+from harness.session import Lab, RunOptions
 
 
 @pytest.fixture(scope="module")
 def session_lab(lab_fleet, tmp_path_factory):
     harness_lab = Lab(
-        lab_fleet, reports_dir=tmp_path_factory.mktemp("reports"), selected=["virtual-pixel8", "virtual-rpi5"]
+        lab_fleet,
+        RunOptions(
+            reports_dir=tmp_path_factory.mktemp("reports"),
+            devices=("virtual-pixel8", "virtual-rpi5"),
+            lease_timeout_s=None,  # the pytester runs of this module lease these devices
+        ),
     )
     yield harness_lab
     harness_lab.close()
@@ -28,8 +33,8 @@ def ppocr_det():
 
 def test_board_is_slower_than_the_phone(session_lab):
     protocol = LatencyProtocol(warmup_iters=5, warmup_s=0.2, min_iters=30, min_s=1.0, max_s=20.0)
-    phone, _ = session_lab.benchmark("virtual-pixel8", ppocr_det(), protocol)
-    board, _ = session_lab.benchmark("virtual-rpi5", ppocr_det(), protocol)
+    phone = session_lab.benchmark("virtual-pixel8", ppocr_det(), protocol).result
+    board = session_lab.benchmark("virtual-rpi5", ppocr_det(), protocol).result
     # rpi5's quota is 0.5 core, pixel8's 1.0: a ~11 ms inference takes about twice as long.
     assert board.latency_ms.median / phone.latency_ms.median > 1.5
 
@@ -38,7 +43,7 @@ def test_sustained_run_throttles_with_frequency_drop_and_higher_latency(session_
     protocol = LatencyProtocol(
         warmup_iters=1, warmup_s=0.0, min_iters=1, min_s=8.0, max_s=8.0, sample_period_s=0.1, max_iters=10**7
     )
-    result, _ = session_lab.benchmark("virtual-pixel8", ppocr_det(), protocol, cooldown_below_c=35.0)
+    result = session_lab.benchmark("virtual-pixel8", ppocr_det(), protocol, cooldown_below_c=35.0).result
     verdict = result.throttle
     assert verdict is not None and verdict.throttled
     assert any(reason.startswith("frequency cap: ") for reason in verdict.reasons)

@@ -59,14 +59,15 @@ def test_cap_from_the_start_is_reported_as_such():
     assert verdict.reasons[0].startswith("frequency capped from the start: ceiling at 55%")
 
 
-def test_latency_drift_alone_is_throttling_evidence_and_noise_is_not():
+def test_latency_drift_alone_is_drift_not_throttling_and_noise_is_neither():
     durations = [10_000_000] * 50 + [20_000_000] * 50
     offsets = [i * 10_000_000 for i in range(100)]
     verdict = judge(None, durations, offsets)
-    assert verdict.throttled and verdict.drift_ratio == pytest.approx(2.0)
+    assert verdict.drifted and verdict.drift_ratio == pytest.approx(2.0) and verdict.flagged
+    assert verdict.throttled is None  # nothing thermal was sampled: not judged, not "no"
     assert verdict.reasons == ("latency drift: last/first tenth median ratio 2.00",)
     calm = [10_000_000 + (i % 7) * 100_000 for i in range(100)]
-    assert not judge(None, calm, offsets).throttled
+    assert judge(None, calm, offsets).drifted is False and not judge(None, calm, offsets).flagged
     assert latency_drift(calm[:30], offsets[:30]) is None  # too few samples to judge
 
 

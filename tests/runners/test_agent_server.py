@@ -152,22 +152,24 @@ def test_a_session_restarts_a_lost_warm_agent_and_runs_cold_meanwhile(tmp_path):
     """An idle exit or a kill costs one cold run, not the rest of the session."""
     from harness.config import load_fleet
     from harness.models.variants import variants_for
-    from harness.session import Lab
+    from harness.session import Lab, RunOptions
 
     devices = tmp_path / "devices.yaml"
     devices.write_text(f"devices:\n  host:\n    kind: local\n    workdir: {tmp_path / 'device'}\n")
     lab = Lab(
-        load_fleet(devices, lab_file=tmp_path / "no-lab.yaml"), reports_dir=tmp_path / "r", selected=["host"]
+        load_fleet(devices, lab_file=tmp_path / "no-lab.yaml"),
+        RunOptions(reports_dir=tmp_path / "r", devices=("host",)),
     )
     variant = variants_for("silero_vad")[0]
     protocol = LatencyProtocol(warmup_iters=1, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=10.0, idle_s=0.0)
     try:
-        first, _ = lab.benchmark("host", variant, protocol, energy="none")
-        first_pid = lab.device("host").servers["onnxruntime"].pid
+        first = lab.benchmark("host", variant, protocol, energy="none").result
+        first_pid = lab.device("host").runner.server_pid("onnxruntime")  # type: ignore[attr-defined]
+        assert first_pid is not None
         os.kill(first_pid, 9)
-        cold, _ = lab.benchmark("host", variant, protocol, energy="none")
-        again, _ = lab.benchmark("host", variant, protocol, energy="none")
-        second_pid = lab.device("host").servers["onnxruntime"].pid
+        cold = lab.benchmark("host", variant, protocol, energy="none").result
+        again = lab.benchmark("host", variant, protocol, energy="none").result
+        second_pid = lab.device("host").runner.server_pid("onnxruntime")  # type: ignore[attr-defined]
     finally:
         lab.close()
     assert first.notes[-1].startswith("forked from the warm agent")

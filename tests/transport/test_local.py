@@ -76,12 +76,35 @@ def test_push_pull_round_trip_into_new_directories(local, tmp_path):
     assert hashlib.sha256(back.read_bytes()).digest() == hashlib.sha256(payload).digest()
 
 
-def test_stdin_file_streams_the_file_into_the_command(local, tmp_path):
+@pytest.mark.parametrize("listened", [False, True], ids=["silent", "with-progress"])
+def test_stdin_file_streams_the_file_into_the_command(local, tmp_path, listened):
     payload = os.urandom(3 * 1024 * 1024 + 17)
     source = tmp_path / "model.bin"
     source.write_bytes(payload)
-    result = local.run(["sh", "-c", "wc -c; exit 2"], timeout=60, stdin_file=source)
+    blocks: list[int] = []
+    progress = blocks.append if listened else None
+    # cat reads every byte (wc -c alone may only stat a file it is given as stdin)
+    result = local.run(
+        ["sh", "-c", "cat | wc -c; exit 2"], timeout=60, stdin_file=source, stdin_progress=progress
+    )
     assert (result.exit_code, result.stdout.strip()) == (2, str(len(payload)))
+    assert sum(blocks) == (len(payload) if listened else 0)
+
+
+def test_progress_follows_what_the_command_read_not_the_file_size(local, tmp_path):
+    """The listener hears the command's read position: a command that reads 10 bytes and exits
+    reports far less than the file, and its exit code is what the caller sees."""
+    source = tmp_path / "model.bin"
+    source.write_bytes(os.urandom(8 * 1024 * 1024))
+    blocks: list[int] = []
+    result = local.run(
+        ["sh", "-c", "head -c 10 >/dev/null; exit 3"],
+        timeout=60,
+        stdin_file=source,
+        stdin_progress=blocks.append,
+    )
+    assert result.exit_code == 3
+    assert 10 <= sum(blocks) < 8 * 1024 * 1024
 
 
 def test_push_of_missing_file_names_the_path(local, tmp_path):

@@ -84,14 +84,22 @@ def test_push_pull_round_trip_with_nested_dirs(board, tmp_path):
     assert back.read_bytes() == payload
 
 
-def test_stdin_file_streams_through_the_channel(board, tmp_path):
+@pytest.mark.parametrize("listened", [False, True], ids=["silent", "with-progress"])
+def test_stdin_file_streams_through_the_channel(board, tmp_path, listened):
     payload = os.urandom(5 * 1024 * 1024 + 3)
     source = tmp_path / "model.bin"
     source.write_bytes(payload)
     target = tmp_path / "streamed.bin"
-    result = board.run(["sh", "-c", 'tee "$1" | sha256sum', "sh", str(target)], timeout=60, stdin_file=source)
+    blocks: list[int] = []
+    result = board.run(
+        ["sh", "-c", 'tee "$1" | sha256sum', "sh", str(target)],
+        timeout=60,
+        stdin_file=source,
+        stdin_progress=blocks.append if listened else None,
+    )
     assert result.stdout.split()[0] == hashlib.sha256(payload).hexdigest()
     assert target.read_bytes() == payload
+    assert sum(blocks) == (len(payload) if listened else 0)
 
 
 def test_home_is_expanded_for_files(board, tmp_path):

@@ -1,0 +1,41 @@
+"""Waiting from the host for a device to cool, for runners that cannot wait on the device.
+
+The Python agent waits on the device itself (no round trip per poll); a native runner has only
+the device's shell, so the host polls the hottest thermal zone through the transport.
+"""
+
+from __future__ import annotations
+
+import time
+
+from harness.measurement import Cooldown
+from harness.probes.thermal import to_celsius
+from harness.transport.base import Transport
+
+ZONES_SCRIPT = "cat /sys/class/thermal/thermal_zone*/temp 2>/dev/null; true"
+COOLDOWN_POLL_S = 2.0
+
+
+def hottest_zone_c(transport: Transport) -> float | None:
+    """The hottest readable thermal zone of the device, in C (None when it has none)."""
+    result = transport.run(["sh", "-c", ZONES_SCRIPT], timeout=30)
+    values = []
+    for token in result.stdout.split():
+        try:
+            values.append(to_celsius(int(token)))
+        except ValueError:
+            continue
+    return max(values) if values else None
+
+
+def wait_until_cool(
+    transport: Transport, below_c: float, max_wait_s: float, poll_s: float = COOLDOWN_POLL_S
+) -> Cooldown:
+    """Poll the hottest zone until it is below ``below_c`` or ``max_wait_s`` passes (recorded)."""
+    started = time.monotonic()
+    start = current = hottest_zone_c(transport)
+    while current is not None and current >= below_c and time.monotonic() - started < max_wait_s:
+        time.sleep(poll_s)
+        current = hottest_zone_c(transport)
+    reached = current is None or current < below_c
+    return Cooldown(below_c, start, current, round(time.monotonic() - started, 3), reached)

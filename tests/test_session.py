@@ -1,0 +1,182 @@
+"""The session (harness.session.Lab): options resolved once, records built and compared, and the
+baseline's own model file measured in ABBA rounds beside the candidate (--interleave-baseline)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from harness.config import load_fleet
+from harness.errors import ConfigError
+from harness.measurement import LatencyProtocol
+from harness.models import zoo
+from harness.models.variants import Variant
+from harness.session import Lab, RunOptions
+from harness.stats import Verdict
+
+SIZE = 384  # about 0.2 ms per MatMul here: long enough for the timer, short enough for many samples
+PROTOCOL = LatencyProtocol(warmup_iters=20, warmup_s=0.2, min_iters=400, min_s=2.4, max_s=30.0, idle_s=0.0)
+ROUNDS = 8
+
+
+def matmul_chain(path: Path, depth: int) -> Path:
+    """``depth`` chained SIZE x SIZE MatMuls: the same input and output, ``depth`` times the work."""
+    rng = np.random.default_rng(depth)
+    nodes, initializers, previous = [], [], "x"
+    for index in range(depth):
+        weight = numpy_helper.from_array(
+            (rng.standard_normal((SIZE, SIZE)) / SIZE).astype(np.float32), f"w{index}"
+        )
+        initializers.append(weight)
+        output = "y" if index == depth - 1 else f"h{index}"
+        nodes.append(helper.make_node("MatMul", [previous, f"w{index}"], [output]))
+        previous = output
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [16, SIZE])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [16, SIZE])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def variant_of(file: Path) -> Variant:
+    """A model named ``chain`` whose bytes are ``file``, placed where the zoo keeps verified files."""
+    digest = zoo.sha256_of(file)
+    spec = zoo.ModelSpec(
+        name="chain",
+        format="onnx",
+        precision="fp32",
+        task="none",
+        description="test model",
+        license="none",
+        source=zoo.WheelSource("none", "0", "chain.onnx"),
+        sha256=digest,
+        size_bytes=file.stat().st_size,
+        inputs=(zoo.InputSpec("x", (16, SIZE), "float32"),),
+    )
+    kept = zoo.cache_dir() / "models" / digest / "chain.onnx"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes(file.read_bytes())
+    return Variant("chain", "onnx", "onnxruntime", "fp32", spec)
+
+
+def bare_ratio(fast: Path, slow: Path, rounds: int = 6) -> float:
+    """slow / fast median latency from a hand-written loop (one thread each, alternating)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    sessions = [
+        onnxruntime.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+        for p in (fast, slow)
+    ]
+    feed = {"x": np.random.default_rng(0).random((16, SIZE), dtype=np.float32)}
+    medians: list[list[float]] = [[], []]
+    for _ in range(rounds):
+        for index, session in enumerate(sessions):
+            times = []
+            for _ in range(150):
+                start = time.perf_counter_ns()
+                session.run(None, feed)
+                times.append(time.perf_counter_ns() - start)
+            medians[index].append(statistics.median(times))
+    return statistics.median(s / f for f, s in zip(medians[0], medians[1], strict=True))
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGELAB_CACHE", str(tmp_path / "cache"))
+    devices = tmp_path / "devices.yaml"
+    devices.write_text(f"devices:\n  local: {{kind: local, workdir: {tmp_path / 'device'}, threads: 1}}\n")
+    return load_fleet(devices, lab_file=tmp_path / "no-lab.yaml")
+
+
+def run_once(fleet, tmp_path: Path, run_id: str, variant: Variant, **options) -> object:
+    lab = Lab(fleet, RunOptions(reports_dir=tmp_path / "reports", run_id=run_id, results_db=None, **options))
+    test = "t.py::test_latency[local-chain-onnxruntime-fp32]"
+    try:
+        measured = lab.benchmark(
+            "local", variant, PROTOCOL, test_id="t.py::test_latency[chain-onnxruntime-fp32]", energy="none"
+        )
+        return lab.record(test=test, status="passed", device="local", variant=variant, measured=measured)
+    finally:
+        lab.close()
+
+
+def test_a_slower_model_file_is_regressed_in_interleaved_rounds_and_the_same_file_unchanged(host, tmp_path):
+    fast = matmul_chain(tmp_path / "fast.onnx", 2)
+    slow = matmul_chain(tmp_path / "slow.onnx", 3)
+    baseline = run_once(host, tmp_path, "base", variant_of(fast))
+    base_file = str(tmp_path / "reports" / "base" / "results.json")
+    interleave = {"baseline": base_file, "interleave_baseline": True, "interleave_rounds": ROUNDS}
+
+    changed = run_once(host, tmp_path, "slower", variant_of(slow), **interleave)
+    expected = bare_ratio(fast, slow)
+    comparison = changed.comparison
+    assert comparison.mode == "interleaved" and comparison.baseline_run == "base"
+    assert comparison.artifact_changed and comparison.baseline_model_sha256 == baseline.model_sha256
+    assert (
+        comparison.interleaved.rounds == ROUNDS and "host cache" in comparison.interleaved.baseline_artifact
+    )
+    latency = comparison.metrics[0]
+    assert latency.verdict == Verdict.REGRESSED, latency.evidence
+    # the ratio the harness measured is the ratio a bare loop measures (within 15%, on a shared host)
+    assert abs(math.log(latency.ratio / expected)) < math.log(1.15), (
+        latency.ratio,
+        expected,
+        latency.evidence,
+    )
+
+    same = run_once(host, tmp_path, "same", variant_of(fast), **interleave)
+    assert same.comparison.mode == "interleaved" and not same.comparison.artifact_changed
+    assert same.comparison.metrics[0].verdict == Verdict.UNCHANGED, same.comparison.metrics[0].evidence
+
+
+def test_without_the_baseline_bytes_it_says_so_and_compares_the_runs(host, tmp_path):
+    fast = matmul_chain(tmp_path / "fast.onnx", 2)
+    run_once(host, tmp_path, "base", variant_of(fast))
+    base_file = tmp_path / "reports" / "base" / "results.json"
+    document = base_file.read_text().replace(zoo.sha256_of(fast), "f" * 64)  # bytes no cache has
+    base_file.write_text(document)
+    record = run_once(
+        host, tmp_path, "cand", variant_of(fast), baseline=str(base_file), interleave_baseline=True
+    )
+    assert record.comparison.mode == "runs"
+    assert any(
+        "interleaved baseline: the baseline's model (sha256 ffffffffffff) is in no cache" in n
+        for n in record.notes
+    )
+
+
+def test_options_are_checked_once_with_the_fix():
+    with pytest.raises(ConfigError, match="--interleave-baseline needs --baseline"):
+        RunOptions(interleave_baseline=True)
+    with pytest.raises(ConfigError, match="--fail-on-regression needs --baseline"):
+        RunOptions(fail_on_regression=True)
+    with pytest.raises(ValueError, match="max_s"):
+        RunOptions(protocol={"min_s": 5.0, "max_s": 1.0})
+    options = RunOptions(protocol={"min_iters": 7})
+    assert options.merged_protocol({"min_iters": None, "warmup_s": 0.5}) | {} == {
+        **options.merged_protocol({}),
+        "warmup_s": 0.5,
+    }
+    assert options.merged_protocol({})["min_iters"] == 7
+
+
+@pytest.mark.parametrize("bad", ["../../x", "a/b", "..", "", ".hidden", "x" * 65, "a b", "run\n1"])
+def test_a_run_id_cannot_leave_the_reports_folder(bad):
+    with pytest.raises(ConfigError, match="--run-id .*: use 1-64 letters"):
+        RunOptions(run_id=bad)
+    assert RunOptions(run_id="pr-42.nightly_1").run_id == "pr-42.nightly_1"
