@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -190,14 +191,14 @@ class _Device(BaseModel):
 
     @field_validator("workdir", "python")
     @classmethod
-    def _carried_to_the_device(cls, value: str) -> str:
+    def _carried_to_the_device(cls, value: str, info: ValidationInfo) -> str:
         """Paths and commands cross the device's shell, argv and the warm agent's line protocol:
         a newline or NUL in them cannot be carried faithfully, so refuse it here, not mid-run."""
         controls = _control_characters(value)
         if controls:
             raise ValueError(
-                f"contains control characters ({', '.join(controls)}) that cannot be passed to the "
-                "device; use a path without them"
+                f"field '{info.field_name}': contains control characters ({', '.join(controls)}) that "
+                "cannot be passed to the device; use a path without them"
             )
         return value
 

@@ -156,7 +156,7 @@ def test_evaluation_sets_and_references_are_checked_and_rebuilt_with_the_same_sc
         garbage(reference_file)
         lab._evalsets.clear()
         _, second = lab.evaluate("local", variant, **options)
-        assert second.as_dict() == first.as_dict()
+        assert second.record() == first.record()
         assert {p: p.read_bytes() for p in originals} == originals
     finally:
         lab.close()
