@@ -7,7 +7,11 @@ import json
 
 import pytest
 
+from harness.record import RunInfo
 from harness.store.results_json import CorruptResultsWarning, ResultsFile
+from tests.factories import make_record
+
+RUN = RunInfo(id="x", started_at="2026-11-30T12:00:00Z")
 
 CORRUPT = [b'{"schema_version": 1, "run": {"id": "x"}, "results": [{"test": "a"', b"\x00\xff garbage", b"[1, 2]", b"{}"]
 
@@ -17,21 +21,21 @@ def test_a_corrupt_document_is_set_aside_and_a_fresh_one_started(tmp_path, conte
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "results.json").write_bytes(content)
     with pytest.warns(CorruptResultsWarning, match=r"results\.json: .*kept it as results\.json\.corrupt-"):
-        results = ResultsFile(tmp_path, "x", {"id": "x"})
-    results.append({"test": "new"})
-    assert results.read() == {"schema_version": 1, "run": {"id": "x"}, "results": [{"test": "new"}]}
+        results = ResultsFile.create(tmp_path, "x", RUN)
+    results.append(make_record(test="new"))
+    assert [r.test for r in results.records()] == ["new"] and results.run() == RUN
     [aside] = (tmp_path / "x").glob("results.json.corrupt-*")
     assert aside.read_bytes() == content
 
 
 def test_a_document_damaged_during_the_run_keeps_the_next_record(tmp_path):
-    results = ResultsFile(tmp_path, "x", {"id": "x"})
-    results.append({"test": "first"})
+    results = ResultsFile.create(tmp_path, "x", RUN)
+    results.append(make_record(test="first"))
     results.path.write_text('{"results": [')
     with pytest.warns(CorruptResultsWarning):
-        results.append({"test": "second"})
-    assert [r["test"] for r in results.read()["results"]] == ["second"]
-    assert json.loads(results.path.read_text())["run"] == {"id": "x"}
+        results.append(make_record(test="second"))
+    assert [r.test for r in results.records()] == ["second"]
+    assert json.loads(results.path.read_text())["run"] == RUN.to_json()
 
 
 def test_a_run_reusing_the_id_of_a_corrupt_results_json_keeps_its_measurement(pytester):
