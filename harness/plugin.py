@@ -487,13 +487,14 @@ def _terminal_notice(config: pytest.Config) -> Callable[[str], None]:
     def notify(message: str) -> None:
         reporter = config.pluginmanager.getplugin("terminalreporter")
         capture = config.pluginmanager.getplugin("capturemanager")
-        if reporter is None or capture is None:
+        if capture is None:
             print(message, file=sys.__stderr__ or sys.stderr, flush=True)
             return
-        with capture.global_and_fixture_disabled():
-            reporter.ensure_newline()
-            reporter.write_line(message)
-            reporter.flush()
+        with capture.global_and_fixture_disabled():  # stderr is the terminal's again meanwhile
+            if reporter is not None:
+                reporter.ensure_newline()  # not in the middle of a progress line
+                reporter.flush()
+            print(message, file=sys.stderr, flush=True)
 
     return notify
 
