@@ -208,13 +208,14 @@ SHORT = LatencyProtocol(warmup_iters=1, warmup_s=0.0, min_iters=5, min_s=0.0, ma
 
 
 def test_runs_fork_from_the_persistent_agent_of_their_runtime(tmp_path):
-    """A workdir with a newline in it reaches the device as it is (it crosses the channel as JSON)."""
+    """A workdir with spaces and shell syntax reaches the device as it is (it crosses the channel as
+    JSON; devices.yaml refuses control characters)."""
     import os
     import signal
 
     from harness.models.variants import variants_for
 
-    lab = _host_lab(tmp_path, "dev\nice $(touch PWNED)")
+    lab = _host_lab(tmp_path, "dev ice $(touch PWNED)")
     variant = variants_for("silero_vad")[0]
     try:
         first = lab.benchmark("host", variant, SHORT, energy="none").result
