@@ -39,6 +39,7 @@ from harness.runners.base import CpuInfo, DeviceProbe, OsInfo, RunRequest, phase
 from harness.runners.cooldown import wait_until_cool
 from harness.stats import LatencySummary, ModesCheck
 from harness.transport.base import CommandResult, Transport
+from harness.transport.shell import persistent_shell
 
 NATIVE_TOOL_FOR_FORMAT = {"tflite": "benchmark_model", "onnx": "onnxruntime_perf_test"}
 
@@ -249,14 +250,20 @@ def native_probe(transport: Transport) -> DeviceProbe:
 
 class NativeRunner:
     """Measures with the runtimes' own tools (``benchmark_model``, ``onnxruntime_perf_test``) for
-    devices without Python: the tool is pushed like any artifact and its output parsed."""
+    devices without Python: the tool is pushed like any artifact and its output parsed. Commands
+    go through one device shell kept open for the session (``persistent_channel: false``: one
+    adb shell or SSH channel per command)."""
 
     kind: Literal["agent", "native"] = "native"
 
     def __init__(self, config: AnyDevice, transport: Transport, deployer: Deployer) -> None:
         self.config = config
-        self.transport = transport
+        self.transport: Transport = transport
         self.deployer = deployer
+        if config.persistent_channel:  # one sh for the session: a command costs one round trip
+            tmpdir = "/data/local/tmp" if config.kind == "adb" else "/tmp"
+            self.transport = persistent_shell(transport, tmpdir=tmpdir)
+            deployer.transport = self.transport
         self.setup = DeployReport()
         self.probe = native_probe(transport)
 

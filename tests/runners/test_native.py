@@ -88,6 +88,7 @@ def stand_in(tmp_path: Path, capture: str, exit_code: int = 0) -> Path:
         "#!/bin/sh\n"
         f'python3 -c \'import json,sys; json.dump(sys.argv[1:], open("{log}", "w"))\' "$@"\n'
         f"grep Cpus_allowed_list: /proc/self/status > '{tmp_path / 'affinity.txt'}'\n"
+        f"awk '{{print $6}}' /proc/$$/stat >> '{tmp_path / 'sessions.txt'}'\n"  # its session id
         f"cat '{REAL / capture}' >&2\n"
         f"exit {exit_code}\n"
     )
@@ -142,6 +143,23 @@ def test_native_run_end_to_end_on_the_local_device(tmp_path):
         }
     finally:
         lab.close()
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_native_commands_share_one_device_shell_for_the_session(tmp_path, persistent):
+    """Every command of a session runs in one shell kept open on the device (its session id is
+    the shell's); ``persistent_channel: false`` starts a new one per command."""
+    tool = stand_in(tmp_path, "tflite_benchmark_model/qemuriscv64_mobilenet_v1_op_profiling.txt")
+    lab = native_lab(tmp_path, {"tflite": tool}, f"    persistent_channel: {str(persistent).lower()}\n")
+    try:
+        for _ in range(2):
+            result = lab.benchmark("nopython", variants_for("face_detection")[0], PROTOCOL).result
+            assert result.iterations == 50
+    finally:
+        lab.close()
+    sessions = (tmp_path / "sessions.txt").read_text().split()
+    assert len(sessions) == 2 and str(os.getsid(0)) not in sessions
+    assert (sessions[0] == sessions[1]) is persistent
 
 
 def test_native_tools_run_pinned_to_the_devices_cpus_with_taskset(tmp_path):
