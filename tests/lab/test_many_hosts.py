@@ -132,6 +132,7 @@ def _advisory_locks(local_url: str) -> int:
         engine.dispose()
 
 
+@pytest.mark.slow  # two virtual labs and two pytest sessions, one after the other: 136 s at load 8-12
 def test_two_hosts_share_leases_and_results_and_make_one_merged_report(hosts):
     first, second = hosts
     listen = ("127.0.0.1", f"{SUBNET}.1.1", f"{SUBNET}.2.1")
