@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -135,6 +136,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     arguments = parser.parse_args()
     VIA[0] = arguments.via
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
         rows = [
             measure(name, arguments.rounds, arguments.iters, arguments.warmup, Path(scratch))
@@ -155,6 +157,9 @@ def main() -> int:
         "host": platform.node(),
         "cpu": platform.processor(),
         "python": platform.python_version(),
+        "host_cpus": os.cpu_count(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
         "settings": {**vars(arguments), "output": str(arguments.output)},
         "rows": rows,
     }
