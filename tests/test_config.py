@@ -81,7 +81,7 @@ def test_unknown_field_suggests_the_close_name(tmp_path):
 def test_bad_kind_lists_the_kinds(tmp_path):
     path = write(tmp_path, "devices:\n  board: {kind: serial}\n")
     with pytest.raises(
-        ConfigError, match=r"device 'board': field 'kind' must be one of local, ssh, adb \(got 'serial'\)"
+        ConfigError, match=r"device 'board': field 'kind' must be one of local, ssh, adb, labgrid \(got 'serial'\)"
     ):
         load_fleet(path)
 
