@@ -4,6 +4,7 @@ the real labgrid-client; a coordinator is killed mid-session."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from harness.config import AdbDevice, LabgridDevice, SshDevice, parse_device
 from harness.errors import ConfigError, ConnectError, ConnectionLost, DeviceBusy
+from harness.lease import lease_dir
 from harness.transport import device_workdir, labgrid_place, open_transport
 from harness.transport.labgrid import LabgridTransport, Resource, choose_resource, reach
 from tests.fixtures.labgrid import LabgridLab, snapshot, start_labgrid
@@ -34,7 +36,7 @@ def exported(sshd) -> dict:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, sshd):
-    lab = start_labgrid(tmp_path_factory.mktemp("labgrid"), PLACES)
+    lab = start_labgrid(tmp_path_factory.mktemp("labgrid"), PLACES, aliases={"rack-board": ["bench-3"]})
     try:
         lab.export("exp1", exported(sshd))
         yield lab
@@ -83,15 +85,12 @@ def test_a_place_is_reserved_acquired_reached_over_ssh_and_released(lab, sshd):
 
 
 def test_an_alias_names_the_place(lab, sshd):
-    lab.client("admin", "-p", "rack-board", "add-alias", "bench-3")
+    transport = open_transport(device(lab, sshd, place="bench-3"))
     try:
-        transport = open_transport(device(lab, sshd, place="bench-3"))
-        try:
-            assert labgrid_place(transport).place == "rack-board"
-        finally:
-            transport.close()
+        place = labgrid_place(transport)
+        assert place is not None and place.place == "rack-board"
     finally:
-        lab.client("admin", "-p", "rack-board", "del-alias", "bench-3")
+        transport.close()
 
 
 def test_a_place_held_by_someone_else_times_out_naming_the_place_the_holder_and_the_fix(lab, sshd):
@@ -312,3 +311,106 @@ def test_each_resource_class_reaches_the_device_its_way():
         reach(config, resource("NetworkService", address="10.0.0.5"))
     with pytest.raises(ConnectError, match="has unusable parameters .*missing parameter 'port'"):
         reach(config, resource("NetworkADBDevice", host="10.0.0.6"))
+
+
+# -- end to end: a pytest run measures on the place --------------------------------------------------
+
+FAST = [
+    "--warmup-iters=1",
+    "--warmup-s=0",
+    "--min-iters=5",
+    "--min-s=0",
+    "--max-s=10",
+    "-p",
+    "no:cacheprovider",
+]
+
+BENCH = """
+import pytest
+
+@pytest.mark.edge(model="silero_vad", precisions=["fp32"])
+def test_latency(edge):
+    result = edge.benchmark()
+    assert result.latency_ms.samples >= 5
+    {after}
+"""
+
+
+def labgrid_fleet(pytester, lab, sshd) -> None:
+    pytester.makefile(
+        ".yaml",
+        devices=(
+            "devices:\n"
+            f"  rack: {{kind: labgrid, coordinator: '{lab.address}', place: rack-board, "
+            f"key_file: '{sshd.client_key}', known_hosts: '{sshd.known_hosts}', python: '{sys.executable}', "
+            f"workdir: '{pytester.path / 'board-workdir'}', tags: [rack]}}\n"
+        ),
+    )
+
+
+def records(pytester) -> list[dict]:
+    return json.loads((pytester.path / "reports" / "latest" / "results.json").read_text())["results"]
+
+
+def test_a_pytest_run_on_the_place_measures_over_ssh_and_records_the_place(pytester, lab, sshd):
+    labgrid_fleet(pytester, lab, sshd)
+    pytester.makepyfile(test_edge=BENCH.format(after=""))
+    pytester.runpytest(*FAST, "--device=rack").assert_outcomes(passed=1)
+    (record,) = records(pytester)
+    assert (record["device"], record["device_kind"], record["status"]) == ("rack", "labgrid", "passed")
+    assert record["latency_ms"]["median"] > 0 and record["memory"]["peak_rss_mb"] > 0
+    assert record["device_fingerprint"]["labgrid"] == {
+        "coordinator": lab.address,
+        "place": "rack-board",
+        "resource": "exp1/board/NetworkService/NetworkService",
+        "address": f"127.0.0.1:{sshd.port}",
+    }
+    assert list((pytester.path / "board-workdir").glob("cas/*/silero_vad.onnx"))
+    state = snapshot(lab.address)
+    assert state.places["rack-board"]["acquired"] is None and state.reservations == []
+    assert not [p for p in lease_dir().glob("rack*")]  # labgrid's queue was the only lease
+
+
+@pytest.mark.parametrize(
+    ("after", "outcome"),
+    [("assert False, 'a failed test'", "failed"), ("raise KeyboardInterrupt", "interrupted")],
+)
+def test_a_failed_or_interrupted_run_releases_the_place(pytester, lab, sshd, after, outcome):
+    labgrid_fleet(pytester, lab, sshd)
+    pytester.makepyfile(test_edge=BENCH.format(after=after))
+    if outcome == "failed":
+        pytester.runpytest(*FAST, "--device=rack").assert_outcomes(failed=1)
+        (record,) = records(pytester)
+        assert record["device_fingerprint"]["labgrid"]["place"] == "rack-board"
+    else:
+        interrupted = pytester.inline_run(*FAST, "--device=rack", no_reraise_ctrlc=True)
+        assert interrupted.ret == pytest.ExitCode.INTERRUPTED
+    state = snapshot(lab.address)
+    assert state.places["rack-board"]["acquired"] is None and state.reservations == []
+
+
+def test_a_pytest_run_killed_with_sigterm_leaves_the_place_free(pytester, lab, sshd):
+    labgrid_fleet(pytester, lab, sshd)
+    held = pytester.path / "held"
+    pytester.makepyfile(
+        test_edge=BENCH.format(after=f"open({str(held)!r}, 'w').close(); __import__('time').sleep(600)")
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *FAST, "--device=rack"],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not held.exists():
+            assert run.poll() is None and time.monotonic() < deadline, "the run never held the place"
+            time.sleep(0.2)
+        assert lab.acquired_by("rack-board") is not None
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(60) == -signal.SIGTERM
+    finally:
+        if run.poll() is None:
+            run.kill()
+    state = lab.wait_released("rack-board")
+    assert state.reservations == []
