@@ -56,16 +56,16 @@ def _ensure_system_packages(session: nox.Session, wanted: dict[str, str] = SYSTE
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The harness's own tests: unit, real sshd, real adb server, plugin end to end."""
+    """The harness's own tests: unit, real sshd, adb server and labgrid coordinator, plugin end to end."""
     _ensure_system_packages(session)
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev,labgrid]")
     session.run("pytest", "tests", "-ra", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff and mypy --strict on the package."""
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev,labgrid]")
     session.run("ruff", "check", "harness", "tests", "benchmarks", "suites", "noxfile.py")
     session.run("ruff", "format", "--check", "harness")
     session.run("mypy", "harness")

@@ -37,7 +37,7 @@ DEFAULT_WAIT_S = 600.0
 INSTALL_HINT = "pip install 'edgelab[labgrid]'"
 
 SSH_RESOURCES = ("NetworkService",)
-# labgrid's ADB resources (labgrid-project/labgrid#1564; not in a release as of labgrid 26.0.1): an
+# The ADB resources proposed for labgrid (labgrid-project/labgrid#1564; none in labgrid 26.0.1): an
 # adb server on the exporter serving one USB phone, or adbd listening on TCP. An exporter passes
 # classes it does not know through with their parameters, so a lab can export them by hand today.
 ADB_SERVER_RESOURCES = ("RemoteUSBADBDevice", "NetworkUSBADBDevice")
@@ -224,7 +224,12 @@ class Coordinator:
 
         self.address = address
         self.device = device
-        self.grpc_address = str(proxymanager.get_grpc_address(address, default_port=DEFAULT_PORT))
+        try:
+            self.grpc_address = str(proxymanager.get_grpc_address(address, default_port=DEFAULT_PORT))
+        except Exception as exc:  # labgrid's ProxyError, or urllib's ValueError for a bad port
+            raise ConfigError(
+                f"device '{device}': field 'coordinator': {address!r} is not HOST[:PORT] ({exc})"
+            ) from None
         self._loop = _shared_loop()
         self._session: Any = None
         try:
@@ -447,20 +452,25 @@ class LabgridTransport:
             raise ConnectError(self.device, f"{where}: the reservation was refused: {exc}") from None
         try:
             self._wait_for(place, token, where)
-            guard = _Guard(self._coordinator.grpc_address, place, self._coordinator.owner, token)
-            try:
-                self._coordinator.rpc("AcquirePlace", messages.AcquirePlaceRequest(placename=place))
-                self._coordinator.sync()
-            except BaseException:
-                guard.stand_down()
-                raise
         except BaseException as failure:
             with contextlib.suppress(_RpcFailed):
                 self._coordinator.rpc("CancelReservation", messages.CancelReservationRequest(token=token))
             if isinstance(failure, _RpcFailed):
+                raise self._rpc_error(where, "waiting for it", failure) from None
+            raise
+        # The watcher first: from the moment the request leaves, the place may be ours.
+        holding = Holding(
+            place, token, _Guard(self._coordinator.grpc_address, place, self._coordinator.owner, token)
+        )
+        try:
+            self._coordinator.rpc("AcquirePlace", messages.AcquirePlaceRequest(placename=place))
+            self._coordinator.sync()
+        except BaseException as failure:
+            self._let_go(holding)
+            if isinstance(failure, _RpcFailed):
                 raise self._rpc_error(where, "acquiring it", failure) from None
             raise
-        return Holding(place, token, guard)
+        return holding
 
     def _wait_for(self, place: str, token: str, where: str) -> None:
         from labgrid.remote.common import ReservationState
@@ -501,20 +511,41 @@ class LabgridTransport:
         """Release the place and cancel its reservation; say how that went (the coordinator may be
         gone). Safe to call twice."""
         holding, self._holding = self._holding, None
-        if holding is None:
-            self._coordinator.stop()
-            return "not held"
-        messages = self._coordinator.messages
-        outcome = "released"
-        # The reservation first: released while it stands, the place would be allocated to it again.
-        with contextlib.suppress(_RpcFailed):
-            self._coordinator.rpc("CancelReservation", messages.CancelReservationRequest(token=holding.token))
+        outcome = self._let_go(holding) if holding is not None else "not held"
+        self._coordinator.stop()
+        return outcome
+
+    def _let_go(self, holding: Holding) -> str:
+        """Release the place if the coordinator still has it acquired for this run (by this owner,
+        under this reservation: after a restart it may be someone else's), cancel the reservation,
+        and dismiss the watcher."""
+        coordinator, messages = self._coordinator, self._coordinator.messages
         try:
-            self._coordinator.rpc("ReleasePlace", messages.ReleasePlaceRequest(placename=holding.place))
+            found = next(
+                (
+                    p
+                    for p in coordinator.rpc("GetPlaces", messages.GetPlacesRequest()).places
+                    if p.name == holding.place
+                ),
+                None,
+            )
+            ours = (
+                found is not None
+                and found.acquired == coordinator.owner
+                and found.reservation == holding.token
+            )
+            # The reservation first: a place released while it stands is allocated to it again.
+            with contextlib.suppress(_RpcFailed):
+                coordinator.rpc("CancelReservation", messages.CancelReservationRequest(token=holding.token))
+            if ours:
+                request = messages.ReleasePlaceRequest(placename=holding.place, fromuser=coordinator.owner)
+                coordinator.rpc("ReleasePlace", request)
+            outcome = (
+                "released" if ours else "not released: the coordinator no longer has it acquired for this run"
+            )
         except _RpcFailed as exc:
             outcome = f"release attempted, and failed: {exc.details}"
         holding.guard.stand_down()
-        self._coordinator.stop()
         return outcome
 
     def _check(self) -> None:

@@ -170,6 +170,15 @@ def test_an_unreachable_coordinator_is_a_connect_error_naming_it():
         open_transport(parse_device("rack", raw))
 
 
+@pytest.mark.parametrize("address", ["host:notaport", "host:99999", ":20408"])
+def test_a_malformed_coordinator_address_names_the_field(address):
+    raw = {"kind": "labgrid", "coordinator": address, "place": "p"}
+    with pytest.raises(
+        ConfigError, match=rf"device 'rack': field 'coordinator': '{address}' is not HOST\[:PORT\]"
+    ):
+        open_transport(parse_device("rack", raw))
+
+
 def test_ssh_errors_say_the_address_came_from_the_place(lab, sshd, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("")
