@@ -4,7 +4,6 @@ the real labgrid-client; a coordinator is killed mid-session."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from harness.lease import lease_dir
 from harness.transport import device_workdir, labgrid_place, open_transport
 from harness.transport.labgrid import LabgridTransport, Resource, choose_resource, reach
 from tests.fixtures.labgrid import LabgridLab, snapshot, start_labgrid
+from tests.test_plugin import BENCH_TEST, FAST, results_of
 
 PLACES = {
     "rack-board": ["exp1/board/NetworkService"],
@@ -324,25 +324,8 @@ def test_each_resource_class_reaches_the_device_its_way():
 
 # -- end to end: a pytest run measures on the place --------------------------------------------------
 
-FAST = [
-    "--warmup-iters=1",
-    "--warmup-s=0",
-    "--min-iters=5",
-    "--min-s=0",
-    "--max-s=10",
-    "-p",
-    "no:cacheprovider",
-]
-
-BENCH = """
-import pytest
-
-@pytest.mark.edge(model="silero_vad", precisions=["fp32"])
-def test_latency(edge):
-    result = edge.benchmark()
-    assert result.latency_ms.samples >= 5
-    {after}
-"""
+# A test that measures, then does ``after`` while the place is still held.
+BENCH = BENCH_TEST + "    {after}\n"
 
 
 def labgrid_fleet(pytester, lab, sshd) -> None:
@@ -358,7 +341,7 @@ def labgrid_fleet(pytester, lab, sshd) -> None:
 
 
 def records(pytester) -> list[dict]:
-    return json.loads((pytester.path / "reports" / "latest" / "results.json").read_text())["results"]
+    return results_of(pytester)["results"]
 
 
 def test_a_pytest_run_on_the_place_measures_over_ssh_and_records_the_place(pytester, lab, sshd):
