@@ -417,6 +417,11 @@ class LabgridTransport:
     def device(self) -> str:
         return self.config.name
 
+    @property
+    def acquired_as(self) -> str:
+        """The holder labgrid shows for this run's place (``labgrid-client who``): host/user."""
+        return self._coordinator.owner
+
     # -- holding the place ------------------------------------------------------------------------
 
     def _find_place(self, wanted: str) -> str:

@@ -64,7 +64,7 @@ def test_a_place_is_reserved_acquired_reached_over_ssh_and_released(lab, sshd):
         assert isinstance(transport, LabgridTransport)
         state = snapshot(lab.address)
         held = state.places["rack-board"]
-        assert held["acquired"] == transport._coordinator.owner
+        assert held["acquired"] == transport.acquired_as
         (reservation,) = state.reservations
         assert (reservation["state"], reservation["token"]) == ("acquired", held["reservation"])
         assert transport.run(["sh", "-c", "echo $((6 * 7))"], timeout=30).stdout == "42\n"
@@ -134,7 +134,7 @@ def test_a_place_held_by_someone_else_is_had_once_they_release_it(lab, sshd):
     (transport,) = opened
     assert isinstance(transport, LabgridTransport)
     try:
-        assert lab.acquired_by("rack-board") == transport._coordinator.owner
+        assert lab.acquired_by("rack-board") == transport.acquired_as
         assert transport.run(["true"], timeout=30).ok
     finally:
         transport.close()
