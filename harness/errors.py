@@ -19,6 +19,11 @@ class SelectionError(EdgeLabError):
     """A --device/--runtime/--precision value names something that does not exist."""
 
 
+class DeviceBusy(EdgeLabError):
+    """Someone else held the device past the wait: an EdgeLab lease (harness.lease) or a labgrid
+    place. Not the device's fault, so it never counts against its health."""
+
+
 class TransportError(EdgeLabError):
     """A device cannot be reached or a transfer failed."""
 

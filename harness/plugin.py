@@ -279,7 +279,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--lease-timeout",
         type=float,
         default=600.0,
-        help="Seconds to wait for a device another run holds before its tests error (default: 600).",
+        help="Seconds to wait for a device another run holds (a labgrid place: whoever is ahead in "
+        "labgrid's queue) before its tests error (default: 600).",
     )
     _add_comparison_options(group)
     group.addoption(

@@ -35,13 +35,14 @@ from harness.errors import (
     CommandFailed,
     CommandTimeout,
     ConfigError,
+    DeviceBusy,
     DeviceUnhealthy,
     EdgeLabError,
     ModelError,
     TransportError,
 )
 from harness.interleave import merge, round_protocol, schedule
-from harness.lease import DeviceLease, LeaseTimeout
+from harness.lease import DeviceLease
 from harness.measurement import BenchmarkResult, LatencyProtocol
 from harness.models import artifacts, zoo
 from harness.models.variants import Variant
@@ -53,6 +54,7 @@ from harness.record import (
     DeviceFingerprint,
     InterleavedEvidence,
     Kind,
+    LabgridPlaceRecord,
     ResultIdentity,
     ResultRecord,
     RunInfo,
@@ -68,7 +70,7 @@ from harness.stats import Comparison, compare_rounds
 from harness.store.db import ResultsStore, StoreError
 from harness.store.reconcile import mark_unstored
 from harness.store.results_json import ResultsFile, check_run_id, new_run_id
-from harness.transport import Transport, open_transport
+from harness.transport import Transport, device_workdir, labgrid_place, open_transport
 
 T = TypeVar("T")
 DEFAULT_PROTOCOL = LatencyProtocol()
@@ -159,6 +161,7 @@ class DeviceSession:
         """Enough to tell two devices (or two OS builds of one device) apart in the history; the
         labels are free-form text from devices.yaml, so secrets in them are masked."""
         probe = self.probe
+        place = labgrid_place(self.transport)
         return DeviceFingerprint(
             kind=self.config.kind,
             virtual=self.config.virtual,
@@ -171,6 +174,7 @@ class DeviceSession:
             python=probe.python.version if probe.python else None,
             numpy=probe.numpy,
             labels=redact_fields(self.config.labels),
+            labgrid=LabgridPlaceRecord(**dataclasses.asdict(place)) if place is not None else None,
         )
 
 
@@ -295,7 +299,7 @@ class Lab:
             session = self._connect(config)
         except EdgeLabError as exc:
             self._failures[name] = exc
-            if checks and not isinstance(exc, LeaseTimeout | StoreError | ConfigError):
+            if checks and not isinstance(exc, DeviceBusy | StoreError | ConfigError):
                 health.record(name, False, str(exc))  # only the device's own failures count
             raise
         if checks:
@@ -324,6 +328,8 @@ class Lab:
     def _lease(self, name: str) -> None:
         if self.options.lease_timeout_s is None or name in self._leases:
             return
+        if not self.fleet[name].leased_by_edgelab:
+            return  # a labgrid place: labgrid's reservation queue is the lease (harness.transport.labgrid)
         store = self._store
         advisory = store.advisory_lock if store is not None and store.shared else None
         lease = DeviceLease(
@@ -336,9 +342,9 @@ class Lab:
         self._leases[name] = lease.acquire()
 
     def _connect(self, config: AnyDevice) -> DeviceSession:
-        transport = open_transport(config)
+        transport = open_transport(config, notify=self._tell, wait_s=self.options.lease_timeout_s)
         try:
-            workdir = resolve_workdir(transport, config.workdir)
+            workdir = resolve_workdir(transport, device_workdir(config, transport))
             deployer = Deployer(transport, workdir, config.python)
             stale = deployer.clean_partials()  # left by killed pushes whose writer is gone
             if stale:
