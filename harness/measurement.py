@@ -6,6 +6,7 @@ One definition for every runtime: peak memory is the VmHWM of the inference proc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from harness.probes.energy import EnergyReport
 from harness.probes.thermal import SustainedCurve, ThermalTrace, ThrottleVerdict
@@ -104,6 +105,8 @@ class BenchmarkResult:
     rounds: int = 1  # > 1: interleaved with other variants in ABBA rounds, merged
     notes: tuple[str, ...] = ()  # what a native tool did not report and what stands in for it
     agent_phases_ms: dict[str, float] | None = None  # wall time of each step of the agent's run
+    runner: Literal["agent", "native"] = "agent"
+    trace_file: str | None = None  # host path of the run's raw trace (a Perfetto trace), if kept
 
     @property
     def peak_rss_mb(self) -> float | None:

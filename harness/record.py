@@ -236,6 +236,7 @@ class ResultRecord(_Frozen):
     rounds: int = 1
     agent_phases_ms: dict[str, float] | None = None
     protocol: LatencyProtocol | None = None
+    trace_file: str | None = None
     sustained: SustainedCurve | None = None
     accuracy: AccuracyRecord | None = None
     deploy: DeployRecord | None = None

@@ -37,6 +37,7 @@ from harness.errors import (
     ConfigError,
     DeviceUnhealthy,
     EdgeLabError,
+    NotMeasurable,
     TransportError,
 )
 from harness.interleave import merge, round_protocol, schedule
@@ -245,6 +246,7 @@ class Lab:
         self._evalsets: dict[str, EvalSet] = {}
         self._leases: dict[str, DeviceLease] = {}
         self._retries: dict[str, list[str]] = {}  # per device, until the measurement that needed them
+        self._raw_names: dict[str, int] = {}
         if self.options.results_db is not None:
             self._store = ResultsStore(self.options.results_db)  # a bad URL fails before any test
         self.baseline = (
@@ -393,6 +395,7 @@ class Lab:
         artifacts.keep(model.local, model.sha256)  # so a later run can measure these bytes again
         input_file = inputs if inputs is not None else self._default_inputs(variant)
         config = self.fleet[device]
+        raw_name = _safe_name(f"{(test_id or variant.id).rsplit('::', 1)[-1]}-{device}-{kind}")
         request = RunRequest(
             model=model,
             inputs=Artifact.from_file(input_file),
@@ -411,6 +414,7 @@ class Lab:
                 else config.cooldown_below_c
             ),
             outputs_to=outputs_to,
+            raw_to=self._raw_path(raw_name),
         )
         notes: tuple[str, ...] = ()
         if self.options.interleave_baseline and self.baseline is not None and test_id is not None:
@@ -425,6 +429,14 @@ class Lab:
                 notes = (f"interleaved baseline: {where}; compared with the baseline run instead",)
         result, deploy = self._run(device, request)
         return Measured(result, deploy, request.model, notes=(*notes, *self._retries.pop(device, [])))
+
+    def _raw_path(self, name: str) -> Path:
+        """``reports/<run>/traces/<name>``: where a runner keeps the raw files of a measurement
+        (a Perfetto trace, a failed tool's output), unique within the run."""
+        folder = self.reports_dir / self.run_id / "traces"
+        count = self._raw_names.get(name, 0) + 1
+        self._raw_names[name] = count
+        return folder / (name if count == 1 else f"{name}-{count}")
 
     def _run(self, device: str, request: RunRequest) -> tuple[BenchmarkResult, DeployReport]:
         return self.with_retries(device, lambda: self.device(device).runner.run(request))
@@ -502,6 +514,9 @@ class Lab:
     ) -> tuple[Measured, AccuracyReport]:
         """Run the variant over its task's real inputs (every slice) on the device, pull the
         outputs back, and score them per slice against the labels and the host fp32 reference."""
+        unsupported = self.device(device).runner.outputs_unsupported(variant.format)
+        if unsupported is not None:
+            raise NotMeasurable(unsupported)  # before building the data set and its reference
         task = task_for(variant.model)
         chosen = tuple(corruptions) if corruptions is not None else task.default_corruptions
         key = evalset_key(variant.model, chosen, severities, seed)
@@ -640,7 +655,7 @@ class Lab:
             )
             if measured is not None
             else None,
-            **(_measurement_fields(result) if result is not None else {}),
+            **(_measurement_fields(result, self.reports_dir / self.run_id) if result is not None else {}),
         )
         if measured is not None and measured.notes:
             record = record.model_copy(update={"notes": (*record.notes, *measured.notes)})
@@ -696,10 +711,15 @@ class Lab:
             self._store.close()
 
 
-def _measurement_fields(result: BenchmarkResult) -> dict[str, Any]:
-    """The measurement's part of a record."""
+def _measurement_fields(result: BenchmarkResult, run_folder: Path) -> dict[str, Any]:
+    """The measurement's part of a record (a kept trace named relative to the run's folder)."""
+    trace_file = None
+    if result.trace_file is not None:
+        trace = Path(result.trace_file)
+        trace_file = str(trace.relative_to(run_folder)) if trace.is_relative_to(run_folder) else str(trace)
     return {
-        "runner": "native" if result.stopped_by == "native" else "agent",
+        "runner": result.runner,
+        "trace_file": trace_file,
         "runtime_module": result.runtime.module,
         "runtime_version": result.runtime.version,
         "latency_ms": result.latency_ms,

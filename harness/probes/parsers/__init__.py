@@ -19,13 +19,18 @@ from harness.probes.parsers.android import (
     parse_odpm,
     parse_power_supply,
 )
-from harness.probes.parsers.benchmark_tools import parse_ort_perf_test, parse_tflite_benchmark
+from harness.probes.parsers.benchmark_tools import (
+    parse_ort_perf_test,
+    parse_ort_result_file,
+    parse_tflite_benchmark,
+)
 from harness.probes.parsers.boards import parse_cpufreq, parse_proc_status, parse_tegrastats, parse_vcgencmd
 from harness.probes.parsers.common import Parsed
 
 PARSERS: dict[str, Callable[[str], Parsed]] = {
     "tflite-benchmark": parse_tflite_benchmark,
     "ort-perf-test": parse_ort_perf_test,
+    "ort-result-file": parse_ort_result_file,
     "dumpsys-meminfo": parse_dumpsys_meminfo,
     "dumpsys-battery": parse_dumpsys_battery,
     "power-supply": parse_power_supply,

@@ -236,3 +236,51 @@ def parse_ort_perf_test(text: str) -> OrtPerfTest:
         p99_ms=timed.get("p99"),
         p999_ms=timed.get("p999"),
     )
+
+
+class OrtRunTimes(Parsed):
+    """onnxruntime_perf_test's result file: one line per timed run (``name,seconds,peak,cpu,index``,
+    PerformanceResult::DumpToFile), in the order the runs happened."""
+
+    model: str
+    seconds: tuple[float, ...]
+    peak_working_set_bytes: int | None
+    avg_cpu_pct: int | None
+
+
+_ORT_STATISTICS = re.compile(r"^(Min|Max|P\d+) Latency\b")
+
+
+def parse_ort_result_file(text: str) -> OrtRunTimes:
+    """The per-run lines of the result file; the statistics ``-s`` appends (``P90 Latency is ...``)
+    are skipped. A run index out of order or a line of another shape is an error."""
+    kind = "ort-result-file"
+    require_text(kind, text)
+    model = ""
+    seconds: list[float] = []
+    peak: int | None = None
+    cpu: int | None = None
+    for number, line in enumerate(clean_lines(text), start=1):
+        stripped = line.strip()
+        if not stripped or _ORT_STATISTICS.match(stripped):
+            continue
+        fields = stripped.rsplit(",", 4)
+        try:
+            if len(fields) != 5:
+                raise ValueError("not 5 comma-separated fields")
+            name, cost, peak_text, cpu_text, index = fields
+            if int(index) != len(seconds):
+                raise ValueError(f"run index {index} where {len(seconds)} was next")
+            value = float(cost)
+            if not value > 0:
+                raise ValueError(f"run time {cost} s is not positive")
+        except ValueError as exc:
+            raise ParseError(
+                kind, f"line {number} {stripped[:80]!r}: {exc}; is this onnxruntime_perf_test's result file?"
+            ) from None
+        model = model or name
+        seconds.append(value)
+        peak, cpu = to_int(peak_text), to_int(cpu_text)
+    if not seconds:
+        raise ParseError(kind, "no 'name,seconds,peak,cpu,index' lines: the tool ran no timed run")
+    return OrtRunTimes(model=model, seconds=tuple(seconds), peak_working_set_bytes=peak, avg_cpu_pct=cpu)
