@@ -473,8 +473,11 @@ class Lab:
         sides = {"candidate": per_round, "baseline": dataclasses.replace(per_round, model=located)}
         parts: dict[str, list[BenchmarkResult]] = {"candidate": [], "baseline": []}
         deploys: list[DeployReport] = []
-        for side in schedule(list(sides), rounds):
-            result, deploy = self._run(device, sides[side])
+        for number, side in enumerate(schedule(list(sides), rounds), start=1):
+            raw_to = (
+                request.raw_to.with_name(f"{request.raw_to.name}-{side}-{number}") if request.raw_to else None
+            )
+            result, deploy = self._run(device, dataclasses.replace(sides[side], raw_to=raw_to))
             parts[side].append(result)
             if side == "candidate":
                 deploys.append(deploy)

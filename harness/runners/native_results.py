@@ -121,9 +121,7 @@ def ort_report(parsed: OrtPerfTest) -> ToolReport:
     )
 
 
-def invoke_timing(
-    trace: PerfettoTrace, pid: int | None, parsed: TfliteBenchmark, report: ToolReport
-) -> Timing | None:
+def invoke_timing(trace: PerfettoTrace, pid: int | None, parsed: TfliteBenchmark) -> Timing | None:
     """The timed inferences from the interpreter's ``Invoke`` sections of the tool's pid: the last
     ``steady.count`` of them (the warm-up runs come first). None when the trace has too few."""
     assert parsed.steady is not None
@@ -198,8 +196,8 @@ def ort_timing(
         notes.append("timed window: the tool's total run time before its exit (/proc/uptime, 10 ms steps)")
     if total / 1e9 < min_s:
         notes.append(
-            f"min_s: the runs took {total / 1e9:.3g} s, short of min_s {min_s:g} (onnxruntime_perf_test runs "
-            "a count fixed in advance, and they ran faster than its calibration)"
+            f"min_s: the runs took {total / 1e9:.3g} s, short of min_s {min_s:g} (onnxruntime_perf_test ran "
+            "the count its calibration asked for, faster than the calibration did)"
         )
     return Timing(samples, tuple(offsets), summarize_latency(samples), timed, tuple(notes))
 

@@ -10,6 +10,7 @@ is tested in tests/lab/test_native_stock.py.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -227,16 +228,22 @@ def fake_benchmark_model(folder: Path, capture: str = TFLITE_CAPTURE, body: str 
 
 
 def fake_onnxruntime_perf_test(folder: Path) -> Path:
-    """Prints a real onnxruntime_perf_test capture and writes the result file of its -r runs
-    (0.0800 s, 0.0805 s, ... 0.0830 s, repeating), one line per run as DumpToFile does."""
+    """Prints a real onnxruntime_perf_test capture and writes the result file, one line per run as
+    DumpToFile does: runs of 0.0800 s, 0.0805 s, ... 0.0830 s, repeating; ``-r N`` runs, or with
+    ``-t S`` runs until they add up to S seconds (the tool's duration mode)."""
     tool = folder / "onnxruntime_perf_test"
     tool.write_text(
         "#!/bin/sh\n"
         f'echo "$*" >> {shlex.quote(str(folder / "ort-argv.txt"))}\n'
-        'runs=0; prev=; for a in "$@"; do [ "$prev" = -r ] && runs=$a; prev=$a; result=$a; done\n'
+        "runs=0; seconds=0; prev=\n"
+        'for a in "$@"; do\n'
+        '  [ "$prev" = -r ] && runs=$a; [ "$prev" = -t ] && seconds=$a; prev=$a; result=$a\n'
+        "done\n"
         f"cat {shlex.quote(str(REAL / ORT_CAPTURE))}\n"
-        'i=0; while [ "$i" -lt "$runs" ]; do\n'
-        '  echo "model,0.0$((80000 + i % 7 * 500)),78946304,48,$i" >> "$result"; i=$((i + 1))\n'
+        "i=0; total=0\n"
+        'while [ "$i" -lt "$runs" ] || [ "$total" -lt $((seconds * 1000000)) ]; do\n'
+        "  us=$((80000 + i % 7 * 500)); total=$((total + us))\n"
+        '  echo "model,0.0$us,78946304,48,$i" >> "$result"; i=$((i + 1))\n'
         "done\n"
     )
     tool.chmod(0o755)
@@ -313,21 +320,35 @@ def test_onnxruntime_perf_test_result_file_gives_the_samples_and_the_summary_com
     try:
         result = lab.benchmark("nopython", variant("ppocr_cls", "onnx"), PROTOCOL, test_id="t.py::o").result
         calibration, measured = (tmp_path / "ort-argv.txt").read_text().splitlines()
-        assert calibration.startswith("-r 3 -m times -s ")  # warmup_iters runs measure the pace
-        # later half of the calibration: 0.0805, 0.0810 s -> 0.08075 s a run; 1.0 s x 1.1 -> 14 runs
-        assert measured.startswith("-r 14 -m times -s ") and measured.endswith(
-            "/model/model.onnx " + measured.split()[-1]
-        )
-        expected = [round((0.08 + (i % 7) * 0.0005) * 1e9) for i in range(14)]
+        assert calibration.startswith("-m times -r 3 -s ")  # warmup_iters runs measure the pace
+        # later half of the calibration: 0.0805 and 0.0810 s, so 10 runs take 0.81 s < min_s 1 s:
+        # min_s binds, and the tool runs until its runs add up to 1 s (13 runs here)
+        assert measured.startswith("-m duration -t 1 -s ") and measured.endswith(".csv")
+        assert "/model/model.onnx " in measured
+        expected = [round((0.08 + (i % 7) * 0.0005) * 1e9) for i in range(13)]
         assert list(result.latency_samples_ns) == expected
         assert result.latency_ms == summarize_latency(expected)
         assert result.start_offsets_ns[:3] == (0, expected[0], expected[0] + expected[1])
-        assert result.iterations == 14 and result.stopped_by == "min_reached"
+        assert result.iterations == 13 and result.stopped_by == "min_reached"
         assert result.memory.peak_rss_mb == round(78946304 / 1024 / 1024, 3)
         assert result.throttle is not None and result.throttle.throttled is None  # samples, no trace
         assert any(n.startswith("latency samples: onnxruntime_perf_test's result file") for n in result.notes)
     finally:
         lab.close()
+
+
+def test_when_min_iters_binds_onnxruntime_perf_test_gets_a_count(tmp_path):
+    lab = native_lab(tmp_path, {"onnx": fake_onnxruntime_perf_test(tmp_path)})
+    protocol = dataclasses.replace(PROTOCOL, min_iters=40)  # 40 x 0.08075 s = 3.2 s > min_s 1 s
+    try:
+        first = lab.benchmark("nopython", variant("ppocr_cls", "onnx"), protocol).result
+        again = lab.benchmark("nopython", variant("ppocr_cls", "onnx"), protocol).result
+    finally:
+        lab.close()
+    calibration, measured, remeasured = (tmp_path / "ort-argv.txt").read_text().splitlines()
+    assert calibration.startswith("-m times -r 3 ")  # once per model: the second run reuses it
+    assert measured.startswith("-m times -r 40 ") and remeasured.startswith("-m times -r 40 ")
+    assert first.iterations == again.iterations == 40
 
 
 def test_a_tool_that_crashes_is_named_with_its_signal_and_its_output_kept(tmp_path):
