@@ -288,16 +288,10 @@ def cmd_pr_comment(arguments: argparse.Namespace) -> int:
 
 
 def cmd_parse(arguments: argparse.Namespace) -> int:
-    from harness.probes.parsers import parse
+    from harness.probes.parsers.reading import parse_file
 
-    source = arguments.file
-    try:
-        text = (
-            sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8", errors="replace")
-        )
-    except OSError as exc:
-        raise EdgeLabError(f"{source}: cannot read ({exc.strerror})") from None
-    print(json.dumps(parse(arguments.kind, text), indent=2, ensure_ascii=False))
+    for piece in parse_file(arguments.kind, arguments.file, sys.stdin.buffer):
+        sys.stdout.write(piece)
     return 0
 
 

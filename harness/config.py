@@ -6,6 +6,7 @@ device, the field and the fix. The ``local`` device (the host) always exists.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import os
 import re
@@ -15,9 +16,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harness.errors import ConfigError, SelectionError
+from harness.probes.cpus import check_cpus, format_cpu_list, parse_cpu_list
 
 DEFAULT_DEVICES_FILE = "devices.yaml"
 LOCAL_DEVICE = "local"
@@ -39,6 +49,25 @@ def lab_devices_file() -> Path:
 NATIVE_TOOL_KEYS = ("benchmark_model", "run_model", "libLiteRt.so", "onnxruntime_perf_test", "tflite", "onnx")
 NATIVE_TOOL_ALIASES = {"tflite": "benchmark_model", "onnx": "onnxruntime_perf_test"}
 _TOOL_URL = re.compile(r"https?://[^\s#]+#sha256=[0-9a-fA-F]{64}")
+# Intra-op threads of every runtime when devices.yaml and --threads say nothing. One thread is
+# the count whose speed does not depend on where the OS puts a second thread, nor on what else
+# runs on the other cores; the runtimes' own defaults (0) differ per runtime, and ONNX Runtime's
+# pins its pool to cores (docs/devices-yaml.md, "threads and cpus").
+DEFAULT_THREADS = 1
+
+
+def thread_count(text: str) -> int:
+    """``--threads``: an explicit count >= 1, as devices.yaml's ``threads``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads takes a thread count >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"--threads must be >= 1 (got {value}): 0, the runtime's own default, is not accepted "
+            "(docs/devices-yaml.md, threads and cpus)"
+        )
+    return value
 
 
 class _Device(BaseModel):
@@ -51,7 +80,15 @@ class _Device(BaseModel):
         description="Directory on the device that EdgeLab owns (artifact cache, agent, outputs).",
     )
     python: str = Field(default="python3", description="Python interpreter on the device.")
-    threads: int = Field(default=0, ge=0, description="Intra-op threads; 0 lets the runtime choose.")
+    threads: int = Field(
+        default=DEFAULT_THREADS,
+        description="Intra-op threads of every runtime (an explicit count; never the runtime's default).",
+    )
+    cpus: tuple[int, ...] | None = Field(
+        default=None,
+        description="Cores the inference process may run on (an affinity list such as [4, 5, 6, 7] or "
+        "'4-7'); none: wherever the OS puts it.",
+    )
     labels: dict[str, str] = Field(default_factory=dict)
     virtual: bool = Field(default=False, description="True for devices of the virtual lab.")
     runner: Literal["agent", "native"] = Field(
@@ -109,6 +146,45 @@ class _Device(BaseModel):
         default=None,
         description="Before each measurement, wait until the hottest thermal zone is below this.",
     )
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _explicit_threads(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ValueError(
+                f"field 'threads': must be a thread count >= 1 (got {value}); 0, the runtime's own "
+                "default, is not accepted: it differs per runtime and ONNX Runtime's pins threads to "
+                "cores. Use 1 (the default) or the number of cores in cpus"
+            )
+        return value
+
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _cpu_list(cls, value: object) -> object:
+        if value is None:
+            return None
+        try:
+            if isinstance(value, str):
+                return parse_cpu_list(value)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return check_cpus([value])
+            if isinstance(value, list | tuple):
+                return check_cpus(value)
+        except ValueError as exc:
+            raise ValueError(f"field 'cpus': {exc} (got {value!r})") from None
+        raise ValueError(
+            f"field 'cpus': must be a list of cpu numbers such as [4, 5, 6, 7] or a range string such "
+            f"as '4-7' (got {value!r})"
+        )
+
+    @model_validator(mode="after")
+    def _threads_fit_cpus(self) -> _Device:
+        if self.cpus is not None and self.threads > len(self.cpus):
+            raise ValueError(
+                f"threads ({self.threads}) is more than the {len(self.cpus)} cpus it may run on "
+                f"({format_cpu_list(self.cpus)}): threads would share cores; lower threads or add cpus"
+            )
+        return self
 
 
 class LocalDevice(_Device):

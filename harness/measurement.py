@@ -6,11 +6,11 @@ One definition for every runtime: peak memory is the VmHWM of the inference proc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
+from harness.probes.cpus import CpuPlacement
 from harness.probes.energy import EnergyReport
 from harness.probes.thermal import SustainedCurve, ThermalTrace, ThrottleVerdict
-from harness.stats import LatencySummary
+from harness.stats import LatencySummary, ModesCheck
 
 KIB_PER_MB = 1024.0
 
@@ -105,7 +105,8 @@ class BenchmarkResult:
     rounds: int = 1  # > 1: interleaved with other variants in ABBA rounds, merged
     notes: tuple[str, ...] = ()  # what a native tool did not report and what stands in for it
     agent_phases_ms: dict[str, float] | None = None  # wall time of each step of the agent's run
-    runner: Literal["agent", "native"] = "agent"
+    placement: CpuPlacement | None = None  # threads, the cores the run was allowed on, their kind
+    modes: ModesCheck | None = None  # do the iterations fall into two separated modes?
     trace_file: str | None = None  # host path of the run's raw trace (a Perfetto trace), if kept
 
     @property

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from harness.accuracy import AccuracyReport
-from harness.config import Fleet, load_fleet
+from harness.config import Fleet, load_fleet, thread_count
 from harness.datasets.sources import DatasetError
 from harness.errors import DeviceUnhealthy, EdgeLabError, NotMeasurable
 from harness.interleave import run_interleaved
@@ -37,7 +37,7 @@ from harness.report import write_reports
 from harness.report.terminal import terminal_lines
 from harness.session import DEFAULT_PROTOCOL, INTERLEAVE_ROUNDS, Lab, Measured, RunOptions
 from harness.stats import NOISE_FLOOR
-from harness.store.db import resolve_url
+from harness.store.db import StoreError, resolve_url
 from harness.store.reconcile import reconcile
 from harness.store.results_json import new_run_id
 
@@ -182,7 +182,7 @@ class EdgeTarget:
         base = LatencyProtocol(**self.lab.options.merged_protocol(settings))
         results = run_interleaved([self.variant, *extra], base, rounds, measure)
         own = measured[self.variant.id]
-        self.measured = Measured(results[self.variant.id], own.deploy, own.model)
+        self.measured = Measured(results[self.variant.id], own.deploy, own.model, own.runner)
         self.kind = "interleaved"
         for variant in extra:
             last = measured[variant.id]
@@ -192,7 +192,7 @@ class EdgeTarget:
                 device=self.device,
                 variant=variant,
                 kind="interleaved",
-                measured=Measured(results[variant.id], last.deploy, last.model),
+                measured=Measured(results[variant.id], last.deploy, last.model, last.runner),
             )
         return results
 
@@ -290,9 +290,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-id", default=None, help="Name of this run (default: UTC time + random suffix).")
     group.addoption(
         "--threads",
-        type=int,
+        type=thread_count,
         default=None,
-        help="Intra-op threads for every device (default: the device's threads in devices.yaml).",
+        help="Intra-op threads of every runtime, >= 1 (default: threads in devices.yaml, else 1).",
     )
     for name, kind, text in (
         ("warmup-iters", int, "Minimum warm-up iterations"),
@@ -459,16 +459,19 @@ def pytest_configure(config: pytest.Config) -> None:
         fleet = _fleet(config)
         options, selection = _options(config, fleet)
         lab = Lab(fleet, options)
+    except StoreError as exc:
+        raise pytest.UsageError(f"edgelab: --results-db: {exc}") from None
     except (EdgeLabError, ValueError) as exc:
         raise pytest.UsageError(f"edgelab: {exc}") from None
     controller = not hasattr(config, "workerinput")
     if controller and lab.store is not None:
         try:
             added = reconcile(lab.store, options.reports_dir, skip=options.run_id)
-        except EdgeLabError as exc:
-            raise pytest.UsageError(f"edgelab: {exc}") from None
-        if added:
-            lab.notify(f"edgelab: stored {added} result(s) that earlier runs left in results.json only")
+        except EdgeLabError as exc:  # the store is busy or failing: this run goes on, the next one retries
+            lab.notify(f"edgelab: earlier results not yet in the database stay in their results.json: {exc}")
+        else:
+            if added:
+                lab.notify(f"edgelab: stored {added} result(s) that earlier runs left in results.json only")
     config.stash[LAB_KEY] = lab
     config.stash[SELECTION_KEY] = selection
     if config.pluginmanager.hasplugin("xdist"):

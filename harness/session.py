@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -45,6 +45,7 @@ from harness.lease import DeviceLease, LeaseTimeout
 from harness.measurement import BenchmarkResult, LatencyProtocol
 from harness.models import artifacts, zoo
 from harness.models.variants import Variant
+from harness.probes.reference import SpeedReference, SpeedReferenceError, measure_reference
 from harness.probes.thermal import SustainedCurve
 from harness.record import (
     AccuracyRecord,
@@ -55,6 +56,7 @@ from harness.record import (
     ResultIdentity,
     ResultRecord,
     RunInfo,
+    RunReferences,
     Status,
     test_id_of,
 )
@@ -65,7 +67,7 @@ from harness.secrets import redact, redact_argv
 from harness.stats import Comparison, compare_rounds
 from harness.store.db import ResultsStore, StoreError
 from harness.store.reconcile import mark_unstored
-from harness.store.results_json import ResultsFile, new_run_id
+from harness.store.results_json import ResultsFile, check_run_id, new_run_id
 from harness.transport import Transport, open_transport
 
 T = TypeVar("T")
@@ -94,10 +96,12 @@ class RunOptions:
     fail_on_regression: bool = False
     interleave_baseline: bool = False
     interleave_rounds: int = INTERLEAVE_ROUNDS
+    speed_reference: bool = True  # time the device speed reference at each device's start and end
     noise_floor: float | None = None  # --noise-floor: every device (else devices.yaml, else 3%)
     command: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        check_run_id(self.run_id)
         LatencyProtocol(**self.merged_protocol({}))  # validate the combination before any test
         if self.fail_on_regression and not self.baseline:
             raise ConfigError(
@@ -111,8 +115,11 @@ class RunOptions:
             raise ConfigError(f"--interleave-rounds {self.interleave_rounds}: at least 3 rounds are needed")
         if self.retries < 0:
             raise ConfigError(f"--retries {self.retries}: must be >= 0")
-        if self.threads is not None and self.threads < 0:
-            raise ConfigError(f"--threads {self.threads}: must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(
+                f"--threads {self.threads}: must be >= 1 (an explicit count; 0, the runtime's own default, "
+                "is not accepted)"
+            )
 
     def merged_protocol(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Each protocol setting from ``given`` (a test's call), else the options, else the default."""
@@ -136,6 +143,8 @@ class DeviceSession:
     workdir: str
     deployer: Deployer
     runner: Runner
+    reference: SpeedReference | None = None  # the device's speed at the start of the run
+    reference_note: str | None = None  # why there is none
 
     @property
     def probe(self) -> DeviceProbe:
@@ -181,6 +190,7 @@ class Measured:
     result: BenchmarkResult
     deploy: DeployReport
     model: Artifact
+    runner: Literal["agent", "native"] = "agent"
     paired: PairedBaseline | None = None
     notes: tuple[str, ...] = ()
 
@@ -300,6 +310,8 @@ class Lab:
                 )
                 self._failures[name] = failure
                 raise failure
+        if self.options.speed_reference:
+            session.reference, session.reference_note = _reference(session.transport)
         self._devices[name] = session
         return session
 
@@ -428,7 +440,10 @@ class Lab:
                     return self._interleave(device, request, baseline, located, where)
                 notes = (f"interleaved baseline: {where}; compared with the baseline run instead",)
         result, deploy = self._run(device, request)
-        return Measured(result, deploy, request.model, notes=(*notes, *self._retries.pop(device, [])))
+        kind_of_runner = self.device(device).runner.kind
+        return Measured(
+            result, deploy, request.model, kind_of_runner, notes=(*notes, *self._retries.pop(device, []))
+        )
 
     def _raw_path(self, name: str) -> Path:
         """``reports/<run>/traces/<name>``: where a runner keeps the raw files of a measurement
@@ -494,6 +509,7 @@ class Lab:
             rounds=rounds,
             baseline_artifact=where,
             baseline_latency_ms=baseline_merged.latency_ms,
+            baseline_modes=baseline_merged.modes,
             baseline_round_medians_ms=tuple(p.latency_ms.median for p in parts["baseline"]),
             candidate_round_medians_ms=tuple(p.latency_ms.median for p in parts["candidate"]),
         )
@@ -501,6 +517,7 @@ class Lab:
             candidate,
             deploys[0],
             request.model,
+            self.device(device).runner.kind,
             paired=PairedBaseline(baseline, comparison, evidence),
             notes=tuple(self._retries.pop(device, [])),
         )
@@ -585,6 +602,21 @@ class Lab:
             self._results = ResultsFile.create(self.reports_dir, self.run_id, self.info)
         return self._results
 
+    def _record_end_references(self) -> None:
+        """Each connected device's speed reference at the end of the run, beside the one at its
+        start, in results.json: how much the device's speed moved while the run measured."""
+        if self._results is None or not self.options.speed_reference:
+            return
+        ends: dict[str, Any] = {}
+        for name, session in self._devices.items():
+            try:
+                end, _ = _reference(session.transport)
+            except EdgeLabError:
+                end = None  # the device went away; its start reference stays
+            ends[name] = RunReferences(start=session.reference, end=end).model_dump(mode="json")
+        if ends:
+            self._results.merge_run("speed_references", ends)
+
     def results_written(self) -> bool:
         """Whether any test of this run recorded a result (in this process or an xdist worker)."""
         return ResultsFile(self.reports_dir, self.run_id).path.exists()
@@ -626,6 +658,9 @@ class Lab:
         session = self._devices.get(device)
         config = self.fleet[device]
         result = measured.result if measured is not None else None
+        notes = (*(result.notes if result else ()), *(measured.notes if measured else ()))
+        if session is not None and session.reference_note and measured is not None:
+            notes = (*notes, session.reference_note)
         record = ResultRecord(
             run_id=self.run_id,
             run=self.info.ref(),
@@ -648,20 +683,34 @@ class Lab:
             runtime=variant.runtime,
             precision=variant.precision,
             threads=result.threads if result is not None else self.threads_for(device),
+            runner=measured.runner if measured is not None else None,
+            runtime_module=result.runtime.module if result else None,
+            runtime_version=result.runtime.version if result else None,
+            latency_ms=result.latency_ms if result else None,
+            latency_samples_ms=_ms(result.latency_samples_ns) if result else None,
+            start_offsets_ms=_ms(result.start_offsets_ns) if result else None,
+            memory=result.memory if result else None,
+            energy=result.energy if result else None,
+            throttle=result.throttle if result else None,
+            thermal_trace=result.thermal if result else None,
+            cooldown=result.cooldown if result else None,
+            warnings=result.warnings if result else (),
+            notes=notes,
+            load_ms=result.load_ms if result else None,
+            first_inference_ms=result.first_inference_ms if result else None,
+            iterations=result.iterations if result else None,
+            stopped_by=result.stopped_by if result else None,
+            rounds=result.rounds if result else 1,
+            agent_phases_ms=result.agent_phases_ms if result else None,
+            protocol=result.protocol if result else None,
+            cpus=result.placement if result else None,
+            modes=result.modes if result else None,
+            speed_reference=session.reference if session is not None else None,
             sustained=sustained,
             accuracy=accuracy,
-            deploy=DeployRecord(
-                bytes_pushed=measured.deploy.bytes_pushed,
-                pushed=tuple(measured.deploy.pushed),
-                replaced=tuple(measured.deploy.replaced),
-                present=tuple(measured.deploy.present),
-            )
-            if measured is not None
-            else None,
-            **(_measurement_fields(result, self.reports_dir / self.run_id) if result is not None else {}),
+            deploy=_deploy_record(measured.deploy) if measured is not None else None,
+            trace_file=_relative(result.trace_file, self.reports_dir / self.run_id) if result else None,
         )
-        if measured is not None and measured.notes:
-            record = record.model_copy(update={"notes": (*record.notes, *measured.notes)})
         record = self._compared(record, measured)
         self.results.append(record)
         self._store_record(record)
@@ -704,6 +753,7 @@ class Lab:
             )
 
     def close(self) -> None:
+        self._record_end_references()
         for session in self._devices.values():
             session.close()
         self._devices.clear()
@@ -714,32 +764,32 @@ class Lab:
             self._store.close()
 
 
-def _measurement_fields(result: BenchmarkResult, run_folder: Path) -> dict[str, Any]:
-    """The measurement's part of a record (a kept trace named relative to the run's folder)."""
-    trace_file = None
-    if result.trace_file is not None:
-        trace = Path(result.trace_file)
-        trace_file = str(trace.relative_to(run_folder)) if trace.is_relative_to(run_folder) else str(trace)
-    return {
-        "runner": result.runner,
-        "trace_file": trace_file,
-        "runtime_module": result.runtime.module,
-        "runtime_version": result.runtime.version,
-        "latency_ms": result.latency_ms,
-        "latency_samples_ms": tuple(round(ns / 1e6, 6) for ns in result.latency_samples_ns) or None,
-        "start_offsets_ms": tuple(round(ns / 1e6, 6) for ns in result.start_offsets_ns) or None,
-        "memory": result.memory,
-        "energy": result.energy,
-        "throttle": result.throttle,
-        "thermal_trace": result.thermal,
-        "cooldown": result.cooldown,
-        "warnings": result.warnings,
-        "notes": result.notes,
-        "load_ms": result.load_ms,
-        "first_inference_ms": result.first_inference_ms,
-        "iterations": result.iterations,
-        "stopped_by": result.stopped_by,
-        "rounds": result.rounds,
-        "agent_phases_ms": result.agent_phases_ms,
-        "protocol": result.protocol,
-    }
+def _reference(transport: Transport) -> tuple[SpeedReference | None, str | None]:
+    """The device's speed reference, or why there is none (a missing clock is no reason to fail
+    the device: its comparisons just cannot be checked against it)."""
+    try:
+        return measure_reference(transport), None
+    except SpeedReferenceError as exc:
+        return None, f"speed reference: not measured ({exc})"
+
+
+def _ms(samples_ns: tuple[int, ...]) -> tuple[float, ...] | None:
+    """Nanosecond samples as milliseconds (None: the runner gave none)."""
+    return tuple(round(ns / 1e6, 6) for ns in samples_ns) or None
+
+
+def _deploy_record(report: DeployReport) -> DeployRecord:
+    return DeployRecord(
+        bytes_pushed=report.bytes_pushed,
+        pushed=tuple(report.pushed),
+        replaced=tuple(report.replaced),
+        present=tuple(report.present),
+    )
+
+
+def _relative(path: str | None, folder: Path) -> str | None:
+    """A kept file named relative to the run's folder (as results.json travels with its folder)."""
+    if path is None:
+        return None
+    kept = Path(path)
+    return str(kept.relative_to(folder)) if kept.is_relative_to(folder) else str(kept)

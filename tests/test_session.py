@@ -173,3 +173,10 @@ def test_options_are_checked_once_with_the_fix():
         "warmup_s": 0.5,
     }
     assert options.merged_protocol({})["min_iters"] == 7
+
+
+@pytest.mark.parametrize("bad", ["../../x", "a/b", "..", "", ".hidden", "x" * 65, "a b", "run\n1"])
+def test_a_run_id_cannot_leave_the_reports_folder(bad):
+    with pytest.raises(ConfigError, match="--run-id .*: use 1-64 letters"):
+        RunOptions(run_id=bad)
+    assert RunOptions(run_id="pr-42.nightly_1").run_id == "pr-42.nightly_1"

@@ -33,6 +33,7 @@ from harness.errors import AgentError, ConfigError, NotMeasurable, ParseError, T
 from harness.measurement import BenchmarkResult, MemoryUsage, RuntimeInfo
 from harness.native_tools import ResolvedTool, System, parse_abi_probe, resolve
 from harness.probes import perfetto
+from harness.probes.cpus import CPU_REPORT_SCRIPT, format_cpu_list, taskset_prefix
 from harness.probes.environment import warnings as environment_warnings
 from harness.probes.parsers.benchmark_tools import (
     parse_ort_perf_test,
@@ -242,6 +243,13 @@ class NativeRunner:
         local.parent.mkdir(parents=True, exist_ok=True)
         return self.transport.pull(remote, local)
 
+    def _wrapped(self, argv: Sequence[str]) -> tuple[str, ...]:
+        """The tool's command behind ``taskset MASK`` when devices.yaml pins the device to ``cpus``
+        (util-linux and toybox both take the hex mask), through a POSIX sh that reports the cores
+        it may use (CPU_REPORT_SCRIPT, on stderr) and then execs the tool: the pid stays the
+        tool's, for its Invoke sections and dumpsys meminfo."""
+        return (*taskset_prefix(self.config.cpus), "sh", "-c", CPU_REPORT_SCRIPT, "edgelab-native", *argv)
+
     # -- tools and models ----------------------------------------------------------------------
 
     def _tool(self, name: str) -> tuple[ResolvedTool, Artifact]:
@@ -343,9 +351,7 @@ class NativeRunner:
     def _tflite_plan(self, request: RunRequest, model: str, run_dir: str) -> Plan:
         protocol = request.protocol
         accuracy = request.outputs_to is not None
-        argv = [f"--graph={model}"]
-        if request.threads > 0:
-            argv.append(f"--num_threads={request.threads}")
+        argv = [f"--graph={model}", f"--num_threads={request.threads}"]
         if accuracy:
             argv += [
                 "--warmup_runs=1",
@@ -424,7 +430,7 @@ class NativeRunner:
         )
 
     def _ort_plan(self, request: RunRequest, model: str, run_dir: str) -> Plan:
-        threads = ("-x", str(request.threads)) if request.threads > 0 else ()
+        threads = ("-x", str(request.threads))
         tail = ("-s", f"{run_dir}/model/model.onnx", f"{run_dir}/result.csv")
         links: list[tuple[str, str]] = [(model, "model/model.onnx")]
         notes = ["warm-up: onnxruntime_perf_test runs one warm-up inference before its timed runs"]
@@ -485,7 +491,7 @@ class NativeRunner:
                 0.25,
                 False,
                 False,
-                (tool, "-m", "times", "-r", str(count), *argv),
+                self._wrapped((tool, "-m", "times", "-r", str(count), *argv)),
                 links=plan.links,
             )
             try:
@@ -550,7 +556,7 @@ class NativeRunner:
             protocol.sample_period_s if protocol.sample_period_s > 0 else 0.25,
             self.device.dumpsys and not plan.samples,
             resolved.tool == "benchmark_model",
-            (tool, *plan.tool_argv),
+            self._wrapped((tool, *plan.tool_argv)),
             samples=plan.samples,
             links=plan.links,
             inputs=plan.inputs,
@@ -643,8 +649,9 @@ class NativeRunner:
                 )
             ),
             notes=tuple(dict.fromkeys(all_notes)),
-            runner="native",
             trace_file=str(trace_path) if trace_path is not None and request.raw_to is not None else None,
+            placement=results.cpu_placement(output, request.threads, self.config.cpus),
+            modes=results.modes(timing),
         )
 
     def _once(
@@ -689,7 +696,7 @@ class NativeRunner:
         """One benchmark_model process per sample: each one's timed inference, and its outputs in
         the agent's .npz layout at ``outputs_to``."""
         assert plan.outputs is not None and request.outputs_to is not None
-        parts = output.samples_output()
+        parts = results.samples_output(output)
         if len(parts) != plan.samples:
             raise self._parse_failed(
                 f"tool-outputs: {len(parts)} sample outputs for {plan.samples} samples", output, raw
@@ -817,6 +824,9 @@ class NativeRunner:
             how = "could not be given its sample (cutting it out of the inputs file failed, exit 97)"
         elif code == 98:
             how = "wrote no --output_filepath file"
+        if self.config.cpus and "taskset" in (output.section("tool.err") or ""):
+            cpus = format_cpu_list(self.config.cpus)
+            how += f" (taskset could not pin it to cpus {cpus}: check cpus in devices.yaml)"
         tail = " | ".join(line.strip() for line in text.strip().splitlines()[-4:] if line.strip())
         return AgentError(
             f"device '{self.config.name}': {tool} {how}: {tail or '(no output)'}; its output is kept "

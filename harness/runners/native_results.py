@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from harness.errors import ParseError
 from harness.measurement import KIB_PER_MB, LatencyProtocol, MemoryUsage
+from harness.probes.cpus import CpuPlacement, parse_cpu_report, placement, strip_cpu_report
 from harness.probes.energy import EnergyReport, compute
 from harness.probes.environment import thermal_status
 from harness.probes.parsers.android import parse_dumpsys_meminfo
@@ -21,7 +22,7 @@ from harness.probes.parsers.benchmark_tools import OrtPerfTest, OrtRunTimes, Tfl
 from harness.probes.perfetto import EnergySamples, PerfettoTrace
 from harness.probes.thermal import ThermalTrace, ThrottleVerdict, judge
 from harness.runners.native_script import ScriptOutput
-from harness.stats import LatencySummary, summarize_latency
+from harness.stats import LatencySummary, ModesCheck, detect_modes, summarize_latency
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ def pss_mb(output: ScriptOutput, dumpsys: bool) -> tuple[float | None, str | Non
             meminfo = parse_dumpsys_meminfo(output.sections[name])
         except ParseError:
             continue
-        if output.pid is None or meminfo.pid == output.pid:
+        if meminfo.total_pss_kb is not None and (output.pid is None or meminfo.pid == output.pid):
             return round(meminfo.total_pss_kb / KIB_PER_MB, 3), None
     if not names:
         return None, "pss: not measured (the tool ended before the first dumpsys meminfo, 0.5 s in)"
@@ -314,8 +315,43 @@ def stopped_by(timing: Timing, protocol: LatencyProtocol) -> str:
 
 
 def tool_output(output: ScriptOutput) -> str:
-    """The tool's stdout then stderr (benchmark_model logs to stderr on phones, stdout elsewhere)."""
-    return "\n".join(part for part in (output.section("tool.out"), output.section("tool.err")) if part)
+    """The tool's stdout then stderr (benchmark_model logs to stderr on phones, stdout elsewhere),
+    without the wrapper's core report."""
+    parts = (output.section("tool.out"), output.section("tool.err"))
+    return strip_cpu_report("\n".join(part for part in parts if part))
+
+
+def samples_output(output: ScriptOutput) -> list[str]:
+    """Each per-sample run's output, without the wrapper's core report."""
+    return [strip_cpu_report(part) for part in output.samples_output()]
+
+
+def cpu_placement(output: ScriptOutput, threads: int, cpus: Sequence[int] | None) -> CpuPlacement:
+    """The cores the tool ran on, from the wrapper's report (CPU_REPORT_SCRIPT) before its exec."""
+    text = output.section("tool.err") or output.section("tool.out") or ""
+    pinned_by = "taskset" if cpus else None
+    try:
+        allowed, per_cpu = parse_cpu_report(text)
+    except ValueError as exc:
+        return placement(
+            threads,
+            requested=cpus,
+            pinned_by=pinned_by,
+            allowed=None,
+            per_cpu={},
+            allowed_reason=f"unreadable report: {exc}",
+        )
+    reason = None if allowed else "/proc/self/status has no Cpus_allowed_list on this device"
+    return placement(
+        threads, requested=cpus, pinned_by=pinned_by, allowed=allowed, per_cpu=per_cpu, allowed_reason=reason
+    )
+
+
+def modes(timing: Timing) -> ModesCheck:
+    """The two-modes check on the samples, as for the agent."""
+    if not timing.samples_ns:
+        return ModesCheck(None, "no per-iteration samples: the native tool printed a summary only")
+    return detect_modes(timing.samples_ns)
 
 
 def describe(output: ScriptOutput, config: str = "") -> str:

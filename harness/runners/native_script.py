@@ -257,8 +257,8 @@ class _Reader:
     def feed(self, line: str) -> None:
         if self.open_name is not None:
             if line == f"{self.prefix}end {self.open_name}":
-                body = "\n".join(self.lines)
-                self.found.sections[self.open_name] = body[:-1] if body.endswith("\n") else body
+                # the script adds one line end after the file: joined, the lines are the file exactly
+                self.found.sections[self.open_name] = "\n".join(self.lines)
                 self.open_name, self.lines = None, []
             else:
                 self.lines.append(line)

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -17,15 +18,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ConfigError
 from harness.record import SCHEMA_VERSION, ResultRecord, RunInfo
 
 RESULTS_FILE = "results.json"
 LATEST_LINK = "latest"
 
 
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
 def new_run_id() -> str:
     """Sortable by time and unique across hosts: ``20261124-211500-3fa9c1``."""
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id names a folder inside the reports folder: no path separators, no ``..``."""
+    if not RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise ConfigError(
+            f"--run-id {run_id!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit (it names a folder inside --reports-dir)"
+        )
+    return run_id
 
 
 @contextlib.contextmanager
@@ -83,6 +98,15 @@ class ResultsFile:
         with _locked(self._lock):
             document = self._read()
             document["run"].update(fields)
+            _write_atomic(self.path, document)
+
+    def merge_run(self, key: str, values: dict[str, Any]) -> None:
+        """Merge ``values`` into the run's mapping ``key`` (xdist workers each add their devices)."""
+        with _locked(self._lock):
+            document = self._read()
+            merged = dict(document["run"].get(key) or {})
+            merged.update(values)
+            document["run"][key] = merged
             _write_atomic(self.path, document)
 
     def _read(self) -> dict[str, Any]:

@@ -79,7 +79,7 @@ def test_a_stock_phone_is_measured_as_fully_as_the_agent_measures(stock_fleet, t
     samples = result.latency_samples_ns
     assert len(samples) >= PROTOCOL.min_iters and len(result.start_offsets_ns) == len(samples)
     assert result.latency_ms == summarize_latency(samples)  # the statistics come from the samples
-    assert result.runner == "native" and record.runner == "native"
+    assert measured.runner == "native" and record.runner == "native"
     # thermal: the phone's zones, read inside the timed phase
     thermal = result.thermal
     assert (

@@ -142,10 +142,10 @@ def test_ort_result_file_gives_one_sample_per_run_in_order():
     ("text", "message"),
     [
         ("", "the input is empty"),
-        ("yolov8n,0.08,1,2,1\n", "run index 1 where 0 was next"),
+        ("yolov8n,0.08,1,2,1\n", "run index '1' where 0 was next"),
         ("yolov8n,0.08,1,2\n", "not 5 comma-separated fields"),
-        ("yolov8n,-0.5,1,2,0\n", "is not positive"),
-        ("\nMin Latency is 0.08sec\n", "no 'name,seconds,peak,cpu,index' lines"),
+        ("yolov8n,-0.5,1,2,0\n", "is not a positive number of seconds"),
+        ("\nMin Latency is 0.08sec\n", "no 'name,seconds,peak,cpu,index' line: the tool ran no timed run"),
     ],
 )
 def test_ort_result_file_refuses_what_is_not_one(text, message):

@@ -25,6 +25,7 @@ from harness.deploy import Artifact, Deployer
 from harness.errors import AgentError, ConfigError, DownloadError, NotMeasurable, ParseError
 from harness.measurement import LatencyProtocol
 from harness.models.variants import variants_for
+from harness.probes.cpus import CoreType, format_cpu_list
 from harness.probes.parsers.benchmark_tools import (
     parse_ort_perf_test,
     parse_tflite_benchmark,
@@ -130,7 +131,7 @@ def test_script_output_is_read_by_its_token_only():
     assert output.marks == {"idle-start": 1_234_500_000_000, "tool-end": 1_240_010_000_000}
     assert (output.pid, output.exit_code, output.done) == (4242, 0, True)
     assert output.governors == {"policy0": "schedutil"} and output.battery == (81, "Discharging")
-    assert output.section("tool.out") == f"INFO: count=3 curr=7\n{token} mark not-a-mark-inside-a-section 1.0"
+    assert output.section("tool.out") == f"INFO: count=3 curr=7\n{token} mark not-a-mark-inside-a-section 1.0\n"
     assert output.idle_busy_pct() == pytest.approx(100 * 20 / 100)  # 20 busy jiffies of 100
     with pytest.raises(ParseError, match="printed none of its lines"):
         parse_script_output("sh: edgelab-native-run.sh: not found\n", token)
@@ -169,7 +170,7 @@ def test_script_arguments_round_trip_through_a_real_sh(tmp_path):
     assert (run_dir / "outputs.bin").read_bytes() == b"AAAABBBBCCCC"
     assert (run_dir / "sub" / "linked.bin").read_bytes() == b"AAAABBBBCCCC"
     assert (run_dir / "trace.pbtxt").read_text() == "config text"
-    assert output.samples_output() == ["INFO: count=1 curr=5"] * 3
+    assert [part.strip() for part in output.samples_output()] == ["INFO: count=1 curr=5"] * 3
     assert [name for name in output.marks if name.startswith("sample-")] == [
         "sample-0",
         "sample-1",
@@ -220,6 +221,7 @@ def fake_benchmark_model(folder: Path, capture: str = TFLITE_CAPTURE, body: str 
     tool.write_text(
         "#!/bin/sh\n"
         f"printf '%s\\n' \"$@\" > {shlex.quote(str(folder / 'tflite-argv.txt'))}\n"
+        f"grep Cpus_allowed_list: /proc/self/status > {shlex.quote(str(folder / 'affinity.txt'))}\n"
         f"{body}\n"
         f"cat {shlex.quote(str(REAL / capture))} >&2\n"
     )
@@ -274,7 +276,8 @@ def test_benchmark_model_without_perfetto_gives_the_tools_summary_and_says_what_
         result = measured.result
         argv = (tmp_path / "tflite-argv.txt").read_text().split("\n")
         assert argv[0].startswith("--graph=") and argv[0].endswith("face_detection_short_range.tflite")
-        assert argv[1:7] == [
+        assert argv[1:8] == [
+            "--num_threads=1",  # the explicit default, never the tool's own
             "--warmup_runs=3",
             "--warmup_min_secs=0.5",
             "--num_runs=10",
@@ -282,13 +285,13 @@ def test_benchmark_model_without_perfetto_gives_the_tools_summary_and_says_what_
             "--max_secs=30",
             "--report_peak_memory_footprint=true",
         ]
-        assert argv[7:10] == [
+        assert argv[8:11] == [
             "--input_layer=input",
             "--input_layer_shape=1,128,128,3",
             f"--input_layer_value_files=input:{tmp_path}/device/cas/"
-            + argv[9].split("/cas/")[1],  # the inputs' first sample, pushed like any artifact
+            + argv[10].split("/cas/")[1],  # the inputs' first sample, pushed like any artifact
         ]
-        assert result.runtime.module == "benchmark_model" and result.runner == "native"
+        assert result.runtime.module == "benchmark_model" and measured.runner == "native"
         assert result.latency_ms.mean == pytest.approx(249.684) and result.latency_samples_ns == ()
         assert result.memory.peak_rss_mb == 138.809 and result.memory.pss_mb is None
         assert result.throttle is None and result.thermal is None and result.energy is None
@@ -311,6 +314,10 @@ def test_benchmark_model_without_perfetto_gives_the_tools_summary_and_says_what_
         )
         assert record.runner == "native" and record.latency_samples_ms is None and record.trace_file is None
         assert record.throttle is None  # nothing thermal measured: no verdict that reads "not throttled"
+        assert record.cpus is not None and record.cpus.threads == 1 and record.cpus.pinned_by is None
+        assert record.cpus.allowed == format_cpu_list(os.sched_getaffinity(0))
+        assert record.modes is not None and record.modes.bimodal is None
+        assert record.modes.reason == "no per-iteration samples: the native tool printed a summary only"
     finally:
         lab.close()
 
@@ -320,10 +327,10 @@ def test_onnxruntime_perf_test_result_file_gives_the_samples_and_the_summary_com
     try:
         result = lab.benchmark("nopython", variant("ppocr_cls", "onnx"), PROTOCOL, test_id="t.py::o").result
         calibration, measured = (tmp_path / "ort-argv.txt").read_text().splitlines()
-        assert calibration.startswith("-m times -r 3 -s ")  # warmup_iters runs measure the pace
+        assert calibration.startswith("-m times -r 3 -x 1 -s ")  # warmup_iters runs measure the pace
         # later half of the calibration: 0.0805 and 0.0810 s, so 10 runs take 0.81 s < min_s 1 s:
         # min_s binds, and the tool runs until its runs add up to 1 s (13 runs here)
-        assert measured.startswith("-m duration -t 1 -s ") and measured.endswith(".csv")
+        assert measured.startswith("-m duration -t 1 -x 1 -s ") and measured.endswith(".csv")
         assert "/model/model.onnx " in measured
         expected = [round((0.08 + (i % 7) * 0.0005) * 1e9) for i in range(13)]
         assert list(result.latency_samples_ns) == expected
@@ -349,6 +356,34 @@ def test_when_min_iters_binds_onnxruntime_perf_test_gets_a_count(tmp_path):
     assert calibration.startswith("-m times -r 3 ")  # once per model: the second run reuses it
     assert measured.startswith("-m times -r 40 ") and remeasured.startswith("-m times -r 40 ")
     assert first.iterations == again.iterations == 40
+
+
+def test_native_tools_run_pinned_to_the_devices_cpus_with_taskset(tmp_path):
+    lab = native_lab(tmp_path, {"tflite": fake_benchmark_model(tmp_path)}, '    cpus: "0"\n')
+    try:
+        result = lab.benchmark("nopython", variant("face_detection", "tflite"), PROTOCOL).result
+    finally:
+        lab.close()
+    assert (tmp_path / "affinity.txt").read_text().split() == ["Cpus_allowed_list:", "0"]
+    assert result.placement is not None and result.placement.pinned_by == "taskset"
+    assert (result.placement.requested, result.placement.allowed) == ("0", "0")
+    assert not any("edgelab-cpu:" in note for note in result.notes)  # the report is not the tool's output
+    cpu0 = Path("/sys/devices/system/cpu/cpu0")
+    capacity, max_khz = cpu0 / "cpu_capacity", cpu0 / "cpufreq" / "cpuinfo_max_freq"
+    expected = [int(path.read_text()) if path.exists() else None for path in (capacity, max_khz)]
+    if expected != [None, None]:  # this host's sysfs, read by the device-side shell
+        assert result.placement.core_types == {"0": CoreType(expected[0], expected[1])}
+
+
+def test_a_cpu_the_device_does_not_have_fails_with_the_fix(tmp_path):
+    lab = native_lab(tmp_path, {"tflite": fake_benchmark_model(tmp_path)}, "    cpus: [63]\n")
+    try:
+        with pytest.raises(
+            AgentError, match=r"taskset could not pin it to cpus 63: check cpus in devices.yaml"
+        ):
+            lab.benchmark("nopython", variant("face_detection", "tflite"), PROTOCOL)
+    finally:
+        lab.close()
 
 
 def test_a_tool_that_crashes_is_named_with_its_signal_and_its_output_kept(tmp_path):
