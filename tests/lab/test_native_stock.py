@@ -80,6 +80,8 @@ def test_a_stock_phone_is_measured_as_fully_as_the_agent_measures(stock_fleet, t
     assert len(samples) >= PROTOCOL.min_iters and len(result.start_offsets_ns) == len(samples)
     assert result.latency_ms == summarize_latency(samples)  # the statistics come from the samples
     assert measured.runner == "native" and record.runner == "native"
+    assert record.cpus is not None and record.cpus.allowed is not None  # the wrapper's core report
+    assert record.modes is not None and record.modes.reason
     # thermal: the phone's zones, read inside the timed phase
     thermal = result.thermal
     assert (
