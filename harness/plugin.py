@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -463,6 +464,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"edgelab: --results-db: {exc}") from None
     except (EdgeLabError, ValueError) as exc:
         raise pytest.UsageError(f"edgelab: {exc}") from None
+    lab.notify = _terminal_notice(config)
     controller = not hasattr(config, "workerinput")
     if controller and lab.store is not None:
         try:
@@ -476,6 +478,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SELECTION_KEY] = selection
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistRunId(options.run_id), "edgelab-xdist")
+
+
+def _terminal_notice(config: pytest.Config) -> Callable[[str], None]:
+    """Notices a user must see while a test runs (a device leased by another run: the wait can
+    last minutes), written past pytest's output capture, as ``capsys.disabled()`` does."""
+
+    def notify(message: str) -> None:
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        capture = config.pluginmanager.getplugin("capturemanager")
+        if capture is None:
+            print(message, file=sys.__stderr__ or sys.stderr, flush=True)
+            return
+        with capture.global_and_fixture_disabled():  # stderr is the terminal's again meanwhile
+            if reporter is not None:
+                reporter.ensure_newline()  # not in the middle of a progress line
+                reporter.flush()
+            print(message, file=sys.stderr, flush=True)
+
+    return notify
 
 
 class _XdistRunId:

@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 import harness
-from harness import health
+from harness import cachefile, health
 from harness.accuracy import AccuracyReport, host_reference, score
 from harness.compare import BaselineSource, VerdictPolicy, compare_interleaved, compare_runs
 from harness.config import AnyDevice, Fleet
@@ -37,6 +37,7 @@ from harness.errors import (
     ConfigError,
     DeviceUnhealthy,
     EdgeLabError,
+    ModelError,
     NotMeasurable,
     TransportError,
 )
@@ -63,7 +64,7 @@ from harness.record import (
 from harness.runners.base import DeviceProbe, Runner, RunRequest
 from harness.runners.native import NativeRunner
 from harness.runners.python_agent import AgentRunner
-from harness.secrets import redact, redact_argv
+from harness.secrets import redact, redact_argv, redact_fields
 from harness.stats import Comparison, compare_rounds
 from harness.store.db import ResultsStore, StoreError
 from harness.store.reconcile import mark_unstored
@@ -170,7 +171,7 @@ class DeviceSession:
             cpu_cores=probe.cpu.cores,
             python=probe.python.version if probe.python else None,
             numpy=probe.numpy,
-            labels={key: redact(value) for key, value in self.config.labels.items()},
+            labels=redact_fields(self.config.labels),
         )
 
 
@@ -341,6 +342,9 @@ class Lab:
         try:
             workdir = resolve_workdir(transport, config.workdir)
             deployer = Deployer(transport, workdir, config.python)
+            stale = deployer.clean_partials()  # left by killed pushes whose writer is gone
+            if stale:
+                self.notify(f"device '{config.name}': removed {len(stale)} partial file(s) of killed pushes")
             runner: Runner = (
                 NativeRunner(config, transport, deployer)
                 if config.runner == "native"
@@ -403,7 +407,13 @@ class Lab:
         ``--interleave-baseline`` the baseline's artifact is measured in ABBA rounds beside it."""
         if protocol is None:
             protocol = LatencyProtocol(**self.options.merged_protocol(settings or {}))
-        model = Artifact.from_file(variant.materialize())
+        built = variant.build()  # checked against the sha256 it was built with
+        model = Artifact.from_file(built.path)
+        if model.sha256 != built.sha256:  # changed on the host since it was checked: never measure it
+            raise ModelError(
+                f"{variant.id}: {built.path} changed while in use (sha256 {model.sha256}, checked "
+                f"{built.sha256}); rerun to rebuild it"
+            )
         artifacts.keep(model.local, model.sha256)  # so a later run can measure these bytes again
         input_file = inputs if inputs is not None else self._default_inputs(variant)
         config = self.fleet[device]
@@ -545,8 +555,7 @@ class Lab:
         evalset = self._evalsets[key]
         folder = zoo.cache_dir() / "evalsets"
         inputs = folder / f"{variant.model}-{key}.npz"
-        if not inputs.exists():
-            evalset.save(inputs)
+        cachefile.ensure(inputs, evalset.save)  # written again when its bytes differ from the record
         reference = host_reference(
             zoo.fetch(variant.spec), evalset, folder / f"{variant.model}-{key}-fp32.npz"
         )
@@ -579,12 +588,11 @@ class Lab:
         return measured, report
 
     def _default_inputs(self, variant: Variant) -> Path:
-        """Deterministic synthetic inputs from the zoo's input spec, cached by model hash."""
+        """Deterministic synthetic inputs from the zoo's input spec, cached by model hash and
+        checked against the sha256 recorded when they were made (made again when they differ)."""
         shapes = hashlib.sha256(repr(variant.spec.inputs).encode()).hexdigest()[:8]
         destination = zoo.cache_dir() / "inputs" / f"{variant.spec.sha256[:16]}-{shapes}-b1-s0.npz"
-        if not destination.exists():
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            zoo.make_inputs(variant.spec, destination, batch=1, seed=0)
+        cachefile.ensure(destination, lambda path: zoo.make_inputs(variant.spec, path, batch=1, seed=0))
         return destination
 
     # -- results -------------------------------------------------------------------------------

@@ -1233,9 +1233,11 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 (one 
 # runs ``main(argv)`` exactly as a fresh process would. A child's VmHWM starts at what the server
 # holds (the interpreter, numpy, the runtime), which a fresh process reaches when it imports them.
 #
-# Requests come through a FIFO, ``<dir>/control``: one line "<client pid> <reply fifo>", the
-# argument vector in "<reply fifo>.argv" (JSON). The child's stdout goes straight into the reply
-# FIFO and its stderr into "<reply fifo>.err"; after the child exits the server appends
+# Requests come through a FIFO, ``<dir>/control``: one line "<client pid> call-<client pid>" (digits
+# only: no path crosses the FIFO, so a directory with a newline or a space cannot split a request),
+# naming the reply FIFO ``<dir>/call-<pid>``, with the argument vector in "<reply fifo>.argv"
+# (JSON). The child's stdout goes straight into the reply FIFO and its stderr into
+# "<reply fifo>.err"; after the child exits the server appends
 # "\n<SERVED_EXIT_MARKER><exit code>\n". A client that goes away (the host's timeout killed it)
 # takes its child with it.
 
@@ -1349,11 +1351,12 @@ def _read_request(reply: str) -> tuple[list[str] | None, int, str]:
     return argv, err_fd, ""
 
 
-def _serve_one(line: str, control_fd: int, resident: Sequence[int]) -> None:
-    client_text, _, reply = line.strip().partition(" ")
-    if not client_text.isdigit() or not reply:
-        return
+def _serve_one(line: str, directory: str, control_fd: int, resident: Sequence[int]) -> None:
+    client_text, _, reply_name = line.strip().partition(" ")
+    if not client_text.isdigit() or reply_name != "call-" + client_text:
+        return  # not a request this protocol can produce: nothing to answer, no path to trust
     client = int(client_text)
+    reply = os.path.join(directory, reply_name)
     argv, err_fd, problem = _read_request(reply)
     reply_fd = _open_reply(reply, client)
     if reply_fd is None:
@@ -1444,7 +1447,7 @@ def serve(directory: str, runtime: str | None, idle_exit_s: float) -> int:
             pending += os.read(control_fd, 4096)
             while b"\n" in pending:
                 line, _, pending = pending.partition(b"\n")
-                _serve_one(line.decode("utf-8", errors="replace"), control_fd, resident or [])
+                _serve_one(line.decode("utf-8", errors="replace"), directory, control_fd, resident or [])
                 last = time.monotonic()
     finally:
         for name in ("control", "pid"):
