@@ -80,6 +80,11 @@ class AgentError(EdgeLabError):
     """The on-device agent failed or printed something that is not its result document."""
 
 
+class NotMeasurable(EdgeLabError):
+    """The device's runner has no way to measure what was asked (e.g. the outputs of an .onnx model
+    on a phone without Python: ONNX Runtime's tools write none). Tests skip with the reason."""
+
+
 class ParseError(EdgeLabError):
     """A device tool's output is not in a format EdgeLab knows (or is truncated)."""
 

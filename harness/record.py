@@ -261,6 +261,7 @@ class ResultRecord(_Frozen):
     cpus: CpuPlacement | None = None
     modes: ModesCheck | None = None
     speed_reference: SpeedReference | None = None
+    trace_file: str | None = None
     sustained: SustainedCurve | None = None
     accuracy: AccuracyRecord | None = None
     deploy: DeployRecord | None = None

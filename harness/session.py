@@ -39,6 +39,7 @@ from harness.errors import (
     DeviceUnhealthy,
     EdgeLabError,
     ModelError,
+    NotMeasurable,
     TransportError,
 )
 from harness.interleave import merge, round_protocol, schedule
@@ -260,6 +261,7 @@ class Lab:
         self._evalsets: dict[str, EvalSet] = {}
         self._leases: dict[str, DeviceLease] = {}
         self._retries: dict[str, list[str]] = {}  # per device, until the measurement that needed them
+        self._raw_names: dict[str, int] = {}
         if self.options.results_db is not None:
             self._store = ResultsStore(self.options.results_db)  # a bad URL fails before any test
         self.baseline = (
@@ -421,6 +423,7 @@ class Lab:
         artifacts.keep(model.local, model.sha256)  # so a later run can measure these bytes again
         input_file = inputs if inputs is not None else self._default_inputs(variant)
         config = self.fleet[device]
+        raw_name = _safe_name(f"{(test_id or variant.id).rsplit('::', 1)[-1]}-{device}-{kind}")
         request = RunRequest(
             model=model,
             inputs=Artifact.from_file(input_file),
@@ -439,6 +442,7 @@ class Lab:
                 else config.cooldown_below_c
             ),
             outputs_to=outputs_to,
+            raw_to=self._raw_path(raw_name),
         )
         notes: tuple[str, ...] = ()
         if self.options.interleave_baseline and self.baseline is not None and test_id is not None:
@@ -456,6 +460,14 @@ class Lab:
         return Measured(
             result, deploy, request.model, kind_of_runner, notes=(*notes, *self._retries.pop(device, []))
         )
+
+    def _raw_path(self, name: str) -> Path:
+        """``reports/<run>/traces/<name>``: where a runner keeps the raw files of a measurement
+        (a Perfetto trace, a failed tool's output), unique within the run."""
+        folder = self.reports_dir / self.run_id / "traces"
+        count = self._raw_names.get(name, 0) + 1
+        self._raw_names[name] = count
+        return folder / (name if count == 1 else f"{name}-{count}")
 
     def _run(self, device: str, request: RunRequest) -> tuple[BenchmarkResult, DeployReport]:
         return self.with_retries(device, lambda: self.device(device).runner.run(request))
@@ -492,8 +504,11 @@ class Lab:
         sides = {"candidate": per_round, "baseline": dataclasses.replace(per_round, model=located)}
         parts: dict[str, list[BenchmarkResult]] = {"candidate": [], "baseline": []}
         deploys: list[DeployReport] = []
-        for side in schedule(list(sides), rounds):
-            result, deploy = self._run(device, sides[side])
+        for number, side in enumerate(schedule(list(sides), rounds), start=1):
+            raw_to = (
+                request.raw_to.with_name(f"{request.raw_to.name}-{side}-{number}") if request.raw_to else None
+            )
+            result, deploy = self._run(device, dataclasses.replace(sides[side], raw_to=raw_to))
             parts[side].append(result)
             if side == "candidate":
                 deploys.append(deploy)
@@ -535,6 +550,9 @@ class Lab:
     ) -> tuple[Measured, AccuracyReport]:
         """Run the variant over its task's real inputs (every slice) on the device, pull the
         outputs back, and score them per slice against the labels and the host fp32 reference."""
+        unsupported = self.device(device).runner.outputs_unsupported(variant.format)
+        if unsupported is not None:
+            raise NotMeasurable(unsupported)  # before building the data set and its reference
         task = task_for(variant.model)
         chosen = tuple(corruptions) if corruptions is not None else task.default_corruptions
         key = evalset_key(variant.model, chosen, severities, seed)
@@ -705,6 +723,7 @@ class Lab:
             sustained=sustained,
             accuracy=accuracy,
             deploy=_deploy_record(measured.deploy) if measured is not None else None,
+            trace_file=_relative(result.trace_file, self.reports_dir / self.run_id) if result else None,
         )
         record = self._compared(record, measured)
         self.results.append(record)
@@ -780,3 +799,11 @@ def _deploy_record(report: DeployReport) -> DeployRecord:
         replaced=tuple(report.replaced),
         present=tuple(report.present),
     )
+
+
+def _relative(path: str | None, folder: Path) -> str | None:
+    """A kept file named relative to the run's folder (as results.json travels with its folder)."""
+    if path is None:
+        return None
+    kept = Path(path)
+    return str(kept.relative_to(folder)) if kept.is_relative_to(folder) else str(kept)
