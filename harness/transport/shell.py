@@ -129,7 +129,7 @@ class ShellTransport:
         stdin_file: Path | None = None,
         stdin_progress: Callable[[int], None] | None = None,
     ) -> CommandResult:
-        if stdin is not None or stdin_file is not None:
+        if stdin or stdin_file is not None:  # empty input is the shell's own </dev/null
             return self.base.run(
                 argv,
                 timeout=timeout,

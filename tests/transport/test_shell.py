@@ -50,5 +50,9 @@ def test_a_timeout_closes_the_shell_and_the_next_command_opens_another(shell):
     assert shell.run(["echo", "again"], timeout=30).stdout == "again\n"
 
 
-def test_input_goes_the_device_transport_s_way(shell):
+def test_input_goes_the_device_transport_s_way_and_empty_input_stays_in_the_shell(shell):
     assert shell.run(["cat"], timeout=30, stdin=b"from the host").stdout == "from the host"
+    session = ["sh", "-c", "awk '{print $6}' /proc/$$/stat"]  # the session id of the command
+    kept = shell.run(session, timeout=30).stdout
+    assert shell.run(session, timeout=30, stdin=b"").stdout == kept  # the native runner's script call
+    assert shell.run(session, timeout=30, stdin=b"x").stdout != kept
