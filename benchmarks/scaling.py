@@ -1,15 +1,21 @@
-"""Wall time of one fixed suite on 1, 2 and 4 virtual devices in parallel (goal: 4 devices <= 1.3x one).
+"""Wall time of one fixed suite on N virtual devices in parallel, and the host's own CPU per device.
 
 Run (as root, after ``pip install -e .``)::
 
-    python benchmarks/scaling.py [--counts 1 2 4] [--profile pixel8|rpi5]
+    python benchmarks/scaling.py [--counts 1 2 4 8] [--profile pixel8@0.2] [--min-s 2]
 
-For each count a lab of that many devices of one profile (virtual Pixel 8s, 1.0 CPU each, by
-default; ``--profile rpi5``: boards of 0.5 CPU over SSH) is started in its own folder,
-``pytest suites/ocr --precision=fp32 -n auto`` runs on all of them (one xdist worker per device),
-and the lab is brought down. Writes benchmarks/results/scaling.json with the host's CPU count:
-virtual devices share the host's cores, so on a host with fewer cores than devices the ratio
-measures that contention, not the harness.
+For each count a lab of that many devices of one profile (``NAME@CORES`` sets each device's CPU
+quota: ``pixel8@0.2`` is eight small phones that leave a 2-core host room for the harness) is
+started in its own folder, ``pytest suites/ocr --precision=fp32 -n auto`` runs on all of them
+(one xdist worker per device), and the lab is brought down. Goals: N devices <= 1.3x one device's
+wall time, and <= 0.02 core of host CPU per device.
+
+Host CPU is what the harness's own processes used: pytest, its xdist workers and their threads
+(transport, channel readers), and the adb server that relays every ADB byte (getrusage of the
+reaped pytest tree, /proc of the adb server). ``startup`` is the same command with
+``--collect-only`` (interpreters, imports, collection), so ``measuring`` is what driving the
+devices costs. Per device-minute: CPU seconds / (devices x wall minutes). Writes
+benchmarks/results/scaling-<profile>.json with the host's CPU count and load.
 """
 
 from __future__ import annotations
@@ -18,33 +24,84 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.lab.manager import VirtualLab
 
-RESULTS = Path(__file__).parent / "results" / "scaling.json"
+RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def run_on(count: int, profile: str) -> float:
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu_s(pid: int) -> float:
+    """utime + stime of one live process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _pytest(
+    names: str, min_s: float, min_iters: int, environment: dict[str, str], collect_only: bool
+) -> tuple[float, float]:
+    """(wall s, host CPU s of the pytest tree) of one run of the suite."""
+    command = [
+        sys.executable, "-m", "pytest", "suites/ocr", "--precision=fp32", f"--device={names}",
+        "-n", "auto", "-q", "-p", "no:cacheprovider", "--no-report", "--results-db=none",
+        f"--min-s={min_s:g}", f"--min-iters={min_iters}",
+    ]  # fmt: skip
+    if collect_only:
+        command.append("--collect-only")
+    cpu = _children_cpu_s()
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=environment, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-6000:]}{done.stderr[-2000:]}"
+        )
+    return time.perf_counter() - started, _children_cpu_s() - cpu
+
+
+def run_on(count: int, profile: str, min_s: float, min_iters: int) -> dict[str, Any]:
     folder = Path.home() / ".cache" / "edgelab" / "bench-labs" / f"scaling-{profile}-{count}"
     lab = VirtualLab(folder)
     try:
         state = lab.up([profile] * count)
         names = ",".join(device.name for device in state.devices)
-        command = [
-            sys.executable, "-m", "pytest", "suites/ocr", "--precision=fp32", f"--device={names}",
-            "-n", "auto", "-q", "-p", "no:cacheprovider", "--no-report", "--results-db=none",
-            "--min-s=2", "--min-iters=50",
-        ]  # fmt: skip
         environment = {**os.environ, "EDGELAB_LAB_DIR": str(folder)}
-        started = time.perf_counter()
-        subprocess.run(command, cwd=ROOT, env=environment, check=True, capture_output=True)
-        return time.perf_counter() - started
+        _, startup_cpu = _pytest(names, min_s, min_iters, environment, collect_only=True)
+        adb_before = _process_cpu_s(state.adb_pid) if state.adb_pid else 0.0
+        load_before = os.getloadavg()[0]
+        wall, cpu = _pytest(names, min_s, min_iters, environment, collect_only=False)
+        adb = (_process_cpu_s(state.adb_pid) - adb_before) if state.adb_pid else 0.0
+        device_minutes = count * wall / 60
+        measuring = max(cpu - startup_cpu, 0.0) + adb
+        return {
+            "wall_s": round(wall, 2),
+            "host_cpu_s": {
+                "pytest_tree": round(cpu, 2),
+                "startup": round(startup_cpu, 2),
+                "adb_server": round(adb, 2),
+            },
+            "host_core_per_device": {
+                "all": round((cpu + adb) / (count * wall), 4),
+                "measuring": round(measuring / (count * wall), 4),
+            },
+            "host_cpu_s_per_device_minute": round((cpu + adb) / device_minutes, 3),
+            "load_1m_before": load_before,
+        }
     finally:
         lab.down(purge=True)
         shutil.rmtree(folder, ignore_errors=True)
@@ -55,23 +112,28 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--profile", default="pixel8", choices=["pixel8", "rpi5", "jetson-orin-nano"])
+    parser.add_argument("--profile", default="pixel8", help="a lab profile, NAME or NAME@CORES")
+    parser.add_argument("--min-s", type=float, default=2.0, help="timed seconds per test")
+    parser.add_argument("--min-iters", type=int, default=50, help="timed iterations per test")
+    parser.add_argument("--output", type=Path, default=None)
     arguments = parser.parse_args()
-    walls = {}
+    rows = {}
     for count in arguments.counts:
-        walls[count] = round(run_on(count, arguments.profile), 2)
-        print(f"{count} device(s): {walls[count]} s", flush=True)
-    base = walls[arguments.counts[0]]
+        rows[count] = run_on(count, arguments.profile, arguments.min_s, arguments.min_iters)
+        print(f"{count} device(s): {json.dumps(rows[count])}", flush=True)
+    base = rows[arguments.counts[0]]["wall_s"]
     figures = {
         "host": platform.node(),
         "host_cpus": os.cpu_count(),
         "profile": arguments.profile,
-        "suite": "suites/ocr --precision=fp32 (ppocr_det, ppocr_rec)",
-        "wall_s": walls,
-        "ratio_to_one_device": {count: round(wall / base, 3) for count, wall in walls.items()},
+        "suite": f"suites/ocr --precision=fp32 --min-s={arguments.min_s:g} --min-iters={arguments.min_iters}",
+        "runs": rows,
+        "wall_s": {count: row["wall_s"] for count, row in rows.items()},
+        "ratio_to_one_device": {count: round(row["wall_s"] / base, 3) for count, row in rows.items()},
     }
-    name = "scaling.json" if arguments.profile == "pixel8" else f"scaling-{arguments.profile}.json"
-    results = RESULTS.with_name(name)
+    tag = arguments.profile.replace("@", "-at-")
+    name = "scaling.json" if arguments.profile == "pixel8" else f"scaling-{tag}.json"
+    results = arguments.output or RESULTS / name
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(figures, indent=1))
     print(json.dumps(figures, indent=1))

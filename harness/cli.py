@@ -271,6 +271,14 @@ def cmd_report(arguments: argparse.Namespace) -> int:
         )
         print(f"history: {path}")
         return 0
+    if arguments.merge:
+        if store is None:
+            raise EdgeLabError("--merge reads the runs from the results database: give --results-db")
+        from harness.report import write_merged_reports
+
+        html, summary = write_merged_reports(reports_dir, arguments.merge, store)
+        print(f"report: {html}\nsummary: {summary}")
+        return 0
     run_id = arguments.run or _latest_run(reports_dir)
     written = write_reports(
         reports_dir, run_id, store, baseline=arguments.baseline, policy=_policy(arguments)
@@ -374,6 +382,29 @@ def _add_tools_parser(commands: Any) -> None:
     tools.set_defaults(handler=cmd_tools)
 
 
+def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lab = commands.add_parser("lab", help="the virtual device lab: up, status, down")
+    lab.add_argument("action", choices=["up", "status", "down"])
+    lab.add_argument(
+        "--profile",
+        action="append",
+        help="device profile to start, repeatable (default: pixel8 and rpi5; also pixel8-stock, "
+        "jetson-orin-nano); NAME@CORES sets its CPU quota (pixel8@0.2)",
+    )
+    lab.add_argument(
+        "--lab-dir", default=None, help="lab folder (default: $EDGELAB_LAB_DIR or ~/.cache/edgelab/lab)"
+    )
+    lab.add_argument("--tau-s", type=float, default=None, help="thermal time constant override (seconds)")
+    lab.add_argument(
+        "--link-delay-ms",
+        type=float,
+        default=0.0,
+        help="with up: delay every device's link by this much each way (default: 0, loopback speed)",
+    )
+    lab.add_argument("--purge", action="store_true", help="with down: also delete the devices' stored files")
+    lab.set_defaults(handler=cmd_lab)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgelab", description="EdgeLab device-lab harness")
     parser.add_argument("--version", action="version", version=f"edgelab {__version__}")
@@ -394,26 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("names", nargs="*", help="zoo names to fetch (default: all)")
     models.set_defaults(handler=cmd_models)
     _add_tools_parser(commands)
-    lab = commands.add_parser("lab", help="the virtual device lab: up, status, down")
-    lab.add_argument("action", choices=["up", "status", "down"])
-    lab.add_argument(
-        "--profile",
-        action="append",
-        help="device profile to start, repeatable (default: pixel8 and rpi5; also pixel8-stock, "
-        "jetson-orin-nano)",
-    )
-    lab.add_argument(
-        "--lab-dir", default=None, help="lab folder (default: $EDGELAB_LAB_DIR or ~/.cache/edgelab/lab)"
-    )
-    lab.add_argument("--tau-s", type=float, default=None, help="thermal time constant override (seconds)")
-    lab.add_argument(
-        "--link-delay-ms",
-        type=float,
-        default=0.0,
-        help="with up: delay every device's link by this much each way (default: 0, loopback speed)",
-    )
-    lab.add_argument("--purge", action="store_true", help="with down: also delete the devices' stored files")
-    lab.set_defaults(handler=cmd_lab)
+    _add_lab_parser(commands)
     report = commands.add_parser("report", help="write a run's HTML report and summary.md, or the history")
     report.add_argument("run", nargs="?", help="run id (default: reports/latest)")
     report.add_argument("--reports-dir", default="reports")
@@ -426,6 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="latency floor for every device (default: the policy the run recorded)",
     )
     report.add_argument("--history", action="store_true", help="trend report across stored runs")
+    report.add_argument(
+        "--merge",
+        action="append",
+        default=None,
+        metavar="RUN",
+        help="repeatable: one report over these runs from the database (one run per lab host)",
+    )
     report.add_argument("--branch", default=None, help="with --history: only runs of this branch")
     report.add_argument("--last", type=int, default=30, help="with --history: this many newest runs")
     report.set_defaults(handler=cmd_report)

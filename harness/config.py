@@ -141,6 +141,11 @@ class _Device(BaseModel):
         description="Keep one agent per runtime imported on the device and fork each run from it "
         "(saves the interpreter start and imports per test); false starts a fresh interpreter per run.",
     )
+    persistent_channel: bool = Field(
+        default=True,
+        description="Reach the device's agents over one stream each that stays open for the session "
+        "(framed requests, a heartbeat); false opens one SSH channel or adb shell per command.",
+    )
     native_tools: dict[str, str] = Field(
         default_factory=dict,
         description="The runtimes' tools for this device, by tool name (tflite and onnx stand for "

@@ -359,7 +359,8 @@ class Lab:
         except BaseException:
             transport.close()
             raise
-        return DeviceSession(config, transport, workdir, deployer, runner)
+        # the runner's transport: commands go over its persistent channel where it keeps one
+        return DeviceSession(config, runner.transport, workdir, deployer, runner)
 
     def _tell(self, message: str) -> None:
         self.notify(message)  # looked up at call time: a caller may replace ``notify``

@@ -185,10 +185,16 @@ def test_a_real_run_whose_core_was_taken_midway_has_two_modes():
     check = detect_modes(run["latencies_ns"])
     assert check.bimodal is True and len(run["latencies_ns"]) == 333
     fast, slow = check.modes
-    assert fast.centre_ms == pytest.approx(7.93, abs=0.01) and slow.centre_ms == pytest.approx(20.84, abs=0.01)
-    assert fast.share == pytest.approx(0.66, abs=0.01) and check.separation is not None and check.separation > 5
+    assert fast.centre_ms == pytest.approx(7.93, abs=0.01) and slow.centre_ms == pytest.approx(
+        20.84, abs=0.01
+    )
+    assert (
+        fast.share == pytest.approx(0.66, abs=0.01) and check.separation is not None and check.separation > 5
+    )
     # the slow mode is the part of the run after the busy loop took the core
-    late = [ns for ns, offset in zip(run["latencies_ns"], run["start_offsets_ns"], strict=True) if offset > 2.2e9]
+    late = [
+        ns for ns, offset in zip(run["latencies_ns"], run["start_offsets_ns"], strict=True) if offset > 2.2e9
+    ]
     assert min(late) / 1e6 > fast.centre_ms * 1.3
 
 
@@ -198,3 +204,20 @@ def test_a_real_run_on_a_loaded_host_with_its_right_tail_is_one_mode():
     assert check.bimodal is False and len(run["latencies_ns"]) == 483
     assert check.separation is not None and check.separation < 3
     assert check.modes[0].centre_ms == pytest.approx(8.16, abs=0.01)
+
+
+def test_median_ci_ranks_equal_scipy_binomial_quantiles():
+    """median_ci computes the binomial's quantiles itself (no scipy.stats import per worker)."""
+    from scipy import stats as scipy_stats
+
+    from harness.stats import _median_ranks
+
+    sizes = [*range(2, 1200), *range(1200, 200_000, 1999), 999_999]
+    for confidence in (0.95, 0.9, 0.99):
+        q = (1 - confidence) / 2
+        for n in sizes if confidence == 0.95 else sizes[:400]:
+            expected = (
+                int(scipy_stats.binom.ppf(q, n, 0.5)),
+                min(n - 1, int(scipy_stats.binom.isf(q, n, 0.5))),
+            )
+            assert _median_ranks(n, confidence) == expected, (n, confidence)

@@ -237,13 +237,13 @@ class VirtualLab:
                 self._start_adb_server(state)
             counts: Counter[str] = Counter()
             used_indexes = self._free_board_indexes(sum(p.kind != "android" for p in resolved))
-            for profile in resolved:
+            for spec, profile in zip(profiles, resolved, strict=True):
                 counts[profile.name] += 1
                 suffix = f"-{counts[profile.name]}" if counts[profile.name] > 1 else ""
                 name = f"virtual-{profile.name}{suffix}"
                 device = LabDevice(
                     name=name,
-                    profile=profile.name,
+                    profile=spec,  # with its '@CORES', so the device's supervisor gets the same quota
                     kind="adb" if profile.kind == "android" else "ssh",
                     state_dir=str(self.root / "devices" / name),
                     cgroup=f"{self.lab_id}/{name}",

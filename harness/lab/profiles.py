@@ -146,8 +146,26 @@ JETSON_ORIN_NANO = DeviceProfile(
 PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (PIXEL8, PIXEL8_STOCK, RPI5, JETSON_ORIN_NANO)}
 
 
+MAX_CPU_QUOTA = 64.0
+
+
 def get_profile(name: str) -> DeviceProfile:
+    """A profile by name; ``NAME@CORES`` gives it another CPU quota (``pixel8@0.2``: eight
+    small phones that leave a 2-core host room for the harness itself)."""
+    base, at, quota_text = name.partition("@")
     try:
-        return PROFILES[name]
+        profile = PROFILES[base]
     except KeyError:
-        raise ConfigError(f"unknown lab profile '{name}' (known: {', '.join(PROFILES)})") from None
+        raise ConfigError(f"unknown lab profile '{base}' (known: {', '.join(PROFILES)})") from None
+    if not at:
+        return profile
+    try:
+        quota = float(quota_text)
+    except ValueError:
+        quota = float("nan")
+    if not 0.01 <= quota <= MAX_CPU_QUOTA:
+        raise ConfigError(
+            f"lab profile '{name}': the CPU quota after '@' must be a number of cores from 0.01 to "
+            f"{MAX_CPU_QUOTA:g} (e.g. {base}@0.2)"
+        )
+    return dataclasses.replace(profile, cpu_quota=quota)

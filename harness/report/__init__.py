@@ -35,3 +35,30 @@ def write_reports(
     summary = file.run_dir / SUMMARY_FILE
     summary.write_text(render_markdown(report), encoding="utf-8")
     return html, summary
+
+
+def write_merged_reports(reports_dir: Path, run_ids: list[str], store: ResultsStore) -> tuple[Path, Path]:
+    """One ``index.html`` and ``summary.md`` over runs made together on several lab hosts (one
+    run id per host), read from the shared results database, in ``<reports_dir>/<id>+<id>...``."""
+    from harness.errors import EdgeLabError
+    from harness.report.data import RunReport, merged
+    from harness.report.html import write_html
+    from harness.report.markdown import render_markdown
+
+    reports = []
+    for run_id in run_ids:
+        info = store.run_info(run_id)
+        if info is None:
+            raise EdgeLabError(
+                f"run {run_id}: not in the results database; check the run id and --results-db"
+            )
+        reports.append(RunReport(info, store.records(run_id)))
+    try:
+        report = merged(reports)
+    except ValueError as exc:
+        raise EdgeLabError(f"edgelab report --merge: {exc}") from None
+    folder = reports_dir / report.run.id
+    html = write_html(report, folder / HTML_FILE)
+    summary = folder / SUMMARY_FILE
+    summary.write_text(render_markdown(report), encoding="utf-8")
+    return html, summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,36 @@ def build(
             continue
         compared.append(record.model_copy(update={"comparison": compare_runs(record, found, chosen)}))
     return RunReport(run, compared, baseline)
+
+
+def merged(reports: Sequence[RunReport]) -> RunReport:
+    """One report over runs made together on several lab hosts (one run id per host, as a CI
+    matrix makes them): every record as it was, under a run named after all of them. The first
+    run's commit and policy stand for the whole; runs of other commits are refused, since their
+    results would read as one build's."""
+    if not reports:
+        raise ValueError("merged: no runs to merge")
+    first = reports[0].run
+    commits = {r.run.git_commit for r in reports}
+    if len(commits) > 1:
+        raise ValueError(
+            f"merged: the runs are of different commits ({', '.join(sorted(map(str, commits)))})"
+        )
+    ids = [r.run.id for r in reports]
+    hosts = [r.run.host or "?" for r in reports]
+    run = first.model_copy(
+        update={
+            "id": "+".join(ids),
+            "started_at": min(r.run.started_at for r in reports),
+            "finished_at": max((r.run.finished_at for r in reports if r.run.finished_at), default=None),
+            "host": ", ".join(dict.fromkeys(hosts)),
+            "devices": tuple(dict.fromkeys(d for r in reports for d in r.run.devices)),
+            "complete": all(r.run.complete for r in reports),
+        }
+    )
+    records = [record for report in reports for record in report.records]
+    specs = {r.baseline_spec for r in reports if r.baseline_spec}
+    return RunReport(run, records, ", ".join(sorted(specs)) or None)
 
 
 def _spec_of(records: list[ResultRecord]) -> str | None:

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.deploy import Artifact, DeployReport
 from harness.errors import ConnectionLost, TransportError
 from harness.measurement import BenchmarkResult, LatencyProtocol
+from harness.transport.base import Transport
+from harness.transport.channel import in_phase
 
 
 class _Lenient(BaseModel):
@@ -89,6 +91,7 @@ class Runner(Protocol):
 
     kind: Literal["agent", "native"]
     probe: DeviceProbe
+    transport: Transport  # how the runner reaches the device (a persistent channel where it keeps one)
     setup: DeployReport  # what starting the runner placed on the device (the agent, tools)
 
     def run(self, request: RunRequest) -> tuple[BenchmarkResult, DeployReport]:
@@ -109,7 +112,8 @@ class Runner(Protocol):
 def phase(name: str) -> Iterator[None]:
     """Say which phase a lost connection interrupted: 'device 'x': phase run: ...'."""
     try:
-        yield
+        with in_phase(name):
+            yield
     except (ConnectionLost, TransportError) as exc:
         if type(exc) not in (ConnectionLost, TransportError) or "phase " in str(exc):
             raise  # timeouts and command failures carry their own context

@@ -60,12 +60,16 @@ from harness.runners.tensor_files import (
 )
 from harness.stats import summarize_latency
 from harness.transport.base import CommandResult, Transport
+from harness.transport.shell import persistent_shell
 
 T = TypeVar("T")
 NATIVE_TOOL_FOR_FORMAT = {"tflite": "benchmark_model", "onnx": "onnxruntime_perf_test"}
 RUNTIME_FOR_TOOL = {"benchmark_model": "litert", "onnxruntime_perf_test": "onnxruntime"}
 TRACE_MAX_BYTES = 32 << 20  # the recording stops growing here (max_file_size_bytes)
 SCRIPT_NAME = "edgelab-native-run.sh"
+# where the persistent shell keeps each command's stderr; a labgrid place's kind is known only once
+# acquired, so it keeps one command per shell
+_SHELL_TMPDIR = {"adb": "/data/local/tmp", "ssh": "/tmp", "local": "/tmp"}
 PROBE_TIMEOUT_S = 60.0
 CALIBRATION_MARGIN = (
     1.1  # min_iters must outlast min_s by this much, at the calibrated pace, to be what binds
@@ -218,8 +222,12 @@ class NativeRunner:
 
     def __init__(self, config: AnyDevice, transport: Transport, deployer: Deployer) -> None:
         self.config = config
-        self.transport = transport
+        self.transport: Transport = transport
         self.deployer = deployer
+        shell_tmp = _SHELL_TMPDIR.get(config.kind)
+        if config.persistent_channel and shell_tmp:  # one sh for the session: one round trip a command
+            self.transport = persistent_shell(transport, tmpdir=shell_tmp)
+            deployer.transport = self.transport
         self.setup = DeployReport()
         self.device = parse_native_probe(
             self._shell(["sh", "-c", _PROBE_SCRIPT], timeout=PROBE_TIMEOUT_S).stdout, config.name

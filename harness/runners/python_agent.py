@@ -41,6 +41,7 @@ from harness.runners.base import DeviceProbe, RunRequest, phase
 from harness.runners.cooldown import COOLDOWN_POLL_S
 from harness.stats import detect_modes, summarize_latency
 from harness.transport.base import CommandResult, Transport
+from harness.transport.channel import Channel, ChannelTransport, PersistentChannel, run_over
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent" / "edgelab_agent.py"
 
@@ -254,16 +255,28 @@ def run_agent(
     server: AgentServer | None = None,
     on_server_gone: Callable[[str], None] | None = None,
     cold_reason: str | None = None,
+    channel: PersistentChannel | None = None,
 ) -> BenchmarkResult:
     """Run the agent once (with an external power meter alongside, if given) and turn its
-    document into a BenchmarkResult. With a warm ``server`` the run is a fork of it; a server that
-    has gone away is reported through ``on_server_gone`` and the run starts cold instead."""
+    document into a BenchmarkResult. Over a persistent ``channel`` the run is a fork of the
+    session's agent for the runtime; a channel given up leaves the run to the per-command path:
+    with a warm ``server`` a fork of it, and a server that has gone away is reported through
+    ``on_server_gone`` and the run starts cold instead."""
     note: str | None = None
     if meter is not None:
         meter.start()
     try:
         result = None
-        if server is not None:
+        if channel is not None:
+            result = run_over(channel, "agent", argv[2:], timeout=timeout_s, shown=argv)
+            if result is not None:
+                note = (
+                    f"forked from the persistent agent: Python, numpy and {channel.label} were imported "
+                    "before the run, so load_ms does not include importing them"
+                )
+            elif channel.given_up is not None:
+                cold_reason = cold_reason or f"persistent channel given up: {channel.given_up}"
+        if result is None and server is not None:
             try:
                 result = server.call(argv, timeout=timeout_s)
                 note = (
@@ -274,6 +287,8 @@ def run_agent(
                 cold_reason = str(gone)
                 if on_server_gone is not None:
                     on_server_gone(cold_reason)
+            if result is not None and channel is not None and channel.given_up is not None:
+                note = f"{note}; per-command path: the persistent channel was given up: {channel.given_up}"
         if result is None:
             result = transport.run(argv, timeout=timeout_s)
             if cold_reason is not None:
@@ -463,9 +478,15 @@ def _placement(run: AgentRunDocument) -> CpuPlacement:
     )
 
 
-def probe(transport: Transport, python: str, agent_path: str) -> DeviceProbe:
-    """What the device has (OS, CPU, Python, runtimes), straight from the agent, validated."""
-    result = transport.run([python, agent_path, "probe"], timeout=PROBE_TIMEOUT_S)
+def probe(
+    transport: Transport, python: str, agent_path: str, channel: PersistentChannel | None = None
+) -> DeviceProbe:
+    """What the device has (OS, CPU, Python, runtimes), straight from the agent, validated; a
+    fork of the persistent agent where one is open (no interpreter start)."""
+    argv = [python, agent_path, "probe"]
+    result = run_over(channel, "agent", argv[2:], timeout=PROBE_TIMEOUT_S, shown=argv) if channel else None
+    if result is None:
+        result = transport.run(argv, timeout=PROBE_TIMEOUT_S)
     document = parse_agent_output(transport.device, result, "probe")
     try:
         return DeviceProbe.model_validate(document)
@@ -478,8 +499,10 @@ def probe(transport: Transport, python: str, agent_path: str) -> DeviceProbe:
 
 
 class AgentRunner:
-    """Measures with the Python agent: deployed once per session, a warm server per runtime that
-    forks each run (``warm_agent: false`` starts a fresh interpreter per run instead)."""
+    """Measures with the Python agent: deployed once per session, one persistent agent for
+    commands and one per runtime that forks each run, each over a stream that stays open
+    (``persistent_channel: false``: one command per request, with the FIFO warm server;
+    ``warm_agent: false`` starts a fresh interpreter per run instead)."""
 
     kind: Literal["agent", "native"] = "agent"
 
@@ -491,15 +514,49 @@ class AgentRunner:
         notify: Callable[[str], None] = lambda message: None,
     ) -> None:
         self.config = config
-        self.transport = transport
+        self.transport: Transport = transport
         self.deployer = deployer
         self.notify = notify
         agent = Artifact.from_file(AGENT_FILE)
         self.setup = deployer.ensure([agent])
         self.agent_path = deployer.remote_path(agent)
-        self.probe = probe(transport, config.python, self.agent_path)
+        self._channels: dict[str, PersistentChannel] = {}
+        self._control: PersistentChannel | None = None
+        if config.persistent_channel:
+            self._control = PersistentChannel(transport.device, "commands", self._opener(None))
+            self.transport = ChannelTransport(transport, self._control)
+            deployer.transport = self.transport
+        self.probe = probe(self.transport, config.python, self.agent_path, self._control)
         self._servers: dict[str, AgentServer | None] = {}
         self._cold_reasons: dict[str, str] = {}
+
+    def _opener(self, runtime: str | None) -> Callable[[], Channel]:
+        argv = [self.config.python, self.agent_path, "channel"]
+        if runtime is not None:
+            argv += ["--runtime", runtime]
+        base = self.transport.base if isinstance(self.transport, ChannelTransport) else self.transport
+        return lambda: Channel.open(base, argv, label=runtime or "commands")
+
+    def channel_pid(self, runtime: str | None) -> int | None:
+        """The process id of the persistent agent for ``runtime`` (None: commands; None back
+        when none is open)."""
+        channel = self._control if runtime is None else self._channels.get(runtime)
+        return channel.pid if channel is not None else None
+
+    def _run_channel(self, runtime: str) -> PersistentChannel | None:
+        """The persistent agent that forks runs of ``runtime``, opened on first use."""
+        if not (self.config.persistent_channel and self.config.warm_agent):
+            return None
+        if runtime not in self._channels:
+            self._channels[runtime] = PersistentChannel(self.transport.device, runtime, self._opener(runtime))
+        return self._channels[runtime]
+
+    def _channel_notes(self) -> list[str]:
+        found: list[str] = []
+        for channel in (self._control, *self._channels.values()):
+            if channel is not None:
+                found += channel.take_notes()
+        return found
 
     def server_pid(self, runtime: str) -> int | None:
         """The process id of the warm agent for ``runtime`` on the device (None: none running)."""
@@ -509,7 +566,8 @@ class AgentRunner:
     def _server(self, runtime: str) -> AgentServer | None:
         """The warm agent for ``runtime``, started on first use; None where it is off or could not
         start (the reason goes into the result's notes)."""
-        if not self.config.warm_agent:
+        channel = self._channels.get(runtime)
+        if not self.config.warm_agent or (channel is not None and channel.given_up is None):
             return None
         if runtime not in self._servers:
             try:
@@ -593,15 +651,20 @@ class AgentRunner:
             with phase("pull outputs"):
                 self.transport.pull(remote_outputs, request.outputs_to)
                 self.transport.run(["rm", "-f", remote_outputs], timeout=60)
+        notes = self._channel_notes()
+        if notes:
+            result = dataclasses.replace(result, notes=(*result.notes, *notes))
         return result, deploy
 
     def _run(
         self, request: RunRequest, argv: list[str], meter: ExternalMeter | None, timeout_s: float
     ) -> BenchmarkResult:
+        channel = self._run_channel(request.runtime)
         return run_agent(
             self.transport,
             argv,
-            server=self._server(request.runtime),
+            channel=channel,
+            server=self._server(request.runtime) if channel is None or channel.given_up else None,
             on_server_gone=lambda reason: self._server_gone(request.runtime, reason),
             cold_reason=self._cold_reasons.get(request.runtime),
             timeout_s=timeout_s,
@@ -619,3 +682,8 @@ class AgentRunner:
                 with contextlib.suppress(Exception):
                     server.stop()
         self._servers.clear()
+        for channel in (*self._channels.values(), self._control):
+            if channel is not None:
+                with contextlib.suppress(Exception):
+                    channel.close()
+        self._channels.clear()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from harness.config import AdbDevice, AnyDevice, LabgridDevice, SshDevice, default_workdir
-from harness.transport.base import CommandResult, RunningCommand, Transport
+from harness.transport.base import CommandResult, RunningCommand, Stream, Transport
 
 if TYPE_CHECKING:
     from harness.transport.labgrid import LabgridTransport, PlaceInfo
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CommandResult",
     "RunningCommand",
+    "Stream",
     "Transport",
     "device_workdir",
     "labgrid_place",
@@ -63,4 +64,8 @@ def labgrid_place(transport: Transport) -> PlaceInfo | None:
 def _labgrid(transport: Transport) -> LabgridTransport | None:
     from harness.transport.labgrid import LabgridTransport
 
-    return transport if isinstance(transport, LabgridTransport) else None
+    # a persistent channel or shell wraps the device's own transport as ``base``
+    found: object = transport
+    while not isinstance(found, LabgridTransport) and hasattr(found, "base"):
+        found = found.base
+    return found if isinstance(found, LabgridTransport) else None

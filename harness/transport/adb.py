@@ -134,7 +134,7 @@ class ShellV2Session:
                         progress(len(block))
         self.sock.sendall(encode_packet(CLOSE_STDIN))
 
-    def _take(self, packets: list[Packet]) -> list[bytes]:
+    def take(self, packets: list[Packet]) -> list[bytes]:
         out: list[bytes] = []
         for packet in packets:
             if packet.kind == STDOUT:
@@ -156,7 +156,7 @@ class ShellV2Session:
             data = self.sock.recv(1 << 16)
             if not data:
                 break
-            yield from self._take(self.decoder.feed(data))
+            yield from self.take(self.decoder.feed(data))
 
     def finish(self, timeout: float) -> CommandResult:
         deadline = self.started + timeout
@@ -219,6 +219,42 @@ class AdbRunning:
         return self._session.finish(timeout)
 
     def kill(self) -> None:
+        self._session.close()
+
+
+class AdbStream:
+    """A long-lived command on one shell v2 stream: stdin packets out, stdout packets in, stderr
+    kept aside; the exit packet ends stdout. Closing the socket makes adbd hang the command up."""
+
+    def __init__(self, session: ShellV2Session) -> None:
+        self._session = session
+        self._ready: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        for start in range(0, len(data), _STDIN_PACKET):
+            self._session.sock.sendall(encode_packet(STDIN, data[start : start + _STDIN_PACKET]))
+
+    def recv(self, timeout: float) -> bytes:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while not self._ready:
+            if self._session.exit_code is not None:
+                return b""
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self._session.sock.settimeout(remaining)
+            data = self._session.sock.recv(1 << 16)
+            if not data:
+                return b""
+            self._ready.extend(c for c in self._session.take(self._session.decoder.feed(data)) if c)
+        return self._ready.pop(0)
+
+    def stderr_tail(self) -> str:
+        return bytes(self._session.stderr[-8192:]).decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._session.sock.sendall(encode_packet(CLOSE_STDIN))
         self._session.close()
 
 
@@ -418,6 +454,15 @@ class AdbTransport:
         session.sock.settimeout(None)
         session.send_stdin(None)
         return AdbRunning(session)
+
+    def open_stream(self, argv: Sequence[str]) -> AdbStream:
+        if self.shell_protocol != "v2":
+            raise TransportError(
+                self._device_name, "a persistent stream needs shell v2, which this device's adbd lacks"
+            )
+        command = device_shell_command(tuple(argv), None)
+        session = ShellV2Session(self._device_name, tuple(argv), self._open(f"shell,v2,raw:{command}", 30))
+        return AdbStream(session)
 
     # -- files --------------------------------------------------------------------------------
 

@@ -45,6 +45,29 @@ class RunningCommand(Protocol):
 
 
 @runtime_checkable
+class Stream(Protocol):
+    """A long-lived command whose stdin and stdout are one binary pipe each way (the persistent
+    channel's carrier: an SSH exec channel, an ADB shell v2 stream, a local pipe pair)."""
+
+    def send(self, data: bytes) -> None:
+        """Write all of ``data`` to the command's stdin; raises OSError when the stream is gone."""
+        ...
+
+    def recv(self, timeout: float) -> bytes:
+        """The next stdout bytes; b"" once the command's stdout is closed. Raises TimeoutError when
+        nothing arrived within ``timeout`` seconds and OSError when the link broke."""
+        ...
+
+    def stderr_tail(self) -> str:
+        """The last few KiB the command wrote to stderr (for error messages)."""
+        ...
+
+    def close(self) -> None:
+        """Close stdin and release the link; the command sees EOF (or, over ADB, a hang-up)."""
+        ...
+
+
+@runtime_checkable
 class Transport(Protocol):
     """How bytes and commands reach one device."""
 
@@ -85,6 +108,10 @@ class Transport(Protocol):
 
     def spawn(self, argv: Sequence[str], *, cwd: str | None = None) -> RunningCommand:
         """Start a long command and stream its stdout."""
+        ...
+
+    def open_stream(self, argv: Sequence[str]) -> Stream:
+        """Start a command that stays up, with binary stdin and stdout (stderr kept aside)."""
         ...
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from harness.config import AdbDevice, LabgridDevice, SshDevice
 from harness.errors import ConfigError, ConnectError, ConnectionLost, DeviceBusy, TransportError
-from harness.transport.base import CommandResult, RunningCommand, Transport
+from harness.transport.base import CommandResult, RunningCommand, Stream, Transport
 
 T = TypeVar("T")
 
@@ -616,6 +616,11 @@ class LabgridTransport:
     def spawn(self, argv: Sequence[str], *, cwd: str | None = None) -> RunningCommand:
         self._check()
         return self.inner.spawn(argv, cwd=cwd)
+
+    def open_stream(self, argv: Sequence[str]) -> Stream:
+        """The persistent channel's stream, over the place's SSH or adb."""
+        self._check()
+        return self.inner.open_stream(argv)
 
     def close(self) -> None:
         inner = getattr(self, "inner", None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from harness.errors import CommandFailed, CommandTimeout, TransportError
 from harness.transport.base import CommandResult
 
 _WATCH_INTERVAL_S = 0.1
+_STDERR_TAIL = 8192
 
 
 def _expand(path: str) -> str:
@@ -93,6 +95,52 @@ class LocalRunning:
 
     def kill(self) -> None:
         if self._process.poll() is None:
+            _kill_group(self._process)
+            self._process.wait()
+
+
+class LocalStream:
+    """A long-lived local command on a pipe pair; stderr is read only when it is ready, so no
+    thread is needed."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        self._process = process
+        self._stdin = process.stdin.fileno()
+        self._stdout = process.stdout.fileno()
+        self._stderr_fd: int | None = process.stderr.fileno()
+        self._stderr = bytearray()
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._stdin, view)
+            view = view[written:]
+
+    def recv(self, timeout: float) -> bytes:
+        watched = [self._stdout] + ([self._stderr_fd] if self._stderr_fd is not None else [])
+        ready, _, _ = select.select(watched, [], [], max(timeout, 0.0))
+        if self._stderr_fd is not None and self._stderr_fd in ready:
+            chunk = os.read(self._stderr_fd, 65536)
+            if chunk:
+                self._stderr = (self._stderr + chunk)[-_STDERR_TAIL:]
+            else:
+                self._stderr_fd = None
+        if self._stdout not in ready:
+            raise TimeoutError
+        return os.read(self._stdout, 1 << 16)
+
+    def stderr_tail(self) -> str:
+        return self._stderr.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        try:
+            self._process.wait(timeout=5)  # EOF on stdin ends the command; a stuck one is killed
+        except subprocess.TimeoutExpired:
             _kill_group(self._process)
             self._process.wait()
 
@@ -175,6 +223,20 @@ class LocalTransport:
     def spawn(self, argv: Sequence[str], *, cwd: str | None = None) -> LocalRunning:
         args = tuple(argv)
         return LocalRunning(self._device, args, self._start(args, subprocess.DEVNULL, cwd))
+
+    def open_stream(self, argv: Sequence[str]) -> LocalStream:
+        args = tuple(argv)
+        try:
+            process = subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise TransportError(self._device, f"cannot start {args[0]!r}: {exc.strerror}") from None
+        return LocalStream(process)
 
     def _start_watched(
         self,

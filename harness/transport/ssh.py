@@ -6,6 +6,7 @@ Host keys are verified against known_hosts; an unknown key is accepted only with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shlex
@@ -204,6 +205,43 @@ class SshRunning:
         self._channel.close()
 
 
+class SshStream:
+    """A long-lived command on one exec channel: stdin and stdout as binary pipes; stderr read when
+    it is ready (no thread). Closing sends EOF, which the command sees on stdin."""
+
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self._channel = channel
+        self._stderr = bytearray()
+
+    def send(self, data: bytes) -> None:
+        try:
+            self._channel.sendall(data)
+        except (paramiko.SSHException, EOFError) as exc:
+            raise OSError(f"ssh channel: {exc}") from None
+
+    def recv(self, timeout: float) -> bytes:
+        while self._channel.recv_stderr_ready():
+            self._stderr = (self._stderr + self._channel.recv_stderr(_CHUNK))[-8192:]
+        if self._channel.closed:
+            return b""
+        self._channel.settimeout(max(timeout, 0.0))
+        try:
+            return self._channel.recv(_CHUNK)
+        except (paramiko.SSHException, EOFError) as exc:
+            raise OSError(f"ssh channel: {exc}") from None
+
+    def stderr_tail(self) -> str:
+        raw = bytes(self._stderr)
+        if raw.startswith(_PID_PREFIX.encode()):
+            raw = raw.partition(b"\n")[2]
+        return raw.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            self._channel.shutdown_write()
+        self._channel.close()
+
+
 class SshTransport:
     """One paramiko connection per device, opened in ``__init__`` so a bad host fails early."""
 
@@ -373,6 +411,16 @@ class SshTransport:
         channel.exec_command(self._wrap(args, cwd))
         channel.shutdown_write()
         return SshRunning(self._device, args, channel, self._kill_group, self.config.keepalive_s)
+
+    def open_stream(self, argv: Sequence[str]) -> SshStream:
+        args = tuple(argv)
+        channel = self._open_channel()
+        try:
+            channel.exec_command(self._wrap(args, None))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            channel.close()
+            raise TransportError(self._device, f"cannot start {shlex.join(args)}: {exc}") from None
+        return SshStream(channel)
 
     # -- files --------------------------------------------------------------------------------
 

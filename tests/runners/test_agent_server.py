@@ -149,13 +149,17 @@ def test_peak_rss_of_a_forked_run_matches_a_fresh_interpreter(server, model):
 
 
 def test_a_session_restarts_a_lost_warm_agent_and_runs_cold_meanwhile(tmp_path):
-    """An idle exit or a kill costs one cold run, not the rest of the session."""
+    """An idle exit or a kill costs one cold run, not the rest of the session (the per-command
+    path: the persistent channel is off)."""
     from harness.config import load_fleet
     from harness.models.variants import variants_for
     from harness.session import Lab, RunOptions
 
     devices = tmp_path / "devices.yaml"
-    devices.write_text(f"devices:\n  host:\n    kind: local\n    workdir: {tmp_path / 'device'}\n")
+    devices.write_text(
+        f"devices:\n  host:\n    kind: local\n    workdir: {tmp_path / 'device'}\n"
+        "    persistent_channel: false\n"
+    )
     lab = Lab(
         load_fleet(devices, lab_file=tmp_path / "no-lab.yaml"),
         RunOptions(reports_dir=tmp_path / "r", devices=("host",)),

@@ -322,6 +322,24 @@ def test_benchmark_model_without_perfetto_gives_the_tools_summary_and_says_what_
         lab.close()
 
 
+@pytest.mark.parametrize("persistent", [True, False])
+def test_native_commands_share_one_device_shell_for_the_session(tmp_path, persistent):
+    """Every command of a session runs in one shell kept open on the device (the tool's session
+    id is the shell's); ``persistent_channel: false`` starts a new one per command."""
+    sessions = tmp_path / "sessions.txt"
+    tool = fake_benchmark_model(tmp_path, body=f"awk '{{print $6}}' /proc/$$/stat >> '{sessions}'")
+    lab = native_lab(tmp_path, {"tflite": tool}, f"    persistent_channel: {str(persistent).lower()}\n")
+    try:
+        for _ in range(2):
+            result = lab.benchmark("nopython", variant("face_detection", "tflite"), PROTOCOL).result
+            assert result.runtime.module == "benchmark_model"
+    finally:
+        lab.close()
+    found = sessions.read_text().split()
+    assert len(found) == 2 and str(os.getsid(0)) not in found
+    assert (found[0] == found[1]) is persistent
+
+
 def test_onnxruntime_perf_test_result_file_gives_the_samples_and_the_summary_comes_from_them(tmp_path):
     lab = native_lab(tmp_path, {"onnx": fake_onnxruntime_perf_test(tmp_path)})
     try:

@@ -186,3 +186,106 @@ def test_an_agent_without_a_cpus_section_says_so():
 def test_zero_threads_in_a_document_are_refused():
     with pytest.raises(AgentError, match=r"failed validation: \('threads',\)"):
         run_with(json.dumps({**GOOD_RUN, "threads": 0}))
+
+
+# -- over the persistent channel (the host as the device) ---------------------------------------
+
+
+def _host_lab(tmp_path, workdir_name: str = "device"):
+    from harness.config import load_fleet
+    from harness.session import Lab, RunOptions
+
+    devices = tmp_path / "devices.yaml"
+    workdir = tmp_path / workdir_name
+    devices.write_text(f"devices:\n  host:\n    kind: local\n    workdir: {json.dumps(str(workdir))}\n")
+    return Lab(
+        load_fleet(devices, lab_file=tmp_path / "no-lab.yaml"),
+        RunOptions(reports_dir=tmp_path / "r", devices=("host",), lease_timeout_s=None),
+    )
+
+
+SHORT = LatencyProtocol(warmup_iters=1, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=10.0, idle_s=0.0)
+
+
+def test_runs_fork_from_the_persistent_agent_of_their_runtime(tmp_path):
+    """A workdir with spaces and shell syntax reaches the device as it is (it crosses the channel as
+    JSON; devices.yaml refuses control characters)."""
+    import os
+    import signal
+
+    from harness.models.variants import variants_for
+
+    lab = _host_lab(tmp_path, "dev ice $(touch PWNED)")
+    variant = variants_for("silero_vad")[0]
+    try:
+        first = lab.benchmark("host", variant, SHORT, energy="none").result
+        runner = lab.device("host").runner
+        agent = runner.channel_pid("onnxruntime")  # type: ignore[attr-defined]
+        commands = runner.channel_pid(None)  # type: ignore[attr-defined]
+        second = lab.benchmark("host", variant, SHORT, energy="none").result
+        assert runner.channel_pid("onnxruntime") == agent  # type: ignore[attr-defined]
+        os.kill(agent, signal.SIGKILL)
+        third = lab.benchmark("host", variant, SHORT, energy="none").result
+        reopened = runner.channel_pid("onnxruntime")  # type: ignore[attr-defined]
+    finally:
+        lab.close()
+    assert agent is not None and commands is not None and agent != commands
+    for result in (first, second, third):
+        assert result.iterations >= 5
+        assert any(note.startswith("forked from the persistent agent") for note in result.notes)
+    assert reopened not in (None, agent)
+    assert any(
+        note.startswith("persistent channel (onnxruntime) lost (device 'host', phase run): the device closed")
+        and note.endswith("reconnected")
+        for note in third.notes
+    )
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_peak_rss_of_a_run_over_the_channel_matches_a_fresh_interpreter(tmp_path):
+    """The memory measured per run is that of a fresh process (the child maps the agent's resident
+    file pages before the run). Compared in one test, as ratios, on the same model and inputs."""
+    import subprocess
+    import sys
+
+    from harness.models import zoo
+    from harness.models.variants import variants_for
+    from harness.runners.python_agent import AGENT_FILE
+    from harness.transport.channel import Channel, PersistentChannel, run_over
+    from harness.transport.local import LocalTransport
+
+    model = variants_for("silero_vad")[0].materialize()
+    inputs = tmp_path / "inputs.npz"
+    zoo.make_inputs(variants_for("silero_vad")[0].spec, inputs, batch=1, seed=0)
+    run = ["run", "--model", str(model), "--runtime", "onnxruntime", "--inputs", str(inputs)]
+    run += ["--warmup-iters", "2", "--warmup-s", "0", "--min-iters", "20", "--min-s", "0"]
+    transport = LocalTransport("host")
+    argv = [sys.executable, str(AGENT_FILE), "channel", "--runtime", "onnxruntime"]
+    channel = PersistentChannel(
+        "host", "onnxruntime", lambda: Channel.open(transport, argv, label="onnxruntime")
+    )
+    try:
+        fresh, served = [], []
+        for _ in range(2):
+            done = subprocess.run(
+                [sys.executable, str(AGENT_FILE), *run], capture_output=True, text=True, check=True
+            )
+            fresh.append(json.loads(done.stdout)["memory_kb"])
+            over = run_over(channel, "agent", run, timeout=120)
+            assert over is not None and over.exit_code == 0, over
+            served.append(json.loads(over.stdout)["memory_kb"])
+    finally:
+        channel.close()
+    for key in ("vmhwm_after_load", "vmhwm_after_run"):
+        fresh_kb = min(m[key] for m in fresh)
+        served_kb = min(m[key] for m in served)
+        assert abs(served_kb - fresh_kb) / fresh_kb < 0.05, (key, served_kb, fresh_kb)
+
+
+def test_the_agent_parses_as_python_3_9():
+    """It runs on device Pythons down to 3.9: no syntax newer than that."""
+    import ast
+
+    from harness.runners.python_agent import AGENT_FILE
+
+    ast.parse(AGENT_FILE.read_text(), feature_version=(3, 9))
