@@ -209,9 +209,8 @@ class Catalog:
                 else f"the file {resolved.path} in models.yaml"
             )
             raise NoEvaluation(
-                f"model '{resolved.name}' has no dataset to evaluate on: declare {name} with dataset: "
-                f"{{path, "
-                "format}} and metric: (docs/models-yaml.md)"
+                f"model '{resolved.name}' has no dataset to evaluate on: declare {name} with "
+                "dataset: {path, format} and metric: (docs/models-yaml.md)"
             )
         if resolved.name not in self._tasks:
             assert self.project is not None
@@ -236,10 +235,12 @@ class Catalog:
 
     def fp32_variant(self, variant: Variant) -> tuple[Variant | None, str]:
         """The variant whose host run is the accuracy reference, or (None, why there is none)."""
-        try:
-            siblings = self.variants(variant.model) if self.by_name(variant.model) is not None else []
-        except EdgeLabError:
-            siblings = []
+        siblings = self._variants.get(variant.model)
+        if siblings is None:
+            try:
+                siblings = self.variants(variant.model)
+            except EdgeLabError:  # a variant made outside this catalog: only itself is known
+                siblings = [variant]
         for sibling in siblings:
             if sibling.precision == "fp32" and sibling.unavailable is None and sibling.converted_from is None:
                 return sibling, ""

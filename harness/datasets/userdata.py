@@ -26,10 +26,10 @@ from harness.datasets import metrics as metric_functions
 from harness.datasets import npzfile
 from harness.datasets.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from harness.datasets.tasks import AFFINE_OFFSET, AFFINE_SCALE, CLEAN, EvalSet, Task, slice_name
-from harness.errors import DataError
+from harness.errors import DataError, ModelError
+from harness.models import resolve
 from harness.models.inputs import dequantize, integer_range, synthetic
 from harness.models.project import DatasetConfig, Preprocess
-from harness.models.resolve import model_ready, sample_view
 from harness.models.spec import InputSpec, ModelSpec
 
 USERDATA_VERSION = 1  # bump when loading or preprocessing changes: cached sets are rebuilt
@@ -39,6 +39,20 @@ DEFAULT_CORRUPTIONS = {
     "image": ("gaussian_noise", "motion_blur", "low_light", "jpeg", "pixelate"),
     "audio": ("noise_snr", "clipping", "gain", "reverb", "packet_loss"),
 }
+
+
+def sample_view(array: np.ndarray, item: InputSpec, what: str) -> np.ndarray:
+    try:
+        return resolve.sample_view(array, item, what)
+    except ModelError as exc:  # the data does not fit: the test fails in one line
+        raise DataError(str(exc)) from None
+
+
+def model_ready(array: np.ndarray, item: InputSpec, what: str) -> np.ndarray:
+    try:
+        return resolve.model_ready(array, item, what)
+    except ModelError as exc:
+        raise DataError(str(exc)) from None
 
 
 class RepeatedLabels(Sequence[Any]):
@@ -54,7 +68,10 @@ class RepeatedLabels(Sequence[Any]):
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        return self.base[int(index) % len(self.base)]
+        position = int(index) + (len(self) if int(index) < 0 else 0)
+        if not 0 <= position < len(self):
+            raise IndexError(index)
+        return self.base[position % len(self.base)]
 
 
 def parse_corruption(entry: str, where: str) -> tuple[str, int | None]:

@@ -128,6 +128,13 @@ class ProjectModel(_Strict):
     metric: MetricConfig | None = None
     budgets: dict[str, Budget] | None = None
 
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _quoted(cls, value: Any) -> Any:
+        if isinstance(value, int | float):  # YAML reads a hash of digits only as a number
+            raise ValueError("field 'sha256': quote it ('...'): YAML reads a hash of digits only as a number")
+        return value
+
     @field_validator("inputs", mode="before")
     @classmethod
     def _inputs_shape(cls, value: Any) -> Any:

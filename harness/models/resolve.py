@@ -268,15 +268,15 @@ def _dims_text(dims: tuple[int | None, ...]) -> str:
 
 
 def sample_view(array: np.ndarray, item: InputSpec, what: str) -> np.ndarray:
-    """``array`` (sample axis first) as samples of ``item``: the model's own batch axis of 1 may be
-    left out. Refused, naming ``what``, when the shapes cannot match."""
+    """``array`` (sample axis first) as samples of ``item``: the model's own batch axis may be left
+    out when it is 1 or free (it becomes 1). Refused, naming ``what``, when the shapes cannot match."""
     expected = item.shape
-    got = tuple(array.shape[1:])
+    given = got = tuple(array.shape[1:])
     if array.ndim == 0:
         raise ModelError(f"{what}: a 0-d array; put the sample axis first ({len(expected) + 1} dims)")
-    if len(got) == len(expected) - 1 and expected[:1] == (1,):
+    if len(got) == len(expected) - 1 and (expected[:1] == (1,) or 0 in item.dynamic):
         array = np.expand_dims(array, 1)
-        got = tuple(array.shape[1:])
+        got = (1, *got)
     free = set(item.dynamic)
     mismatch = len(got) != len(expected) or any(
         axis not in free and want != have
@@ -284,9 +284,9 @@ def sample_view(array: np.ndarray, item: InputSpec, what: str) -> np.ndarray:
     )
     if mismatch:
         raise ModelError(
-            f"{what}: {array.shape[0]} samples of shape {list(got)}, but input '{item.name}' takes "
+            f"{what}: {array.shape[0]} samples of shape {list(given)}, but input '{item.name}' takes "
             f"{_dims_text(tuple(None if a in free else d for a, d in enumerate(expected)))} per sample "
-            "(sample axis first; the model's batch axis of 1 may be left out)"
+            "(sample axis first; the model's batch axis may be left out when it is 1 or free)"
         )
     return array
 
