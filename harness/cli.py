@@ -128,13 +128,15 @@ def _describe_inputs(spec: ModelSpec) -> list[str]:
 
 
 def _describe_model(spec: ModelSpec, path: Path | None) -> list[str]:
-    from harness.models.spec import source_kind
+    from harness.models.spec import FileSource, source_kind
 
+    cached = path is not None and not isinstance(spec.source, FileSource)
     return [
-        f"{spec.name}  ({spec.origin})",
-        f"  source  {source_kind(spec.source)}: {spec.source.describe().split(' ', 1)[1]}",
+        f"{spec.name}  ({spec.origin})" + (f": {spec.description}" if spec.description else ""),
+        f"  source  {source_kind(spec.source)} {spec.source.describe().split(' ', 1)[1]}",
+        *([f"  cached  {path}"] if cached else []),
         f"  format  {spec.format}, {spec.precision} as shipped" + (f", {spec.task}" if spec.task else ""),
-        f"  sha256  {spec.sha256}" + (f"  ({path})" if path is not None else ""),
+        f"  sha256  {spec.sha256}",
         *_describe_inputs(spec),
     ]
 
@@ -162,7 +164,7 @@ def cmd_models(arguments: argparse.Namespace) -> int:
         if entry.url is not None and entry.sha256 is not None:
             name_in_cache = PurePosixPath(urlparse(entry.url).path).name or "model"
             if files.cached_url(entry.url, entry.sha256, name_in_cache) is None:
-                print(f"{name}  (models.yaml)\n  source  url: {entry.url}\n  sha256  {entry.sha256}")
+                print(f"{name}  (models.yaml)\n  source  url {entry.url}\n  sha256  {entry.sha256}")
                 print("  inputs  not fetched yet (edgelab models check fetches it)")
                 continue
         resolved = catalog.model(name)

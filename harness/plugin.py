@@ -566,7 +566,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             try:
                 variants, reason = catalog.select(model, runtimes, precisions)
             except EdgeLabError as exc:  # an unknown name, a missing file, neither format, bad inputs
-                pytest.fail(f"edgelab: {metafunc.definition.nodeid}: {exc}", pytrace=False)
+                problem = f"edgelab: {metafunc.definition.nodeid}: {exc}"
+            else:
+                problem = None
+            if problem is not None:  # outside the except: one line, not the exception's chain
+                pytest.fail(problem, pytrace=False)
             if disjoint:
                 variants, reason = [], "; ".join(disjoint)
             params += [
