@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from harness import cachefile
 from harness.datasets.tasks import CLEAN, EvalSet, Task
 from harness.record import AccuracyRecord, SliceDrop, SliceRecord, SliceValue
 
@@ -145,14 +146,27 @@ def host_reference(
 ) -> dict[str, np.ndarray]:
     """fp32 outputs of the host's ONNX Runtime (or LiteRT for a TFLite model) on the evaluation
     inputs, in order, from a freshly loaded model (a stateful model starts from its initial state,
-    as the device's output pass does); cached by evalset key, memory-mapped."""
+    as the device's output pass does). Cached by evalset key with their sha256: a cached file whose
+    bytes changed is computed again, never scored with. Memory-mapped, one sample in memory."""
     from harness.datasets.npzfile import open_arrays
 
     scratch = cache.with_name(cache.name + ".d")
-    if not cache.exists():
-        run = host_runner(model_file, model_format)
-        scratch.mkdir(parents=True, exist_ok=True)
-        collected: dict[str, np.ndarray] = {}
+    with cachefile.locked(cache):
+        if not cachefile.verified(cache):
+            cachefile.build(
+                cache, lambda path: _write_reference(model_file, model_format, evalset, scratch, path)
+            )
+        return open_arrays(cache, scratch)
+
+
+def _write_reference(
+    model_file: Path, model_format: Literal["onnx", "tflite"], evalset: EvalSet, scratch: Path, path: Path
+) -> None:
+    """One sample at a time into memory-mapped arrays allocated once, then streamed into ``path``."""
+    run = host_runner(model_file, model_format)
+    scratch.mkdir(parents=True, exist_ok=True)
+    collected: dict[str, np.ndarray] = {}
+    try:
         for index in range(evalset.size):
             for name, value in run(evalset.float_inputs(index)).items():
                 if name not in collected:
@@ -163,13 +177,11 @@ def host_reference(
                         shape=(evalset.size, *np.shape(value)),
                     )
                 collected[name][index] = value
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache.with_suffix(".partial.npz")
-        np.savez(temporary, **collected)  # type: ignore[arg-type]
-        temporary.replace(cache)
+        np.savez(path, **collected)  # type: ignore[arg-type]
+    finally:
+        collected.clear()
         for built in scratch.glob("build-*.npy"):
             built.unlink()
-    return open_arrays(cache, scratch)
 
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]

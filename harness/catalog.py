@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from harness import cachefile
 from harness.datasets import metrics
 from harness.datasets.tasks import Task, TaskError, task_for
 from harness.datasets.userdata import DatasetTask, parse_corruption
@@ -149,18 +150,17 @@ class Catalog:
         spec = variant.spec
         shapes = hashlib.sha256(repr(spec.inputs).encode()).hexdigest()[:8]
         destination = cache / "inputs" / f"{spec.sha256[:16]}-{shapes}-b1-s0.npz"
-        if not destination.exists():
-            write_inputs(spec.inputs, destination, batch=1, seed=0)
+        # checked against the sha256 recorded when they were made (made again when they differ)
+        cachefile.ensure(destination, lambda path: write_inputs(spec.inputs, path, batch=1, seed=0))
         return destination
 
     def _prepared_data(self, resolved: ResolvedModel, data: Path, cache: Path) -> Path:
         import numpy as np
 
-        from harness.deploy import sha256_file
-
-        key = hashlib.sha256(f"{sha256_file(data)}{resolved.spec.inputs!r}".encode()).hexdigest()[:16]
+        content = f"{cachefile.sha256_file(data)}{resolved.spec.inputs!r}"
+        key = hashlib.sha256(content.encode()).hexdigest()[:16]
         destination = cache / "inputs" / f"{resolved.spec.sha256[:16]}-data-{key}.npz"
-        if destination.exists():
+        if cachefile.verified(destination):
             return destination
         where = f"{self._source()}: {resolved.where}: inputs.data {data}"
         try:
@@ -186,10 +186,8 @@ class Catalog:
                 raise DataError(str(exc)) from None
         if len({array.shape[0] for array in arrays.values()}) != 1:
             raise DataError(f"{where}: the arrays hold different sample counts; one count for every input")
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        temporary = destination.with_suffix(".partial.npz")
-        np.savez(temporary, **arrays)  # type: ignore[arg-type]
-        temporary.replace(destination)
+        with cachefile.locked(destination):
+            cachefile.build(destination, lambda path: np.savez(path, **arrays))  # type: ignore[arg-type]
         return destination
 
     def evaluation(self, variant: Variant, cache: Path) -> Task:

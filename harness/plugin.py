@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 
 from harness.accuracy import AccuracyReport
 from harness.catalog import NoEvaluation
-from harness.config import Fleet, load_fleet
+from harness.config import Fleet, load_fleet, thread_count
 from harness.datasets.sources import DatasetError
 from harness.errors import ConfigError, DataError, DeviceUnhealthy, EdgeLabError, ModelError
 from harness.interleave import run_interleaved
@@ -32,7 +33,7 @@ from harness.report import write_reports
 from harness.report.terminal import terminal_lines
 from harness.session import DEFAULT_PROTOCOL, INTERLEAVE_ROUNDS, Lab, Measured, RunOptions
 from harness.stats import NOISE_FLOOR
-from harness.store.db import resolve_url
+from harness.store.db import StoreError, resolve_url
 from harness.store.reconcile import reconcile
 from harness.store.results_json import new_run_id
 
@@ -183,7 +184,7 @@ class EdgeTarget:
         base = LatencyProtocol(**self.lab.options.merged_protocol(settings))
         results = run_interleaved([self.variant, *extra], base, rounds, measure)
         own = measured[self.variant.id]
-        self.measured = Measured(results[self.variant.id], own.deploy, own.model)
+        self.measured = Measured(results[self.variant.id], own.deploy, own.model, own.runner)
         self.kind = "interleaved"
         for variant in extra:
             last = measured[variant.id]
@@ -193,7 +194,7 @@ class EdgeTarget:
                 device=self.device,
                 variant=variant,
                 kind="interleaved",
-                measured=Measured(results[variant.id], last.deploy, last.model),
+                measured=Measured(results[variant.id], last.deploy, last.model, last.runner),
             )
         return results
 
@@ -297,9 +298,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-id", default=None, help="Name of this run (default: UTC time + random suffix).")
     group.addoption(
         "--threads",
-        type=int,
+        type=thread_count,
         default=None,
-        help="Intra-op threads for every device (default: the device's threads in devices.yaml).",
+        help="Intra-op threads of every runtime, >= 1 (default: threads in devices.yaml, else 1).",
     )
     for name, kind, text in (
         ("warmup-iters", int, "Minimum warm-up iterations"),
@@ -477,20 +478,43 @@ def pytest_configure(config: pytest.Config) -> None:
         fleet = _fleet(config)
         options, selection = _options(config, fleet)
         lab = Lab(fleet, options)
+    except StoreError as exc:
+        raise pytest.UsageError(f"edgelab: --results-db: {exc}") from None
     except (EdgeLabError, ValueError) as exc:
         raise pytest.UsageError(f"edgelab: {exc}") from None
+    lab.notify = _terminal_notice(config)
     controller = not hasattr(config, "workerinput")
     if controller and lab.store is not None:
         try:
             added = reconcile(lab.store, options.reports_dir, skip=options.run_id)
-        except EdgeLabError as exc:
-            raise pytest.UsageError(f"edgelab: {exc}") from None
-        if added:
-            lab.notify(f"edgelab: stored {added} result(s) that earlier runs left in results.json only")
+        except EdgeLabError as exc:  # the store is busy or failing: this run goes on, the next one retries
+            lab.notify(f"edgelab: earlier results not yet in the database stay in their results.json: {exc}")
+        else:
+            if added:
+                lab.notify(f"edgelab: stored {added} result(s) that earlier runs left in results.json only")
     config.stash[LAB_KEY] = lab
     config.stash[SELECTION_KEY] = selection
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistRunId(options.run_id), "edgelab-xdist")
+
+
+def _terminal_notice(config: pytest.Config) -> Callable[[str], None]:
+    """Notices a user must see while a test runs (a device leased by another run: the wait can
+    last minutes), written past pytest's output capture, as ``capsys.disabled()`` does."""
+
+    def notify(message: str) -> None:
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        capture = config.pluginmanager.getplugin("capturemanager")
+        if capture is None:
+            print(message, file=sys.__stderr__ or sys.stderr, flush=True)
+            return
+        with capture.global_and_fixture_disabled():  # stderr is the terminal's again meanwhile
+            if reporter is not None:
+                reporter.ensure_newline()  # not in the middle of a progress line
+                reporter.flush()
+            print(message, file=sys.stderr, flush=True)
+
+    return notify
 
 
 class _XdistRunId:
@@ -551,7 +575,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     selection = metafunc.config.stash[SELECTION_KEY]
     runtimes = _intersect(_as_tuple(marker.kwargs.get("runtimes")), selection.runtimes)
     precisions = _intersect(_as_tuple(marker.kwargs.get("precisions")), selection.precisions)
-    params = []
+    params: list[Any] = []
     disjoint = [
         f"the marker's {name} {'/'.join(marked)} and --{flag} {'/'.join(chosen)} have none in common"
         for name, flag, marked, chosen in (
@@ -563,12 +587,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     catalog = metafunc.config.stash[LAB_KEY].catalog
     for device in selection.devices:
         for model in models:
+            problem: str | None = None
             try:
                 variants, reason = catalog.select(model, runtimes, precisions)
             except EdgeLabError as exc:  # an unknown name, a missing file, neither format, bad inputs
                 problem = f"edgelab: {metafunc.definition.nodeid}: {exc}"
-            else:
-                problem = None
             if problem is not None:  # outside the except: one line, not the exception's chain
                 pytest.fail(problem, pytrace=False)
             if disjoint:

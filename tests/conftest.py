@@ -13,7 +13,9 @@ import ai_edge_litert.interpreter
 import ai_edge_litert.schema_py_generated  # noqa: F401
 import onnx.checker  # noqa: F401
 import paramiko  # noqa: F401
+import psycopg  # noqa: F401  (the same for psycopg: a second copy's errors escape SQLAlchemy's wrapping)
 import scipy.stats  # noqa: F401
+import sqlalchemy.dialects.postgresql  # noqa: F401
 
 from tests.fixtures.http_server import file_server
 from tests.fixtures.postgres import postgres_url

