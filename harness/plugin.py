@@ -125,6 +125,7 @@ class EdgeTarget:
         inputs: Path | None = None,
         cooldown_below_c: float | None = None,
     ) -> BenchmarkResult:
+        wrong: str | None = None
         try:
             measured = self.lab.benchmark(
                 self.device,
@@ -138,8 +139,10 @@ class EdgeTarget:
             )
         except RecipeRefused as refused:
             pytest.skip(str(refused))  # a recipe this model cannot take: never a silent copy
-        except (DataError, ConfigError, ModelError) as wrong:  # the team's inputs or file, in one line
-            pytest.fail(str(wrong), pytrace=False)
+        except (DataError, ConfigError, ModelError) as exc:  # the team's inputs or file
+            wrong = str(exc)
+        if wrong is not None:  # failed outside the except: one line, not the exception's chain
+            pytest.fail(wrong, pytrace=False)
         self.measured, self.kind = measured, kind
         return measured.result
 
@@ -155,14 +158,17 @@ class EdgeTarget:
         host run of its fp32 variant; recorded with the test. Latency and memory of the same pass
         are in ``edge.result``. ``corruptions`` default to the task's or models.yaml's; an entry may
         be ``name@severity``."""
+        wrong: str | None = None
         try:
             measured, report = self.lab.evaluate(
                 self.device, self.variant, corruptions=corruptions, severities=severities, seed=seed
             )
         except (DatasetError, RecipeRefused, NoEvaluation) as missing:  # no data, espeak-ng absent
             pytest.skip(str(missing))
-        except (DataError, ConfigError) as wrong:  # the team's data or metric does not fit: one line
-            pytest.fail(str(wrong), pytrace=False)
+        except (DataError, ConfigError) as exc:  # the team's data or metric does not fit
+            wrong = str(exc)
+        if wrong is not None:  # failed outside the except: one line, not the exception's chain
+            pytest.fail(wrong, pytrace=False)
         self.measured, self.accuracy, self.kind = measured, report, "accuracy"
         return report
 

@@ -171,7 +171,7 @@ def test_a_missed_budget_fails_the_test_with_the_evidence(pytester):
         """,
         {"features": features, "labels": np.zeros(4, np.int64)},
     )
-    run = pytester.runpytest(*FAST)
+    run = pytester.runpytest(*FAST, "--min-iters=60")  # enough per-iteration samples for a CI of p90
     run.assert_outcomes(failed=1, passed=1)  # the accuracy pass does not judge latency
     run.stdout.fnmatch_lines(["*EdgeLab budget missed: latency p90 * ms (95% CI *) over the budget of 1e-06 ms*"])
     latency = next(r for r in records_of(pytester) if r["kind"] == "latency")
@@ -225,8 +225,8 @@ def test_the_teams_data_or_metric_not_fitting_fails_evaluate_in_one_line(pyteste
     )
     run = pytester.runpytest(*FAST, "-k", "accuracy")
     run.assert_outcomes(failed=1, deselected=1)
-    run.stdout.fnmatch_lines([message])
-    assert "Traceback" not in run.stdout.str() and "raise DataError" not in run.stdout.str()
+    run.stdout.fnmatch_lines([message.replace("[", "[[]")])  # brackets are literal here
+    assert "Traceback" not in run.stdout.str() and "During handling" not in run.stdout.str()
 
 
 def test_quantized_inputs_reach_the_model_in_their_real_range(pytester):

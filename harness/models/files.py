@@ -41,7 +41,7 @@ def fetch_url(url: str, sha256: str, name: str, label: str) -> Path:
 
 def cached_url(url: str, sha256: str, name: str) -> Path | None:
     """The URL model's cache file when it is already there (no download, not re-hashed)."""
-    candidate = zoo.cache_dir() / "models" / sha256.lower() / name
+    candidate = zoo.cache_dir() / "models" / download.normalise_sha256(sha256, url) / name
     return candidate if candidate.is_file() else None
 
 

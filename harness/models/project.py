@@ -15,14 +15,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness import yamlfile
 from harness.errors import ConfigError
 from harness.models import zoo
 
 DEFAULT_MODELS_FILE = "models.yaml"
-MAX_FILE_BYTES = 1 << 20  # a project lists tens of models, not megabytes of them
+# a project lists tens of models, not megabytes of them (bounded as devices.yaml is: harness.yamlfile)
+MODELS_FILE_LIMITS = yamlfile.Limits(max_bytes=1 << 20, max_values=100_000)
 PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-static")
 BUDGET_KEYS = ("latency_p90_ms", "peak_rss_mb", "energy_mj_per_inference", "accuracy_drop_points")
 DEFAULT_BUDGET = "default"
@@ -297,36 +298,13 @@ def parse_model(name: str, raw: object, source: str = DEFAULT_MODELS_FILE) -> Pr
         raise ConfigError("\n".join(problems)) from None
 
 
-def _load_yaml(path: Path, source: str) -> Any:
-    """The document, safely: no tags that build objects, no file over MAX_FILE_BYTES. (To become
-    ``harness.yamlfile.load`` when the bounded loader of devices.yaml lands: one line.)"""
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ConfigError(
-                f"{source}: {size} bytes is more than the {MAX_FILE_BYTES} a models file may have"
-            )
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read ({exc.strerror or exc}); check the path") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{source}: not UTF-8 text; save it as UTF-8") from None
-    try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}:{where} not valid YAML: {problem}") from None
-
-
 def load_project(path: str | os.PathLike[str]) -> Project:
     """Read and validate a models.yaml."""
     file = Path(path)
     source = str(path)
     if not file.is_file():
         raise ConfigError(f"{source}: file not found (pass --models-file with an existing file)")
-    document = _load_yaml(file, source)
+    document = yamlfile.load(file, source, MODELS_FILE_LIMITS)
     if document is None:
         document = {}
     if not isinstance(document, Mapping) or not isinstance(document.get("models", {}), Mapping):

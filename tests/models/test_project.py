@@ -181,7 +181,17 @@ def test_a_missing_file_named_explicitly_is_an_error(tmp_path):
 def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path):
     path = tmp_path / "models.yaml"
     path.write_text("models: {}\n" + "#" * (1 << 20))
-    with pytest.raises(ConfigError, match=r"is more than the 1048576 a models file may have"):
+    with pytest.raises(ConfigError, match=r"models\.yaml: 1\.0 MB is more than the 1\.0 MB this file may have"):
+        load_project(path)
+
+
+def test_an_alias_bomb_is_refused_before_it_is_built(tmp_path):
+    """models.yaml is read by the same bounded loader as devices.yaml (harness.yamlfile)."""
+    rows = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    rows += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 9)]
+    path = tmp_path / "models.yaml"
+    path.write_text("\n".join(rows) + "\nmodels: {}\n")
+    with pytest.raises(ConfigError, match=r"models\.yaml: line \d+: more than 100000 values"):
         load_project(path)
 
 

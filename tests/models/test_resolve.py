@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from harness.deploy import _file_hash_cache
+from harness.cachefile import _hashes as hashed_files
 from harness.errors import ConfigError, ModelError
 from harness.models.project import load_project
 from harness.models.resolve import Resolver, model_ready, sample_view
@@ -46,13 +46,13 @@ def test_a_path_is_relative_to_the_rootdir_and_named_by_its_stem(project_dir, mo
 
 def test_a_file_is_hashed_once_per_session(project_dir):
     path = project_dir / "models" / "classifier.onnx"
-    before = {key for key in _file_hash_cache if key[0] == str(path.resolve())}
+    before = {key for key in hashed_files if key[0] == str(path.resolve())}
     resolver = Resolver(project_dir)
     first = resolver.resolve("models/classifier.onnx")
     assert Resolver(project_dir).resolve(str(path)).spec.sha256 == first.spec.sha256
     assert resolver.resolve("models/classifier.onnx") is first
-    hashed = {key for key in _file_hash_cache if key[0] == str(path.resolve())}
-    assert len(hashed - before) == 1  # one entry: (path, size, mtime)
+    hashed = {key for key in hashed_files if key[0] == str(path.resolve())}
+    assert len(hashed - before) == 1  # one entry: (path, size, mtime, ctime, inode)
 
 
 def test_an_unknown_path_names_where_it_looked(project_dir):
