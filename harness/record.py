@@ -159,10 +159,13 @@ class AccuracyRecord(_Frozen):
     lower_is_better: bool = False  # the metric's direction (cer, mse, a team metric declared so)
 
 
+BudgetMetric = Literal["latency_p90_ms", "peak_rss_mb", "energy_mj_per_inference", "accuracy_drop_points"]
+
+
 class BudgetCheck(_Frozen):
     """One of the product's budgets (models.yaml ``budgets:``) against this result."""
 
-    metric: Literal["latency_p90_ms", "peak_rss_mb", "energy_mj_per_inference", "accuracy_drop_points"]
+    metric: BudgetMetric
     limit: float
     value: float | None  # None: not measured on this device or by this protocol
     ok: bool | None  # None: not judged (nothing measured)
