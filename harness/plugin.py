@@ -21,7 +21,7 @@ from harness.accuracy import AccuracyReport
 from harness.catalog import NoEvaluation
 from harness.config import Fleet, load_fleet, thread_count
 from harness.datasets.sources import DatasetError
-from harness.errors import ConfigError, DataError, DeviceUnhealthy, EdgeLabError, ModelError
+from harness.errors import ConfigError, DataError, DeviceUnhealthy, EdgeLabError, ModelError, NotMeasurable
 from harness.interleave import run_interleaved
 from harness.measurement import BenchmarkResult, LatencyProtocol, SustainedResult
 from harness.models.project import DEFAULT_MODELS_FILE
@@ -163,8 +163,8 @@ class EdgeTarget:
             measured, report = self.lab.evaluate(
                 self.device, self.variant, corruptions=corruptions, severities=severities, seed=seed
             )
-        except (DatasetError, RecipeRefused, NoEvaluation) as missing:  # no data, espeak-ng absent
-            pytest.skip(str(missing))
+        except (DatasetError, RecipeRefused, NoEvaluation, NotMeasurable) as missing:  # no data, espeak-ng
+            pytest.skip(str(missing))  # absent, a refused recipe, .onnx outputs on a phone without Python
         except (DataError, ConfigError) as exc:  # the team's data or metric does not fit
             wrong = str(exc)
         if wrong is not None:  # failed outside the except: one line, not the exception's chain
@@ -292,7 +292,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--lease-timeout",
         type=float,
         default=600.0,
-        help="Seconds to wait for a device another run holds before its tests error (default: 600).",
+        help="Seconds to wait for a device another run holds (a labgrid place: whoever is ahead in "
+        "labgrid's queue) before its tests error (default: 600).",
     )
     _add_comparison_options(group)
     group.addoption(
