@@ -11,8 +11,9 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from harness import __version__
 from harness.compare import VerdictPolicy
@@ -22,6 +23,8 @@ from harness.runners.base import DeviceProbe
 from harness.session import Lab, RunOptions
 
 if TYPE_CHECKING:
+    from harness.catalog import Catalog
+    from harness.models.spec import ModelSpec
     from harness.native_tools import ToolStatus
 
 
@@ -109,6 +112,39 @@ def cmd_doctor(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _catalog(arguments: argparse.Namespace) -> Catalog:
+    from harness.catalog import Catalog
+
+    rootdir = Path(arguments.rootdir).resolve()
+    return Catalog.for_rootdir(rootdir, arguments.models_file)
+
+
+def _describe_inputs(spec: ModelSpec) -> list[str]:
+    lines = []
+    for item in spec.inputs:
+        dims = ", ".join("?" if axis in item.dynamic else str(dim) for axis, dim in enumerate(item.shape))
+        runs = f" (runs at {list(item.shape)})" if item.dynamic else ""
+        quantized = (
+            f", quantized: scale {item.scale:.6g}, zero point {item.zero_point}" if item.quantized else ""
+        )
+        lines.append(f"  input   {item.name} [{dims}] {item.dtype}{runs}{quantized}")
+    return lines
+
+
+def _describe_model(spec: ModelSpec, path: Path | None) -> list[str]:
+    from harness.models.spec import FileSource, source_kind
+
+    cached = path is not None and not isinstance(spec.source, FileSource)
+    return [
+        f"{spec.name}  ({spec.origin})" + (f": {spec.description}" if spec.description else ""),
+        f"  source  {source_kind(spec.source)} {spec.source.describe().split(' ', 1)[1]}",
+        *([f"  cached  {path}"] if cached else []),
+        f"  format  {spec.format}, {spec.precision} as shipped" + (f", {spec.task}" if spec.task else ""),
+        f"  sha256  {spec.sha256}",
+        *_describe_inputs(spec),
+    ]
+
+
 def cmd_cache(arguments: argparse.Namespace) -> int:
     from harness import devicecache
 
@@ -137,21 +173,100 @@ def cmd_cache(arguments: argparse.Namespace) -> int:
 
 
 def cmd_models(arguments: argparse.Namespace) -> int:
-    from harness.models import zoo
+    from harness.models import files, zoo
 
-    specs = zoo.all_models()
     if arguments.action == "fetch":
+        specs = zoo.all_models()
         wanted = set(arguments.names) if arguments.names else {spec.name for spec in specs}
         for name in sorted(wanted):
             path = zoo.fetch(zoo.get(name))
             print(f"{name:<18} {path}")
         return 0
-    for spec in specs:
-        print(
-            f"{spec.name:<18} {spec.format:<7} {spec.precision:<6} {spec.task:<22} "
-            f"{spec.source.distribution}=={spec.source.version}"
-        )
+    catalog = _catalog(arguments)
+    if arguments.action == "check":
+        return _check_models(catalog)
+    for spec in zoo.all_models():
+        print("\n".join(_describe_model(spec, None)))
+    project = catalog.project
+    if project is None:
+        print(f"no project models (no {arguments.models_file or 'models.yaml'} in {catalog.rootdir})")
+        return 0
+    for name, entry in project.models.items():
+        if entry.url is not None and entry.sha256 is not None:
+            name_in_cache = PurePosixPath(urlparse(entry.url).path).name or "model"
+            if files.cached_url(entry.url, entry.sha256, name_in_cache) is None:
+                print(f"{name}  (models.yaml)\n  source  url {entry.url}\n  sha256  {entry.sha256}")
+                print("  inputs  not fetched yet (edgelab models check fetches it)")
+                continue
+        resolved = catalog.model(name)
+        print("\n".join(_describe_model(resolved.spec, resolved.path)))
+    print(f"{len(project.models)} project model(s) in {project.source}")
     return 0
+
+
+def _check_models(catalog: Catalog) -> int:
+    """Each project model: resolved (downloaded), loaded and run once on the host, its variants'
+    calibration and its dataset checked, its metric called on a few real samples."""
+    project = catalog.project
+    if project is None:
+        raise EdgeLabError(f"no models.yaml in {catalog.rootdir}; pass --models-file")
+    failed = 0
+    for name in project.names():
+        try:
+            summary = _check_one(catalog, name)
+        except EdgeLabError as exc:
+            failed += 1
+            print(f"FAIL  {name}: {exc}")
+            continue
+        print(f"ok    {name}: {summary}")
+    print(f"{len(project.names()) - failed} of {len(project.names())} model(s) ok in {project.source}")
+    return 1 if failed else 0
+
+
+def _check_one(catalog: Catalog, name: str) -> str:
+    import numpy as np
+
+    from harness.accuracy import host_runner
+    from harness.datasets.userdata import DatasetTask
+    from harness.models import zoo
+
+    resolved = catalog.model(name)
+    variants = catalog.variants(name)
+    spec = resolved.spec
+    assert resolved.path is not None
+    run = host_runner(resolved.path, spec.format)
+    inputs = catalog.benchmark_inputs(variants[0], zoo.cache_dir())
+    with np.load(inputs, allow_pickle=False) as archive:
+        feed = {item.name: np.ascontiguousarray(archive[item.name][0]) for item in spec.inputs}
+    try:
+        outputs = run(feed)
+    except Exception as exc:  # the runtimes raise their own types, all with a message
+        raise EdgeLabError(
+            f"{spec.format} on this host cannot run it with inputs "
+            f"{ {k: list(v.shape) for k, v in feed.items()} }: {str(exc).strip().splitlines()[0][:300]}"
+        ) from None
+    parts = [
+        f"{spec.format} {spec.precision}, runs on the host ({len(outputs)} output(s))",
+        "variants " + ", ".join(v.id + (" (unavailable)" if v.unavailable else "") for v in variants),
+    ]
+    entry = resolved.entry
+    if entry is not None and entry.dataset is not None:
+        task = catalog.evaluation(variants[0], zoo.cache_dir())
+        assert isinstance(task, DatasetTask)
+        count = len(task.samples())
+        small = task.limited(min(count, 8))  # the metric on a few clean samples, not the whole set
+        evalset = small.build([], (), 0)
+        collected: dict[str, list[np.ndarray]] = {}
+        for index in range(evalset.size):
+            for key, produced in run(evalset.float_inputs(index)).items():
+                collected.setdefault(key, []).append(np.asarray(produced))
+        stacked = {key: np.stack(values) for key, values in collected.items()}
+        labels = [evalset.labels[i] for i in range(evalset.size)]
+        value = small.score(stacked, labels, stacked)[task.metric]
+        parts.append(
+            f"dataset {task.name}: {count} samples; {task.metric} {value:.4g} on the first {evalset.size}"
+        )
+    return "; ".join(parts)
 
 
 def _describe_tool(row: ToolStatus) -> list[str]:
@@ -334,6 +449,19 @@ def cmd_parse(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _add_models_parser(commands: Any) -> None:
+    models = commands.add_parser(
+        "models", help="list the zoo and the project's models, check models.yaml, or fetch the zoo"
+    )
+    models.add_argument("action", choices=["list", "check", "fetch"], nargs="?", default="list")
+    models.add_argument("names", nargs="*", help="with fetch: zoo names to fetch (default: all)")
+    models.add_argument("--rootdir", default=".", help="where model paths start (default: .)")
+    models.add_argument(
+        "--models-file", default=None, help="the project's models (default: models.yaml in --rootdir, if any)"
+    )
+    models.set_defaults(handler=cmd_models)
+
+
 def _add_cache_parser(commands: Any) -> None:
     cache = commands.add_parser("cache", help="a device's artifact cache: status, or prune to its budget")
     cache.add_argument("action", choices=["status", "prune"])
@@ -420,10 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print the probe as JSON")
     doctor.set_defaults(handler=cmd_doctor)
     _add_cache_parser(commands)
-    models = commands.add_parser("models", help="list or fetch the model zoo")
-    models.add_argument("action", choices=["list", "fetch"], nargs="?", default="list")
-    models.add_argument("names", nargs="*", help="zoo names to fetch (default: all)")
-    models.set_defaults(handler=cmd_models)
+    _add_models_parser(commands)
     _add_tools_parser(commands)
     _add_lab_parser(commands)
     report = commands.add_parser("report", help="write a run's HTML report and summary.md, or the history")

@@ -76,6 +76,11 @@ class ModelError(EdgeLabError):
     """A model could not be fetched, verified or resolved."""
 
 
+class DataError(EdgeLabError):
+    """The team's dataset, inputs or metric do not fit the model (arrays, labels, a metric that does
+    not import or raises): the test fails with this one line."""
+
+
 class AgentError(EdgeLabError):
     """The on-device agent failed or printed something that is not its result document."""
 

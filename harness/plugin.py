@@ -18,20 +18,15 @@ from typing import Any
 import pytest
 
 from harness.accuracy import AccuracyReport
+from harness.catalog import NoEvaluation
 from harness.config import Fleet, load_fleet, thread_count
 from harness.datasets.sources import DatasetError
-from harness.errors import DeviceUnhealthy, EdgeLabError, NotMeasurable
+from harness.errors import ConfigError, DataError, DeviceUnhealthy, EdgeLabError, ModelError, NotMeasurable
 from harness.interleave import run_interleaved
 from harness.measurement import BenchmarkResult, LatencyProtocol, SustainedResult
+from harness.models.project import DEFAULT_MODELS_FILE
 from harness.models.recipes import RecipeRefused
-from harness.models.variants import (
-    KNOWN_PRECISIONS,
-    KNOWN_RUNTIMES,
-    Variant,
-    parse_choice,
-    select_variants,
-    variants_for,
-)
+from harness.models.variants import KNOWN_PRECISIONS, KNOWN_RUNTIMES, Variant, parse_choice
 from harness.probes.thermal import SustainedCurve, sustained_curve
 from harness.record import Kind, ResultRecord, test_id_of
 from harness.report import write_reports
@@ -130,6 +125,7 @@ class EdgeTarget:
         inputs: Path | None = None,
         cooldown_below_c: float | None = None,
     ) -> BenchmarkResult:
+        wrong: str | None = None
         try:
             measured = self.lab.benchmark(
                 self.device,
@@ -143,6 +139,10 @@ class EdgeTarget:
             )
         except RecipeRefused as refused:
             pytest.skip(str(refused))  # a recipe this model cannot take: never a silent copy
+        except (DataError, ConfigError, ModelError) as exc:  # the team's inputs or file
+            wrong = str(exc)
+        if wrong is not None:  # failed outside the except: one line, not the exception's chain
+            pytest.fail(wrong, pytrace=False)
         self.measured, self.kind = measured, kind
         return measured.result
 
@@ -153,25 +153,32 @@ class EdgeTarget:
         severities: Sequence[int] = (1, 3, 5),
         seed: int = 0,
     ) -> AccuracyReport:
-        """Accuracy of this variant on this device over its task's real data, clean and under every
-        corruption x severity, next to the host fp32 reference; recorded with the test. Latency
-        and memory of the same pass are in ``edge.result``."""
+        """Accuracy of this variant on this device over its real data (the zoo task's, or the
+        dataset models.yaml declares), clean and under every corruption x severity, next to the
+        host run of its fp32 variant; recorded with the test. Latency and memory of the same pass
+        are in ``edge.result``. ``corruptions`` default to the task's or models.yaml's; an entry may
+        be ``name@severity``."""
+        wrong: str | None = None
         try:
             measured, report = self.lab.evaluate(
                 self.device, self.variant, corruptions=corruptions, severities=severities, seed=seed
             )
-        except (DatasetError, RecipeRefused, NotMeasurable) as missing:  # e.g. espeak-ng absent, a refused
-            pytest.skip(str(missing))  # recipe, .onnx outputs on a phone without Python
+        except (DatasetError, RecipeRefused, NoEvaluation, NotMeasurable) as missing:  # no data, espeak-ng
+            pytest.skip(str(missing))  # absent, a refused recipe, .onnx outputs on a phone without Python
+        except (DataError, ConfigError) as exc:  # the team's data or metric does not fit
+            wrong = str(exc)
+        if wrong is not None:  # failed outside the except: one line, not the exception's chain
+            pytest.fail(wrong, pytrace=False)
         self.measured, self.accuracy, self.kind = measured, report, "accuracy"
         return report
 
     def interleaved(
         self, others: Sequence[str], *, rounds: int = 4, **settings: Any
     ) -> dict[str, BenchmarkResult]:
-        """Measure this variant and the variants of the zoo models ``others`` on this device in
-        ABBA rounds (drift falls on all alike); every result is recorded. Returns results by
-        variant id; ``edge.result`` is this test's own."""
-        extra = [variants_for(model)[0] for model in others]
+        """Measure this variant and the first variant of each model in ``others`` (any reference
+        the marker takes) on this device in ABBA rounds (drift falls on all alike); every result is
+        recorded. Returns results by variant id; ``edge.result`` is this test's own."""
+        extra = [self.lab.catalog.variants(model)[0] for model in others]
         measured: dict[str, Measured] = {}
 
         def measure(variant: Variant, protocol: LatencyProtocol) -> BenchmarkResult:
@@ -240,6 +247,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--devices-file",
         default=None,
         help="Fleet inventory (default: devices.yaml in the rootdir; only 'local' if absent).",
+    )
+    group.addoption(
+        "--models-file",
+        default=None,
+        help="The project's models: names, files, inputs, data, metrics, budgets (default: models.yaml "
+        "in the rootdir, if any; docs/models-yaml.md).",
     )
     group.addoption(
         "--runtime",
@@ -394,6 +407,14 @@ def _fleet(config: pytest.Config) -> Fleet:
     return load_fleet(devices_file)
 
 
+def _models_file(config: pytest.Config) -> Path | None:
+    """``--models-file`` as given, else models.yaml in the rootdir when there is one."""
+    if config.option.models_file is not None:
+        return Path(config.option.models_file)
+    default = config.rootpath / DEFAULT_MODELS_FILE
+    return default if default.is_file() else None
+
+
 def _options(config: pytest.Config, fleet: Fleet) -> tuple[RunOptions, Selection]:
     option = config.option
     devices = tuple(device.name for device in fleet.select(option.device))
@@ -427,6 +448,8 @@ def _options(config: pytest.Config, fleet: Fleet) -> tuple[RunOptions, Selection
         interleave_rounds=option.interleave_rounds,
         noise_floor=option.noise_floor,
         command=tuple(config.invocation_params.args),
+        rootdir=config.rootpath,
+        models_file=_models_file(config),
     )
     return options, Selection(devices, runtimes, precisions)
 
@@ -455,7 +478,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "edge(model, runtimes=None, precisions=None): run this test on every selected device x "
-        "variant of MODEL (a zoo name or a list of names).",
+        "variant of MODEL: a zoo name, a models.yaml name, the path of a .tflite/.onnx file (relative "
+        "to the rootdir), or a list of them.",
     )
     try:
         fleet = _fleet(config)
@@ -558,7 +582,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     selection = metafunc.config.stash[SELECTION_KEY]
     runtimes = _intersect(_as_tuple(marker.kwargs.get("runtimes")), selection.runtimes)
     precisions = _intersect(_as_tuple(marker.kwargs.get("precisions")), selection.precisions)
-    params = []
+    params: list[Any] = []
     disjoint = [
         f"the marker's {name} {'/'.join(marked)} and --{flag} {'/'.join(chosen)} have none in common"
         for name, flag, marked, chosen in (
@@ -567,9 +591,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
         if marked is not None and chosen is not None and not set(marked) & set(chosen)
     ]
+    catalog = metafunc.config.stash[LAB_KEY].catalog
     for device in selection.devices:
         for model in models:
-            variants, reason = select_variants(model, runtimes, precisions)
+            problem: str | None = None
+            try:
+                variants, reason = catalog.select(model, runtimes, precisions)
+            except EdgeLabError as exc:  # an unknown name, a missing file, neither format, bad inputs
+                problem = f"edgelab: {metafunc.definition.nodeid}: {exc}"
+            if problem is not None:  # outside the except: one line, not the exception's chain
+                pytest.fail(problem, pytrace=False)
             if disjoint:
                 variants, reason = [], "; ".join(disjoint)
             params += [
@@ -633,7 +664,8 @@ def _junit_properties(record: ResultRecord) -> list[tuple[str, str]]:
     if record.accuracy is not None:
         drop = record.accuracy.max_drop_vs_fp32_points
         properties.append(("edgelab.accuracy_clean", f"{record.accuracy.clean:.4f}"))
-        properties.append(("edgelab.max_drop_vs_fp32_points", f"{drop.points:.2f} ({drop.slice})"))
+        if drop is not None:
+            properties.append(("edgelab.max_drop_vs_fp32_points", f"{drop.points:.2f} ({drop.slice})"))
     if record.comparison is not None:
         properties.append(("edgelab.verdict", str(record.comparison.verdict)))
     properties += [("edgelab.retry", note) for note in record.notes if note.startswith("retry ")]

@@ -141,8 +141,8 @@ class DeployRecord(_Frozen):
 class SliceRecord(_Frozen):
     samples: int
     metrics: dict[str, float]
-    fp32: dict[str, float]
-    agreement: float
+    fp32: dict[str, float] | None  # None: the model has no fp32 variant (AccuracyRecord.fp32_missing)
+    agreement: float | None
 
 
 class SliceValue(_Frozen):
@@ -163,14 +163,19 @@ class AccuracyRecord(_Frozen):
     precision: str
     clean: float
     worst_slice: SliceValue
-    max_drop_vs_fp32_points: SliceDrop
+    max_drop_vs_fp32_points: SliceDrop | None  # None: no fp32 variant to compare with
     slices: dict[str, SliceRecord]
+    fp32_missing: str | None = None  # why there is no drop against fp32
+    lower_is_better: bool = False  # the metric's direction (cer, mse, a team metric declared so)
+
+
+BudgetMetric = Literal["latency_p90_ms", "peak_rss_mb", "energy_mj_per_inference", "accuracy_drop_points"]
 
 
 class BudgetCheck(_Frozen):
     """One of the product's budgets (models.yaml ``budgets:``) against this result."""
 
-    metric: Literal["latency_p90_ms", "peak_rss_mb", "energy_mj_per_inference", "accuracy_drop_points"]
+    metric: BudgetMetric
     limit: float
     value: float | None  # None: not measured on this device or by this protocol
     ok: bool | None  # None: not judged (nothing measured)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import platform
 import re
@@ -21,14 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import numpy as np
-
 import harness
+from harness import budgets as budget_checks
 from harness import cachefile, health
 from harness.accuracy import AccuracyReport, host_reference, score
+from harness.catalog import Catalog
 from harness.compare import BaselineSource, VerdictPolicy, compare_interleaved, compare_runs
 from harness.config import AnyDevice, Fleet
-from harness.datasets.tasks import DEFAULT_SEVERITIES, EvalSet, evalset_key, task_for
+from harness.datasets.npzfile import open_arrays
+from harness.datasets.tasks import DEFAULT_SEVERITIES, EvalSet
 from harness.deploy import Artifact, Deployer, DeployReport, resolve_workdir
 from harness.errors import (
     AgentError,
@@ -102,6 +102,8 @@ class RunOptions:
     speed_reference: bool = True  # time the device speed reference at each device's start and end
     noise_floor: float | None = None  # --noise-floor: every device (else devices.yaml, else 3%)
     command: tuple[str, ...] = ()
+    rootdir: Path | None = None  # where model paths start (None: the working directory)
+    models_file: Path | None = None  # the project's models.yaml (None: none)
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
@@ -259,6 +261,7 @@ class Lab:
         self._run_written = False
         self._store_failed: str | None = None
         self._evalsets: dict[str, EvalSet] = {}
+        self.catalog = Catalog(self.options.rootdir, self.options.models_file)
         self._leases: dict[str, DeviceLease] = {}
         self._retries: dict[str, list[str]] = {}  # per device, until the measurement that needed them
         self._raw_names: dict[str, int] = {}
@@ -422,7 +425,7 @@ class Lab:
                 f"{built.sha256}); rerun to rebuild it"
             )
         artifacts.keep(model.local, model.sha256)  # so a later run can measure these bytes again
-        input_file = inputs if inputs is not None else self._default_inputs(variant)
+        input_file = inputs if inputs is not None else self.catalog.benchmark_inputs(variant, zoo.cache_dir())
         config = self.fleet[device]
         raw_name = _safe_name(f"{(test_id or variant.id).rsplit('::', 1)[-1]}-{device}-{kind}")
         request = RunRequest(
@@ -549,23 +552,30 @@ class Lab:
         seed: int = 0,
         threads: int | None = None,
     ) -> tuple[Measured, AccuracyReport]:
-        """Run the variant over its task's real inputs (every slice) on the device, pull the
-        outputs back, and score them per slice against the labels and the host fp32 reference."""
+        """Run the variant over its evaluation data (the zoo task's, or the team's dataset) on the
+        device, every slice, pull the outputs back, and score them per slice against the labels and
+        the host run of the model's fp32 variant (when it has one)."""
         unsupported = self.device(device).runner.outputs_unsupported(variant.format)
         if unsupported is not None:
             raise NotMeasurable(unsupported)  # before building the data set and its reference
-        task = task_for(variant.model)
+        folder = zoo.cache_dir() / "evalsets"
+        task = self.catalog.evaluation(variant, zoo.cache_dir())
         chosen = tuple(corruptions) if corruptions is not None else task.default_corruptions
-        key = evalset_key(variant.model, chosen, severities, seed)
+        key = task.key(chosen, severities, seed)
         if key not in self._evalsets:
             self._evalsets[key] = task.build(chosen, severities, seed)
         evalset = self._evalsets[key]
-        folder = zoo.cache_dir() / "evalsets"
-        inputs = folder / f"{variant.model}-{key}.npz"
+        inputs = folder / f"{_safe_name(variant.model)}-{key}.npz"
         cachefile.ensure(inputs, evalset.save)  # written again when its bytes differ from the record
-        reference = host_reference(
-            zoo.fetch(variant.spec), evalset, folder / f"{variant.model}-{key}-fp32.npz"
-        )
+        fp32, missing = self.catalog.fp32_variant(variant)
+        reference = None
+        if fp32 is not None:
+            reference = host_reference(
+                fp32.materialize(),
+                evalset,
+                folder / f"{_safe_name(variant.model)}-{key}-fp32.npz",
+                "tflite" if fp32.format == "tflite" else "onnx",
+            )
         settings = {
             "warmup_iters": 1,
             "warmup_s": 0.0,
@@ -586,21 +596,12 @@ class Lab:
             outputs_to=outputs_to,
             energy="none",
         )
-        with np.load(outputs_to, allow_pickle=False) as archive:
-            outputs = {name: archive[name] for name in archive.files}
+        outputs = open_arrays(outputs_to, outputs_to.with_name(outputs_to.name + ".d"))
         try:
-            report = score(task, evalset, outputs, reference, variant.precision)
+            report = score(task, evalset, outputs, reference, variant.precision, fp32_missing=missing)
         except ValueError as exc:
             raise AgentError(f"device '{device}': {variant.id}: outputs cannot be scored: {exc}") from None
         return measured, report
-
-    def _default_inputs(self, variant: Variant) -> Path:
-        """Deterministic synthetic inputs from the zoo's input spec, cached by model hash and
-        checked against the sha256 recorded when they were made (made again when they differ)."""
-        shapes = hashlib.sha256(repr(variant.spec.inputs).encode()).hexdigest()[:8]
-        destination = zoo.cache_dir() / "inputs" / f"{variant.spec.sha256[:16]}-{shapes}-b1-s0.npz"
-        cachefile.ensure(destination, lambda path: zoo.make_inputs(variant.spec, path, batch=1, seed=0))
-        return destination
 
     # -- results -------------------------------------------------------------------------------
 
@@ -692,8 +693,8 @@ class Lab:
             device_fingerprint=session.fingerprint() if session is not None else None,
             model=variant.model,
             model_sha256=measured.model.sha256 if measured is not None else variant.spec.sha256,
-            model_source="zoo",
-            model_path=str(measured.model.local) if measured is not None else None,
+            model_source=variant.spec.origin,
+            model_path=str(measured.model.local) if measured is not None else _source_path(variant),
             format=variant.format,
             runtime=variant.runtime,
             precision=variant.precision,
@@ -727,9 +728,26 @@ class Lab:
             trace_file=_relative(result.trace_file, self.reports_dir / self.run_id) if result else None,
         )
         record = self._compared(record, measured)
+        record = self._budgeted(record, variant, config.tags, measured)
         self.results.append(record)
         self._store_record(record)
         return record
+
+    def _budgeted(
+        self, record: ResultRecord, variant: Variant, tags: tuple[str, ...], measured: Measured | None
+    ) -> ResultRecord:
+        """The model's budgets for this device checked against what was measured; a miss fails a
+        passed test with the evidence."""
+        entry = self.catalog.entry(variant)
+        limits = entry.budget_for(tags) if entry is not None else {}
+        if not limits or measured is None:
+            return record
+        checks = budget_checks.check(record, limits)
+        update: dict[str, Any] = {"budgets": checks}
+        missed = budget_checks.misses(checks)
+        if missed is not None and record.status == "passed":
+            update |= {"status": "failed", "error": f"budget missed: {missed}"}
+        return record.model_copy(update=update)
 
     def _compared(self, record: ResultRecord, measured: Measured | None) -> ResultRecord:
         if self.baseline is None or record.status != "passed" or measured is None:
@@ -777,6 +795,15 @@ class Lab:
         self._leases.clear()
         if self._store is not None:
             self._store.close()
+
+
+def _source_path(variant: Variant) -> str | None:
+    """The host file of a model that was not measured: the team's file (a zoo model's is in the
+    cache only once fetched)."""
+    from harness.models.spec import FileSource
+
+    source = variant.spec.source
+    return str(source.path) if isinstance(source, FileSource) else None
 
 
 def _reference(transport: Transport) -> tuple[SpeedReference | None, str | None]:

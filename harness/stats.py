@@ -237,6 +237,24 @@ def _median_ranks(n: int, confidence: float) -> tuple[int, int]:
     return low, min(n - 1, high)
 
 
+def quantile_ci(
+    samples: Sequence[float] | np.ndarray, quantile: float, confidence: float = 0.95
+) -> tuple[float, float] | None:
+    """A distribution-free CI of the ``quantile`` from order statistics (binomial), or None when
+    there are too few samples for one at this confidence."""
+    from scipy import stats as scipy_stats
+
+    values = np.sort(np.asarray(samples, dtype=np.float64))
+    n = values.size
+    if n < 2:
+        return None
+    low_rank = int(scipy_stats.binom.ppf((1 - confidence) / 2, n, quantile))
+    high_rank = int(scipy_stats.binom.isf((1 - confidence) / 2, n, quantile))
+    if low_rank < 1 or high_rank >= n:
+        return None
+    return float(values[low_rank - 1]), float(values[high_rank])
+
+
 def median_ci(samples: Sequence[float] | np.ndarray, confidence: float = 0.95) -> MedianCI:
     """Median with a distribution-free CI from order statistics (binomial)."""
     values = np.sort(np.asarray(samples, dtype=np.float64))

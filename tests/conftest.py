@@ -7,7 +7,12 @@ import tempfile
 # pytester runs pytest in this process and unloads what a run imported; C extensions (scipy,
 # numpy.fft) cannot be loaded twice, so load them once here, before any inner run. The same for
 # paramiko's cryptography: its Rust core keeps the cipher classes it saw first, and re-imported
-# ones fail its checks ("cipher AES in CTR mode is not supported" on the next SSH connection).
+# ones fail its checks ("cipher AES in CTR mode is not supported" on the next SSH connection);
+# and for what reading a team's model file loads (harness.models.signature): onnx's checker
+# fails with "no attribute 'CheckerContext'" once re-imported, and LiteRT's extension with it.
+import ai_edge_litert.interpreter
+import ai_edge_litert.schema_py_generated  # noqa: F401
+import onnx.checker  # noqa: F401
 import paramiko  # noqa: F401
 import psycopg  # noqa: F401  (the same for psycopg: a second copy's errors escape SQLAlchemy's wrapping)
 import scipy.stats  # noqa: F401

@@ -159,3 +159,63 @@ def test_pr_comment_post_updates_the_marked_comment(tmp_path, capsys, monkeypatc
     monkeypatch.setenv("PATH", "/nonexistent")
     assert main(["pr-comment", "2026-03", "--reports-dir", str(reports), "--post"]) == 1
     assert "--post needs the GitHub CLI" in capsys.readouterr().err
+
+
+def test_models_list_shows_the_zoo_and_the_project_with_source_format_inputs_and_sha256(tmp_path, capsys):
+    import shutil
+
+    from tests.fixtures.project_models import wakeword_file, write_classifier
+
+    (tmp_path / "models").mkdir()
+    shutil.copyfile(wakeword_file(), tmp_path / "models" / "okay_nabu.tflite")
+    write_classifier(tmp_path / "models" / "classifier.onnx")
+    (tmp_path / "models.yaml").write_text(
+        "models:\n"
+        "  wake: {path: models/okay_nabu.tflite, description: third-party wake word}\n"
+        "  classifier: {path: models/classifier.onnx}\n"
+        "  remote: {url: 'http://127.0.0.1:9/remote.onnx', sha256: '" + "ab" * 32 + "'}\n"
+    )
+    assert main(["models", "list", "--rootdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "silero_vad  (zoo): Silero VAD v5" in out and "  source  wheel silero-vad==6.2.3:" in out
+    assert (
+        "wake  (models.yaml): third-party wake word\n"
+        f"  source  file {tmp_path}/models/okay_nabu.tflite\n"
+        "  format  tflite, int8 as shipped\n"
+        "  sha256  d89128c4d16a72de429119fb2254ce46649553c2a24f5dd840175c80d7b9d094\n"
+        "  input   serving_default_input_audio:0 [1, 3, 40] int8, quantized: scale 0.101961, zero point -128\n"
+    ) in out
+    assert "  input   features [?, 16] float32 (runs at [1, 16])" in out
+    assert "remote  (models.yaml)\n  source  url http://127.0.0.1:9/remote.onnx\n" in out
+    assert "  inputs  not fetched yet (edgelab models check fetches it)" in out  # list never downloads
+    assert out.rstrip().endswith(f"3 project model(s) in {tmp_path}/models.yaml")
+
+
+def test_models_check_runs_every_model_once_and_fails_on_the_first_bad_one(tmp_path, capsys, monkeypatch):
+    from tests.fixtures.project_models import write_project
+
+    monkeypatch.setenv("EDGELAB_CACHE", str(tmp_path / "cache"))
+    project = write_project(tmp_path / "project", samples=6)
+    assert main(["models", "check", "--rootdir", str(project)]) == 0
+    out = capsys.readouterr().out
+    assert "ok    wakeword: tflite int8, runs on the host (1 output(s)); variants wakeword-litert-int8; dataset npz " in out
+    assert "metrics:detection_rate 1 on the first 6" in out
+    assert "ok    classifier: onnx fp32, runs on the host" in out and "top1 1 on the first 6" in out
+    assert out.rstrip().endswith(f"2 of 2 model(s) ok in {project}/models.yaml")
+    (project / "metrics.py").write_text("def detection_rate(outputs, labels):\n    raise KeyError('probability')\n")
+    monkeypatch.delitem(sys.modules, "metrics")  # a new process would import the new file
+    assert main(["models", "check", "--rootdir", str(project)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"FAIL  wakeword: {project}/models.yaml: model 'wakeword': metric 'metrics:detection_rate' raised KeyError: "
+        "'probability'"
+    ) in out
+    assert "1 of 2 model(s) ok" in out
+
+
+def test_models_check_without_models_yaml_and_with_a_bad_one_says_so(tmp_path, capsys):
+    assert main(["models", "check", "--rootdir", str(tmp_path)]) == 1
+    assert f"no models.yaml in {tmp_path}; pass --models-file" in capsys.readouterr().err
+    (tmp_path / "models.yaml").write_text("models:\n  m: {path: m.onnx, precisons: [fp32]}\n")
+    assert main(["models", "list", "--rootdir", str(tmp_path)]) == 1
+    assert "unknown field 'precisons' (did you mean 'precisions'?)" in capsys.readouterr().err

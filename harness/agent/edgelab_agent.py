@@ -247,6 +247,10 @@ class Model:
     def outputs_of(self, batch: dict[str, Any], sample: int) -> dict[str, Any]:
         raise NotImplementedError
 
+    def restart(self) -> None:
+        """Back to the state just after loading, before the outputs pass: a stateful model (a
+        streaming one with resource variables) then answers as a fresh copy on the host does."""
+
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -315,6 +319,7 @@ class OrtModel(Model):
 
 class LiteRtModel(Model):
     def __init__(self, path: str, threads: int, delegate: str | None) -> None:
+        self.path = path
         interpreter_class, module_name, version, tried = load_litert()
         kwargs: dict[str, Any] = {"model_path": path, "num_threads": threads}
         if delegate:
@@ -325,13 +330,10 @@ class LiteRtModel(Model):
                 raise AgentFailure(
                     "load", f"cannot load delegate {delegate}: {exc}", type(exc).__name__
                 ) from None
-        try:
-            self.interpreter = interpreter_class(**kwargs)
-            self.interpreter.allocate_tensors()
-        except Exception as exc:
-            raise AgentFailure(
-                "load", f"{module_name} cannot load {path}: {exc}", type(exc).__name__
-            ) from None
+        self.interpreter_class, self.kwargs = interpreter_class, kwargs
+        self.module_name = module_name
+        self.shapes: dict[int, list[int]] = {}  # inputs resized to the samples' shapes
+        self.interpreter = self._load()
         self.runtime = {
             "name": "litert",
             "module": module_name,
@@ -342,7 +344,7 @@ class LiteRtModel(Model):
         self.input_details = self.interpreter.get_input_details()
         self.output_details = self.interpreter.get_output_details()
         self.inputs = [
-            {"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": str(d["dtype"].__name__)}
+            {"name": d["name"], "shape": _signature(d), "dtype": str(d["dtype"].__name__)}
             for d in self.input_details
         ]
         self.outputs = [
@@ -350,8 +352,33 @@ class LiteRtModel(Model):
             for d in self.output_details
         ]
 
-    def prepare(self, batch: dict[str, Any], samples: int) -> Feed:
+    def _load(self) -> Any:
+        try:
+            interpreter = self.interpreter_class(**self.kwargs)
+            for index, shape in self.shapes.items():
+                interpreter.resize_tensor_input(index, shape)
+            interpreter.allocate_tensors()
+        except Exception as exc:
+            raise AgentFailure(
+                "load", f"{self.module_name} cannot load {self.path}: {exc}", type(exc).__name__
+            ) from None
+        return interpreter
 
+    def _fit(self, batch: dict[str, Any]) -> None:
+        """Give inputs the samples' shape where the model leaves dims free (checked against the
+        signature when the inputs were read)."""
+        wanted = {d["index"]: [int(x) for x in batch[d["name"]].shape[1:]] for d in self.input_details}
+        if any(wanted[d["index"]] != [int(x) for x in d["shape"]] for d in self.input_details):
+            self.shapes = wanted
+            self.restart()
+
+    def restart(self) -> None:
+        self.interpreter = self._load()
+        self.input_details = self.interpreter.get_input_details()
+        self.output_details = self.interpreter.get_output_details()
+
+    def prepare(self, batch: dict[str, Any], samples: int) -> Feed:
+        self._fit(batch)
         indices = [(d["index"], d["name"]) for d in self.input_details]
         per_sample = [[(index, sample_of(batch[name], i)) for index, name in indices] for i in range(samples)]
         set_tensor = self.interpreter.set_tensor
@@ -365,8 +392,18 @@ class LiteRtModel(Model):
         return feed
 
     def outputs_of(self, batch: dict[str, Any], sample: int) -> dict[str, Any]:
-        self.prepare(batch, sample + 1)(sample)
+        for detail in self.input_details:
+            self.interpreter.set_tensor(detail["index"], sample_of(batch[detail["name"]], sample))
+        self.interpreter.invoke()
         return {d["name"]: self.interpreter.get_tensor(d["index"]).copy() for d in self.output_details}
+
+
+def _signature(detail: dict[str, Any]) -> list[Any]:
+    """The input's dims as the model declares them: None where it leaves them free."""
+    dims = detail.get("shape_signature")
+    if dims is None or not len(dims):
+        dims = detail["shape"]
+    return [int(x) if int(x) >= 0 else None for x in dims]
 
 
 def load_model(runtime: str, path: str, threads: int, delegate: str | None) -> Model:
@@ -1017,6 +1054,7 @@ def save_outputs(model: Model, batch: dict[str, Any], samples: int, path: str) -
     import numpy
 
     collected: dict[str, list[Any]] = {}
+    model.restart()
     for sample in range(samples):
         for name, value in model.outputs_of(batch, sample).items():
             collected.setdefault(name, []).append(numpy.asarray(value))

@@ -4,13 +4,13 @@
 - text lines: words rendered with a real TrueType font (Pillow's bundled FreeType font), labels
   exact by construction; pages of such lines with their text mask for detection;
 - speech: sentences spoken by ``espeak-ng`` at 16 kHz between silences, labels per 512-sample
-  chunk from where speech was placed (skipped with the reason when espeak-ng is absent);
-- the user's data: a folder of files with a ``labels.csv``, or an ``.npz`` with inputs and labels.
+  chunk from where speech was placed (skipped with the reason when espeak-ng is absent).
+
+The team's own data is read by harness.datasets.userdata (declared in models.yaml).
 """
 
 from __future__ import annotations
 
-import csv
 import shutil
 import subprocess
 import tempfile
@@ -154,58 +154,3 @@ def speech(seed: int = 0) -> Speech:
     chunks = audio.size // CHUNK
     labels = speaking[: chunks * CHUNK].reshape(chunks, CHUNK).mean(axis=1) > 0.5
     return Speech(audio[: chunks * CHUNK], labels)
-
-
-# -- the user's data -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UserData:
-    inputs: np.ndarray  # stacked samples
-    labels: list[str]
-    source: str
-
-
-def load_user_data(path: Path) -> UserData:
-    """``DIR`` with image files and ``labels.csv`` (file,label), or an ``.npz`` with arrays
-    ``inputs`` (N x ...) and ``labels`` (N)."""
-    if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                if "inputs" not in archive.files or "labels" not in archive.files:
-                    raise DatasetError(
-                        f"{path}: needs arrays 'inputs' and 'labels' (has: {', '.join(archive.files)})"
-                    )
-                inputs, labels = archive["inputs"], archive["labels"]
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{path}: not a readable .npz ({exc})") from None
-        if inputs.shape[0] != labels.shape[0]:
-            raise DatasetError(
-                f"{path}: {inputs.shape[0]} inputs but {labels.shape[0]} labels; one label per input"
-            )
-        return UserData(inputs, [str(label) for label in labels], str(path))
-    if not path.is_dir():
-        raise DatasetError(f"{path}: give a folder with labels.csv or an .npz file")
-    table = path / "labels.csv"
-    if not table.exists():
-        raise DatasetError(f"{path}: labels.csv is missing (one 'file,label' row per image)")
-    from PIL import Image
-
-    images, labels = [], []
-    with table.open(newline="", encoding="utf-8") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            if not row or row[0].strip().lower() == "file":
-                continue
-            if len(row) < 2 or not row[1].strip():
-                raise DatasetError(f"{table}: line {number}: expected 'file,label', got {row}")
-            file = path / row[0].strip()
-            if not file.exists():
-                raise DatasetError(f"{table}: line {number}: {file.name} does not exist in {path}")
-            images.append(np.asarray(Image.open(file).convert("RGB"), dtype=np.uint8))
-            labels.append(row[1].strip())
-    if not images:
-        raise DatasetError(f"{table}: no rows")
-    shapes = {image.shape for image in images}
-    if len(shapes) > 1:
-        raise DatasetError(f"{path}: images differ in shape {sorted(shapes)}; resize them to one shape")
-    return UserData(np.stack(images), labels, str(path))

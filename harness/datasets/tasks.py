@@ -27,7 +27,8 @@ import numpy as np
 from harness.datasets import sources
 from harness.datasets.corruptions import CORRUPTIONS, corrupt
 from harness.errors import EdgeLabError
-from harness.models import zoo
+from harness.models import files, zoo
+from harness.models.spec import ModelSpec
 
 CLEAN = "clean"
 CALIBRATION_SEED_OFFSET = 1000
@@ -49,7 +50,7 @@ class EvalSet:
     task: str
     inputs: dict[str, np.ndarray]
     slices: list[str]
-    labels: list[Any]
+    labels: Sequence[Any]
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,18 +83,33 @@ class EvalSet:
 
 
 class Task:
+    """Real inputs with labels for one model, and how its outputs are scored: the zoo's tasks here,
+    the team's datasets in harness.datasets.userdata."""
+
     name = ""
     metric = ""
     kind = "image"
     default_corruptions: tuple[str, ...] = ()
+    lower_is_better: frozenset[str] = frozenset({"cer"})
 
-    def __init__(self, spec: zoo.ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
 
     def build(self, corruptions: Sequence[str], severities: Sequence[int], seed: int) -> EvalSet:
         raise NotImplementedError
 
-    def score(self, outputs: dict[str, np.ndarray], labels: list[Any]) -> dict[str, float]:
+    def key(self, corruptions: Sequence[str], severities: Sequence[int], seed: int) -> str:
+        """Names the evaluation set (inputs, fp32 reference) in the cache."""
+        return evalset_key(self.spec, corruptions, severities, seed)
+
+    def score(
+        self,
+        outputs: dict[str, np.ndarray],
+        labels: list[Any],
+        reference: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, float]:
+        """The metric(s) of ``outputs`` for these labels; ``reference`` (the fp32 outputs of the same
+        inputs, when there are any) is for metrics that compare with it."""
         raise NotImplementedError
 
     def agreement(self, outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> float:
@@ -173,7 +189,7 @@ class OcrRecognition(Task):
     default_corruptions = ("gaussian_noise", "motion_blur", "low_light", "jpeg", "pixelate")
     lines = 12
 
-    def __init__(self, spec: zoo.ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         self._characters: list[str] | None = None
 
@@ -181,7 +197,7 @@ class OcrRecognition(Task):
         if self._characters is None:
             import onnx
 
-            model = onnx.load(str(zoo.fetch(self.spec)), load_external_data=False)
+            model = onnx.load(str(files.local_file(self.spec)), load_external_data=False)
             table = next((p.value for p in model.metadata_props if p.key == "character"), None)
             if table is None:
                 raise TaskError(f"{self.spec.name}: the model has no 'character' metadata to decode with")
@@ -220,7 +236,12 @@ class OcrRecognition(Task):
             texts.append("".join(kept).strip())
         return texts
 
-    def score(self, outputs: dict[str, np.ndarray], labels: list[Any]) -> dict[str, float]:
+    def score(
+        self,
+        outputs: dict[str, np.ndarray],
+        labels: list[Any],
+        reference: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, float]:
         texts = self.decode(next(iter(outputs.values())))
         exact = [t == label for t, label in zip(texts, labels, strict=True)]
         cer = [edit_distance(t, label) / max(1, len(label)) for t, label in zip(texts, labels, strict=True)]
@@ -248,7 +269,12 @@ class TextOrientation(OcrRecognition):
             self.spec.name, self.name, {"x": np.stack(stacked), **_minus_one_to_one()}, names, labels
         )
 
-    def score(self, outputs: dict[str, np.ndarray], labels: list[Any]) -> dict[str, float]:
+    def score(
+        self,
+        outputs: dict[str, np.ndarray],
+        labels: list[Any],
+        reference: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, float]:
         predicted = np.asarray(next(iter(outputs.values()))).reshape(len(labels), -1).argmax(axis=-1)
         return {"accuracy": float(np.mean(predicted == np.asarray(labels)))}
 
@@ -301,7 +327,12 @@ class TextDetection(Task):
     def _maps(self, outputs: dict[str, np.ndarray], count: int) -> np.ndarray:
         return np.asarray(next(iter(outputs.values()))).reshape(count, 320, 320) > DET_THRESHOLD
 
-    def score(self, outputs: dict[str, np.ndarray], labels: list[Any]) -> dict[str, float]:
+    def score(
+        self,
+        outputs: dict[str, np.ndarray],
+        labels: list[Any],
+        reference: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, float]:
         maps = self._maps(outputs, len(labels))
         return {"iou": float(np.mean([_iou(m, mask) for m, mask in zip(maps, labels, strict=True)]))}
 
@@ -359,7 +390,12 @@ class VoiceActivity(Task):
             probability = next(iter(outputs.values()))
         return np.asarray(probability).reshape(-1) > 0.5
 
-    def score(self, outputs: dict[str, np.ndarray], labels: list[Any]) -> dict[str, float]:
+    def score(
+        self,
+        outputs: dict[str, np.ndarray],
+        labels: list[Any],
+        reference: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, float]:
         predicted, truth = self._speech(outputs), np.asarray(labels, dtype=bool)
         tp = float(np.sum(predicted & truth))
         fp, fn = float(np.sum(predicted & ~truth)), float(np.sum(~predicted & truth))
@@ -393,8 +429,6 @@ def task_for(model: str) -> Task:
 DATASET_VERSION = 2  # bump when sources, corruptions or preprocessing change: cached sets are rebuilt
 
 
-def evalset_key(model: str, corruptions: Sequence[str], severities: Sequence[int], seed: int) -> str:
-    text = json.dumps(
-        [model, zoo.get(model).sha256, list(corruptions), list(severities), seed, DATASET_VERSION]
-    )
+def evalset_key(spec: ModelSpec, corruptions: Sequence[str], severities: Sequence[int], seed: int) -> str:
+    text = json.dumps([spec.name, spec.sha256, list(corruptions), list(severities), seed, DATASET_VERSION])
     return hashlib.sha256(text.encode()).hexdigest()[:16]

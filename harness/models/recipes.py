@@ -3,8 +3,9 @@
 ONNX: ``fp32`` (as shipped), ``fp16`` (onnxconverter-common, io types kept), ``int8-dynamic``
 (``quantize_dynamic``), ``int8-static`` (``quantize_static``, QDQ, per-channel, calibrated on the
 task's real data; opset raised to 13 first, ``quant_pre_process`` with skip_symbolic_shape).
-TFLite models from mediapipe carry fp16 weights and no signature, which ai-edge-quantizer
-needs: they exist in the precision they ship in, and every other recipe says why it cannot run.
+TFLite models exist in the precision they ship in (mediapipe's carry fp16 weights and no
+signature, which ai-edge-quantizer needs), and every other recipe says why it cannot run; so do
+ONNX models that do not ship fp32 weights. The team's models take the same recipes as the zoo's.
 
 Each built file sits in ``<cache>/variants/<sha256[:16]>-<precision>-r<RECIPE_VERSION>/`` with a
 ``recipe.json`` recording the settings, the tool versions and the file's sha256; a cached file is
@@ -31,13 +32,17 @@ import numpy as np
 
 from harness import cachefile
 from harness.errors import ModelError
-from harness.models import zoo
+from harness.models import files, zoo
+from harness.models.spec import ModelSpec
 
 RECIPE_VERSION = 5  # bump when a recipe changes: cached variants are rebuilt
 ONNX_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 STATIC_OPSET = 13
 
+# Feeds for int8-static, one per sample; a calibration with a ``key`` attribute (its data's hash)
+# keys the cached variant by that data too, so new calibration data builds a new variant.
 Calibration = Callable[[], Iterator[dict[str, Any]]]
+CALIBRATION_SOURCES = "a zoo model's task, or models.yaml calibration: an .npz of real inputs"
 
 
 class RecipeRefused(ModelError):
@@ -77,41 +82,53 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def _folder(spec: zoo.ModelSpec, precision: str) -> Path:
+def _folder(spec: ModelSpec, precision: str) -> Path:
     return zoo.cache_dir() / "variants" / f"{spec.sha256[:16]}-{precision}-r{RECIPE_VERSION}"
 
 
-def refusal(spec: zoo.ModelSpec, precision: str) -> str | None:
+def refusal(spec: ModelSpec, precision: str) -> str | None:
     """Why ``spec`` cannot take ``precision`` (None when it can), without building anything."""
     if precision == spec.precision:
         return None
-    if spec.format != "onnx":
+    if spec.format != "onnx" and spec.origin == "zoo":
         return (
             f"{spec.name}: {precision} is not available: the {spec.format} model ships with "
             f"{spec.precision} weights and no signature, and ai-edge-quantizer needs a signature; "
             "use the ONNX models for precision comparisons"
         )
+    if spec.format != "onnx":
+        return (
+            f"{spec.name}: {precision} is not available: the {spec.format} model ships {spec.precision} and "
+            "EdgeLab's precision recipes build ONNX variants; export the TFLite precisions you want to "
+            "compare as files of their own, or give the model as ONNX"
+        )
     if precision not in ONNX_PRECISIONS:
         return f"{spec.name}: unknown precision '{precision}' (known: {', '.join(ONNX_PRECISIONS)})"
+    if spec.precision != "fp32":
+        return (
+            f"{spec.name}: {precision} is not available: the recipes start from fp32 weights and the model "
+            f"ships {spec.precision}; give its fp32 export to compare precisions"
+        )
     return None
 
 
-def build(spec: zoo.ModelSpec, precision: str, calibration: Calibration | None = None) -> BuiltVariant:
+def build(spec: ModelSpec, precision: str, calibration: Calibration | None = None) -> BuiltVariant:
     """The host file of ``spec`` in ``precision`` (built once, then from the cache)."""
     refused = refusal(spec, precision)
     if refused:
         raise RecipeRefused(refused)
-    source = zoo.fetch(spec)
+    source = files.local_file(spec)
     if precision == spec.precision:
         shipped = {"recipe": "as shipped", "source_sha256": spec.sha256, "sha256": spec.sha256}
         return BuiltVariant(source, precision, shipped, spec.sha256)
-    folder = _folder(spec, precision)
+    calibrated_on = getattr(calibration, "key", None) if precision == "int8-static" else None
+    folder = _folder(spec, precision if calibrated_on is None else f"{precision}-c{calibrated_on[:12]}")
     with cachefile.locked(folder):
         return _build(spec, precision, calibration, source, folder)
 
 
 def _build(
-    spec: zoo.ModelSpec, precision: str, calibration: Calibration | None, source: Path, folder: Path
+    spec: ModelSpec, precision: str, calibration: Calibration | None, source: Path, folder: Path
 ) -> BuiltVariant:
     target = folder / spec.filename
     record = folder / "recipe.json"
@@ -122,7 +139,7 @@ def _build(
     if refused_file.exists():
         raise RecipeRefused(refused_file.read_text())
     if precision == "int8-static" and calibration is None:  # the caller's omission: not cached
-        raise RecipeRefused(f"{spec.name}: int8-static needs calibration data from the task's dataset")
+        raise RecipeRefused(f"{spec.name}: int8-static needs calibration data ({CALIBRATION_SOURCES})")
     workdir = Path(tempfile.mkdtemp(prefix=f"edgelab-{spec.name}-{precision}-"))
     try:
         output = workdir / spec.filename
@@ -133,7 +150,7 @@ def _build(
         else:
             if calibration is None:
                 raise RecipeRefused(
-                    f"{spec.name}: int8-static needs calibration data from the task's dataset"
+                    f"{spec.name}: int8-static needs calibration data ({CALIBRATION_SOURCES})"
                 )
             settings = _int8_static(source, output, workdir, calibration)
         digest = cachefile.sha256_file(output)
@@ -428,7 +445,7 @@ def _collect_in_two_passes(calibrator: Any, data_reader: Any) -> None:
     calibrator.clear_collected_data()
 
 
-def onnx_twin(spec: zoo.ModelSpec) -> zoo.ModelSpec:
+def onnx_twin(spec: ModelSpec) -> ModelSpec:
     """The ONNX description of a TFLite zoo model: same source and weights, NCHW inputs."""
     import dataclasses
 
@@ -441,7 +458,7 @@ def onnx_twin(spec: zoo.ModelSpec) -> zoo.ModelSpec:
     return dataclasses.replace(spec, format="onnx", inputs=inputs)
 
 
-def convert_tflite(spec: zoo.ModelSpec) -> BuiltVariant:
+def convert_tflite(spec: ModelSpec) -> BuiltVariant:
     """The same TFLite model as ONNX (tflite2onnx, no TensorFlow), validated against LiteRT on a
     random input before use; cached like every recipe."""
     folder = _folder(spec, "onnx-from-tflite")
@@ -449,7 +466,7 @@ def convert_tflite(spec: zoo.ModelSpec) -> BuiltVariant:
         return _convert_tflite(spec, folder)
 
 
-def _convert_tflite(spec: zoo.ModelSpec, folder: Path) -> BuiltVariant:
+def _convert_tflite(spec: ModelSpec, folder: Path) -> BuiltVariant:
     target = folder / (Path(spec.filename).stem + ".onnx")
     record = folder / "recipe.json"
     refused_file = folder / "refused.txt"
@@ -458,7 +475,7 @@ def _convert_tflite(spec: zoo.ModelSpec, folder: Path) -> BuiltVariant:
         return BuiltVariant(target, spec.precision, cached, cached["sha256"])
     if refused_file.exists():
         raise RecipeRefused(refused_file.read_text())
-    source = zoo.fetch(spec)
+    source = files.local_file(spec)
     workdir = Path(tempfile.mkdtemp(prefix=f"edgelab-{spec.name}-onnx-"))
     try:
         output = workdir / target.name

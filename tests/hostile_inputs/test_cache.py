@@ -114,10 +114,10 @@ def local_lab(tmp_path: Path) -> Lab:
 def test_changed_synthetic_inputs_are_made_again(cache, tmp_path, damage):
     lab = local_lab(tmp_path)
     variant = variants_for("silero_vad")[0]
-    path = lab._default_inputs(variant)
+    path = lab.catalog.benchmark_inputs(variant, zoo.cache_dir())
     original = path.read_bytes()
     damage(path)
-    assert lab._default_inputs(variant).read_bytes() == original
+    assert lab.catalog.benchmark_inputs(variant, zoo.cache_dir()).read_bytes() == original
     assert cachefile.verified(path)
 
 
