@@ -94,6 +94,7 @@ class RunOptions:
     interleave_baseline: bool = False
     interleave_rounds: int = INTERLEAVE_ROUNDS
     noise_floor: float | None = None  # --noise-floor: every device (else devices.yaml, else 3%)
+    keep_outputs: bool = False  # --keep-outputs: keep evaluate()'s raw outputs after scoring
     command: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -200,12 +201,18 @@ def _branch() -> str | None:
     return name
 
 
-def run_info(options: RunOptions, devices: Sequence[str], policy: VerdictPolicy) -> RunInfo:
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def run_info(
+    options: RunOptions, devices: Sequence[str], policy: VerdictPolicy, started_at: str | None = None
+) -> RunInfo:
     """Who ran what, where and on which code: stored once per run and copied into each record."""
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     return RunInfo(
         id=options.run_id,
-        started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        started_at=started_at or utc_now(),
         git_commit=_git("rev-parse", "HEAD"),
         git_branch=_branch(),
         git_dirty=bool(dirty),
@@ -235,6 +242,8 @@ class Lab:
             {name: fleet[name].noise_floor for name in fleet.names()}, self.options.noise_floor
         )
         self.notify: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
+        self.started_at = utc_now()  # the session's start, not its first record's
+        self._latest_pointed = False
         self._devices: dict[str, DeviceSession] = {}
         self._failures: dict[str, EdgeLabError] = {}
         self._results: ResultsFile | None = None
@@ -537,6 +546,10 @@ class Lab:
         )
         with np.load(outputs_to, allow_pickle=False) as archive:
             outputs = {name: archive[name] for name in archive.files}
+        if not self.options.keep_outputs:  # hundreds of MB per run; the scores are what is kept
+            outputs_to.unlink()
+            with contextlib.suppress(OSError):
+                outputs_to.parent.rmdir()
         try:
             report = score(task, evalset, outputs, reference, variant.precision)
         except ValueError as exc:
@@ -557,7 +570,7 @@ class Lab:
     @property
     def info(self) -> RunInfo:
         if self._info is None:
-            self._info = run_info(self.options, self.selected, self.policy)
+            self._info = run_info(self.options, self.selected, self.policy, self.started_at)
         return self._info
 
     @property
@@ -646,6 +659,9 @@ class Lab:
             record = record.model_copy(update={"notes": (*record.notes, *measured.notes)})
         record = self._compared(record, measured)
         self.results.append(record)
+        if not self._latest_pointed and (record.latency_ms is not None or record.accuracy is not None):
+            self.results.point_latest()
+            self._latest_pointed = True
         self._store_record(record)
         return record
 

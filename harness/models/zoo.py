@@ -277,6 +277,7 @@ def _download_member(spec: ModelSpec, destination: Path) -> None:
                     for block in iter(lambda: source.read(1 << 20), b""):
                         out.write(block)
                 verify(Path(temporary), spec)
+                os.chmod(temporary, 0o644)  # mkstemp makes 0600; a model is no secret
                 os.replace(temporary, destination)
             finally:
                 with contextlib.suppress(FileNotFoundError):
@@ -324,6 +325,7 @@ def make_inputs(spec: ModelSpec, destination: Path, *, batch: int = 1, seed: int
     os.close(descriptor)
     try:
         np.savez(temporary, **arrays)  # type: ignore[arg-type]
+        os.chmod(temporary, 0o644)
         os.replace(temporary, destination)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -89,11 +89,11 @@ def format_ms(value: float | None) -> str:
     return f"{value:.2g}"
 
 
-def _axis(title: str, **extra: Any) -> dict[str, Any]:
+def axis_spec(title: str, **extra: Any) -> dict[str, Any]:
     return {"title": {"text": title, "font": AXIS_FONT}, "automargin": True, **extra}
 
 
-def _layout(height: int, x: dict[str, Any], y: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def layout_spec(height: int, x: dict[str, Any], y: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {
         "height": height,
         "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
@@ -217,10 +217,10 @@ def distribution_figure(report: RunReport, grid: Grid) -> dict[str, Any] | None:
     height = 90 + 34 * len(rows)
     return {
         "data": list(traces.values()),
-        "layout": _layout(
+        "layout": layout_spec(
             height,
-            _axis("latency per inference (ms, log scale)", type="log"),
-            _axis(
+            axis_spec("latency per inference (ms, log scale)", type="log"),
+            axis_spec(
                 "result",
                 type="category",
                 categoryorder="array",
@@ -269,7 +269,7 @@ def pareto_figure(pareto: Pareto, x_title: str = "median latency (ms)") -> dict[
                 "cliponaxis": False,
             },
         ],
-        "layout": _layout(340, _axis(x_title), _axis(pareto.y_title), showlegend=True),
+        "layout": layout_spec(340, axis_spec(x_title), axis_spec(pareto.y_title), showlegend=True),
     }
 
 
@@ -299,7 +299,7 @@ def timeline_figure(record: ResultRecord) -> dict[str, Any] | None:
                 "y": [p.median_ms for p in points],
             }
         )
-        axes["yaxis"] = _axis("latency (ms)")
+        axes["yaxis"] = axis_spec("latency (ms)")
     elif record.thermal_trace is not None and record.thermal_trace.samples:
         trace = record.thermal_trace
         x_values = [s.offset_s for s in trace.samples]
@@ -309,7 +309,7 @@ def timeline_figure(record: ResultRecord) -> dict[str, Any] | None:
         return None
     if any(t is not None for t in temps):
         name = "yaxis" if not axes else "yaxis2"
-        axes[name] = _axis(
+        axes[name] = axis_spec(
             "hottest zone (°C)", **({"overlaying": "y", "side": "right"} if name == "yaxis2" else {})
         )
         traces.append(
@@ -324,7 +324,7 @@ def timeline_figure(record: ResultRecord) -> dict[str, Any] | None:
     if any(c is not None for c in ceilings):
         name = ["yaxis", "yaxis2", "yaxis3"][len(axes)]
         placement = {"overlaying": "y", "side": "right", "anchor": "free", "position": 1.0} if axes else {}
-        axes[name] = _axis("cpufreq ceiling (share of max)", range=[0, 1.05], **placement)
+        axes[name] = axis_spec("cpufreq ceiling (share of max)", range=[0, 1.05], **placement)
         traces.append(
             {
                 "type": "scatter",
@@ -337,8 +337,8 @@ def timeline_figure(record: ResultRecord) -> dict[str, Any] | None:
         )
     if not traces:
         return None
-    layout = _layout(
-        320, _axis("time from the start of the timed phase (s)"), axes.pop("yaxis"), showlegend=True
+    layout = layout_spec(
+        320, axis_spec("time from the start of the timed phase (s)"), axes.pop("yaxis"), showlegend=True
     )
     layout |= axes
     return {"data": traces, "layout": layout}

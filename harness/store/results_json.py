@@ -21,6 +21,7 @@ from harness.record import SCHEMA_VERSION, ResultRecord, RunInfo
 
 RESULTS_FILE = "results.json"
 LATEST_LINK = "latest"
+PUBLIC = 0o644
 
 
 def new_run_id() -> str:
@@ -41,6 +42,7 @@ def _locked(lock_path: Path) -> Iterator[None]:
 def _write_atomic(path: Path, document: dict[str, Any]) -> None:
     descriptor, temporary = tempfile.mkstemp(prefix=".results-", dir=path.parent)
     try:
+        os.fchmod(descriptor, PUBLIC)  # mkstemp makes 0600; results are shared (secrets are masked)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(document, handle, indent=1, allow_nan=False)
             handle.flush()
@@ -62,7 +64,9 @@ class ResultsFile:
 
     @classmethod
     def create(cls, reports_dir: Path, run_id: str, run: RunInfo) -> ResultsFile:
-        """The run's document, written empty unless it exists, and ``latest`` pointed at it."""
+        """The run's document, written empty unless it exists. ``latest`` moves only once the run
+        has measured something (``point_latest``): a run whose devices were all unreachable does
+        not hide the last one that measured."""
         file = cls(reports_dir, run_id)
         file.run_dir.mkdir(parents=True, exist_ok=True)
         with _locked(file._lock):
@@ -70,8 +74,10 @@ class ResultsFile:
                 _write_atomic(
                     file.path, {"schema_version": SCHEMA_VERSION, "run": run.to_json(), "results": []}
                 )
-        _point_latest(reports_dir, run_id)
         return file
+
+    def point_latest(self) -> None:
+        _point_latest(self.run_dir.parent, self.run_dir.name)
 
     def append(self, record: ResultRecord) -> None:
         with _locked(self._lock):
