@@ -96,10 +96,10 @@ def axis_spec(title: str, **extra: Any) -> dict[str, Any]:
 def layout_spec(height: int, x: dict[str, Any], y: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {
         "height": height,
-        "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+        "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
         "xaxis": x,
         "yaxis": y,
-        "legend": {"orientation": "h", "y": -0.25, "yanchor": "top"},
+        "legend": {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "font": {"size": 11}},
         **extra,
     }
 
@@ -281,25 +281,15 @@ def _text_sides(xs: list[float]) -> list[str]:
 
 
 def timeline_figure(record: ResultRecord) -> dict[str, Any] | None:
-    """What was measured over time, and only that: latency per window (sustained runs), the hottest
-    zone and the cpufreq ceiling when sensors gave them. None when nothing was."""
-    traces: list[dict[str, Any]] = []
-    axes: dict[str, dict[str, Any]] = {}
-    x_values: list[float]
+    """What was measured over time, and only that: latency per window (sustained runs) in a top
+    panel, the hottest zone and the cpufreq ceiling below when sensors gave them. None when
+    nothing was."""
+    latency: list[float] | None = None
     if record.sustained is not None and record.sustained.points:
         points = record.sustained.points
         x_values = [p.offset_s for p in points]
-        temps = [p.hottest_c for p in points]
-        ceilings = [p.ceiling_ratio for p in points]
-        traces.append(
-            {
-                "type": "scatter",
-                "name": "median latency per window (ms)",
-                "x": x_values,
-                "y": [p.median_ms for p in points],
-            }
-        )
-        axes["yaxis"] = axis_spec("latency (ms)")
+        latency = [p.median_ms for p in points]
+        temps, ceilings = [p.hottest_c for p in points], [p.ceiling_ratio for p in points]
     elif record.thermal_trace is not None and record.thermal_trace.samples:
         trace = record.thermal_trace
         x_values = [s.offset_s for s in trace.samples]
@@ -307,41 +297,44 @@ def timeline_figure(record: ResultRecord) -> dict[str, Any] | None:
         ceilings = [trace.ceiling_ratio(s) for s in trace.samples]
     else:
         return None
+    panels: list[tuple[str, str, list[Any], dict[str, Any]]] = []  # (name, axis title, values, style)
+    if latency is not None:
+        panels.append(("median latency per window", "latency (ms)", latency, {"color": RUN_COLOUR}))
     if any(t is not None for t in temps):
-        name = "yaxis" if not axes else "yaxis2"
-        axes[name] = axis_spec(
-            "hottest zone (°C)", **({"overlaying": "y", "side": "right"} if name == "yaxis2" else {})
-        )
-        traces.append(
-            {
-                "type": "scatter",
-                "name": "hottest zone (°C)",
-                "x": x_values,
-                "y": temps,
-                "yaxis": name.replace("axis", ""),
-            }
-        )
+        panels.append(("hottest zone", "hottest zone (°C)", temps, {"color": FRONT_COLOUR}))
     if any(c is not None for c in ceilings):
-        name = ["yaxis", "yaxis2", "yaxis3"][len(axes)]
-        placement = {"overlaying": "y", "side": "right", "anchor": "free", "position": 1.0} if axes else {}
-        axes[name] = axis_spec("cpufreq ceiling (share of max)", range=[0, 1.05], **placement)
-        traces.append(
-            {
-                "type": "scatter",
-                "name": "cpufreq ceiling (share of max)",
-                "line": {"dash": "dot"},
-                "x": x_values,
-                "y": ceilings,
-                "yaxis": name.replace("axis", ""),
-            }
-        )
-    if not traces:
+        style = {"color": BASELINE_COLOUR, "dash": "dot"}
+        panels.append(("cpufreq ceiling", "cpufreq ceiling (share of max)", ceilings, style))
+    if not panels:
         return None
+    thermal = [p for p in panels if p[0] != "median latency per window"]
+    split = latency is not None and bool(thermal)
+    traces: list[dict[str, Any]] = []
+    axes: dict[str, dict[str, Any]] = {}
+    for index, (name, title, values, style) in enumerate(panels):
+        key = "yaxis" if index == 0 else f"yaxis{index + 1}"
+        extra: dict[str, Any] = {}
+        if name == "cpufreq ceiling":
+            extra |= {"range": [0, 1.05], "tickformat": ".0%", "dtick": 0.25}
+        if split:
+            extra["domain"] = [0.58, 1.0] if name == "median latency per window" else [0.0, 0.42]
+        first_thermal = thermal[0][0] == name
+        if index > 0 and not first_thermal:  # the second thermal line shares the lower panel
+            extra |= {"overlaying": f"y{index}" if index > 1 else "y", "side": "right"}
+        elif index > 0:
+            extra["anchor"] = "x"
+        axes[key] = axis_spec(title, **extra)
+        traces.append(
+            {"type": "scatter", "mode": "lines", "name": name, "x": x_values, "y": values, "line": style}
+            | ({"yaxis": f"y{index + 1}"} if index else {})
+        )
     layout = layout_spec(
-        320, axis_spec("time from the start of the timed phase (s)"), axes.pop("yaxis"), showlegend=True
+        380 if split else 300,
+        axis_spec("time from the start of the timed phase (s)", **({"anchor": "y2"} if split else {})),
+        axes.pop("yaxis"),
+        showlegend=True,
     )
-    layout |= axes
-    return {"data": traces, "layout": layout}
+    return {"data": traces, "layout": layout | axes}
 
 
 def figures(report: RunReport, grids: list[Grid] | None = None) -> dict[str, dict[str, Any]]:

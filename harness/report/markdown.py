@@ -89,7 +89,7 @@ def _verdict_sections(report: RunReport) -> list[Section]:
         if not records:
             continue
         section = Section(
-            ["", f"#### {ICONS[verdict]} {TITLES[verdict]} ({len(records)})", "", *CHANGE_HEADER]
+            ["", f"#### {ICONS[verdict]} {TITLES[verdict]} ({len(records)} result(s))", "", *CHANGE_HEADER]
         )
         for record in records:
             assert record.comparison is not None
