@@ -247,12 +247,15 @@ def short_test(test: str) -> str:
 def grid_test(record: ResultRecord) -> str:
     """The test without this variant's part of the parameter id: every variant of one test
     (with the same other parameters) lands in one grid."""
-    variant = f"{record.model}-{record.runtime}-{record.precision}"
-    match = re.search(r"\[([^\]]*)\]", record.test_id)
+    return test_without_variant(record.test_id, record.model, record.runtime, record.precision)
+
+
+def test_without_variant(test_id: str, model: str, runtime: str, precision: str) -> str:
+    match = re.search(r"\[([^\]]*)\]", test_id)
     if match is None:
-        return record.test_id
-    rest = match.group(1).replace(variant, "", 1).strip("-").replace("--", "-")
-    head = record.test_id[: match.start()]
+        return test_id
+    rest = match.group(1).replace(f"{model}-{runtime}-{precision}", "", 1).strip("-").replace("--", "-")
+    head = test_id[: match.start()]
     return f"{head}[{rest}]" if rest else head
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.record import ResultIdentity, RunInfo
-from harness.report.data import policy_of, short_test
+from harness.report.data import policy_of, short_test, test_without_variant
 from harness.report.files import write_text
 from harness.report.html import (
     BASELINE_COLOUR,
@@ -45,12 +45,18 @@ class Series:
     steps: tuple[Step, ...]
 
     @property
-    def title(self) -> str:
+    def variant(self) -> str:
         threads = f" x{self.identity.threads}" if self.identity.threads is not None else ""
+        return f"{self.identity.model} {self.identity.runtime}/{self.identity.precision}{threads}"
+
+    @property
+    def test(self) -> str:
         i = self.identity
-        return (
-            f"{i.device} · {i.model} {i.runtime}/{i.precision}{threads} · {short_test(i.test_id)} ({i.kind})"
-        )
+        return f"{short_test(test_without_variant(i.test_id, i.model, i.runtime, i.precision))} ({i.kind})"
+
+    @property
+    def title(self) -> str:
+        return f"{self.identity.device} · {self.variant} · {self.test}"
 
 
 @dataclass(frozen=True)
@@ -198,9 +204,9 @@ def render_history(
     figures = {f"series-{index}": series_figure(s, repo_url) for index, s in enumerate(series)}
     steps = [StepRow(s, step, f"series-{index}") for index, s in enumerate(series) for step in s.steps]
     steps.sort(key=lambda row: -abs(row.step.change))
-    by_device: dict[str, list[tuple[int, Series]]] = defaultdict(list)
+    by_device: dict[str, dict[str, list[tuple[int, Series]]]] = defaultdict(lambda: defaultdict(list))
     for index, s in enumerate(series):
-        by_device[s.identity.device].append((index, s))
+        by_device[s.identity.device][s.test].append((index, s))
     return (
         environment()
         .get_template("history.html.j2")
@@ -208,7 +214,8 @@ def render_history(
             runs=list(reversed(runs)),
             branch=branch,
             steps=steps,
-            by_device=dict(sorted(by_device.items())),
+            by_device={device: dict(tests) for device, tests in sorted(by_device.items())},
+            series_count=len(series),
             regressions=sum(1 for s in series for p in s.points if p.verdict == "regressed"),
             figures=figures,
             repo_url=repo_url,

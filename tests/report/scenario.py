@@ -236,3 +236,36 @@ def write_lab(folder: Path) -> tuple[Path, str, str]:
     write_results(folder, "base", base, started_at="2026-11-29T02:30:00Z", git_commit="a" * 40)
     write_results(folder, "cand", cand, started_at="2026-11-30T02:30:00Z", git_commit="b" * 40, git_branch="pr-7")
     return folder, "base", "cand"
+
+
+def write_history(folder: Path, runs: int = 8, step_at: int = 5) -> list[str]:
+    """``runs`` nightly runs on main, one a day; from run ``step_at`` on ppocr_det int8-dynamic is
+    15% slower (and that run recorded a regression against the one before)."""
+    from harness.compare import compare_runs
+
+    ids = []
+    previous: list[ResultRecord] = []
+    for day in range(runs):
+        run_id = f"night-{day:02d}"
+        shift = 1.15 if day >= step_at else 1.0
+        records = [
+            r
+            for r in run_records(run_id, shift, seed=day + 10)
+            if r.kind == "latency" and r.model in ("ppocr_det", "face_detection") and r.device == PHONE
+        ]
+        if previous:
+            by_identity = {r.identity(): r for r in previous}
+            records = [
+                r.model_copy(update={"comparison": compare_runs(r, by_identity.get(r.identity()), VerdictPolicy())})
+                for r in records
+            ]
+        write_results(
+            folder,
+            run_id,
+            records,
+            started_at=f"2026-11-{day + 1:02d}T02:30:00Z",
+            git_commit=f"{day:02d}" + "c" * 38,
+        )
+        previous = records
+        ids.append(run_id)
+    return ids
