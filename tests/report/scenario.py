@@ -30,7 +30,9 @@ def _test(device: str, name: str, model: str, runtime: str, precision: str) -> s
     return f"suites/{name}[{device}-{model}-{runtime}-{precision}]"
 
 
-def latency_record(run_id: str, device: str, model: str, runtime: str, precision: str, shift: float, seed: int) -> ResultRecord:
+def latency_record(
+    run_id: str, device: str, model: str, runtime: str, precision: str, shift: float, seed: int
+) -> ResultRecord:
     slow = 2.0 if device == BOARD else 1.0
     median = BASE_MS[model] * SPEED[precision] * slow * shift
     fields: dict = {}
@@ -40,7 +42,13 @@ def latency_record(run_id: str, device: str, model: str, runtime: str, precision
         p90 = median * 1.06
         rss = 180.0 if precision == "fp32" else 120.0
         fields["budgets"] = (
-            BudgetCheck(metric="latency_p90_ms", limit=10.0 * slow, value=p90, ok=p90 <= 10.0 * slow, evidence=f"p90 {p90:.3g} ms"),
+            BudgetCheck(
+                metric="latency_p90_ms",
+                limit=10.0 * slow,
+                value=p90,
+                ok=p90 <= 10.0 * slow,
+                evidence=f"p90 {p90:.3g} ms",
+            ),
             BudgetCheck(metric="peak_rss_mb", limit=150.0, value=rss, ok=rss <= 150.0, evidence=f"{rss} MB"),
         )
     return make_record(
@@ -60,7 +68,11 @@ def latency_record(run_id: str, device: str, model: str, runtime: str, precision
 
 def accuracy_record(run_id: str, device: str, precision: str, seed: int) -> ResultRecord:
     drop = ACCURACY_DROP[precision]
-    slices = {"clean": SliceRecord(samples=200, metrics={"accuracy": 0.93 - drop}, fp32={"accuracy": 0.93}, agreement=1 - drop)}
+    slices = {
+        "clean": SliceRecord(
+            samples=200, metrics={"accuracy": 0.93 - drop}, fp32={"accuracy": 0.93}, agreement=1 - drop
+        )
+    }
     for corruption, sensitivity in (("gaussian_noise", 0.04), ("motion_blur", 0.02), ("jpeg", 0.01)):
         for severity in (1, 3, 5):
             fp32 = 0.93 - sensitivity * severity
@@ -91,7 +103,13 @@ def accuracy_record(run_id: str, device: str, precision: str, seed: int) -> Resu
         n=200,
         kind="accuracy",
         accuracy=accuracy,
-        test=_test(device, "accuracy/test_accuracy.py::test_accuracy_per_slice", "ppocr_cls", "onnxruntime", precision),
+        test=_test(
+            device,
+            "accuracy/test_accuracy.py::test_accuracy_per_slice",
+            "ppocr_cls",
+            "onnxruntime",
+            precision,
+        ),
     )
 
 
@@ -100,7 +118,9 @@ def sustained_record(run_id: str, seed: int) -> ResultRecord:
         CurvePoint(float(t), 11.0 if t < 10 else 21.0, 90, 40.0 + 1.5 * t, 1.0 if t < 10 else 0.55)
         for t in range(0, 40, 2)
     )
-    curve = SustainedCurve(window_s=2.0, points=points, time_to_first_throttle_s=10.0, steady_over_initial=1.9)
+    curve = SustainedCurve(
+        window_s=2.0, points=points, time_to_first_throttle_s=10.0, steady_over_initial=1.9
+    )
     throttle = ThrottleVerdict(
         throttled=True,
         reasons=("frequency cap: policy8 ceiling 2910000 -> 1600000 kHz at 10.0 s at 54.9 C",),
@@ -130,7 +150,9 @@ def throttled_record(run_id: str, seed: int) -> ResultRecord:
         policies=("policy0",),
         cpuinfo_max_khz=(2400000,),
         samples=tuple(
-            ThermalSample(t * 0.25, (60.0 + t,), (2400000 if t < 8 else 1500000,), (2400000 if t < 8 else 1500000,))
+            ThermalSample(
+                t * 0.25, (60.0 + t,), (2400000 if t < 8 else 1500000,), (2400000 if t < 8 else 1500000,)
+            )
             for t in range(16)
         ),
     )
@@ -153,7 +175,9 @@ def throttled_record(run_id: str, seed: int) -> ResultRecord:
         seed=seed,
         thermal_trace=trace,
         throttle=throttle,
-        test=_test(BOARD, "vision/test_vision.py::test_latency_and_memory", "hand_landmark", "litert", "fp16"),
+        test=_test(
+            BOARD, "vision/test_vision.py::test_latency_and_memory", "hand_landmark", "litert", "fp16"
+        ),
     )
 
 
@@ -197,15 +221,25 @@ def run_records(run_id: str, shift: float = 1.0, seed: int = 0) -> list[ResultRe
     for device in (PHONE, BOARD):
         for model in ("ppocr_det", "face_detection"):
             for precision in ("fp32", "fp16", "int8-dynamic", "int8-static"):
-                runtimes = ("onnxruntime", "litert") if model == "face_detection" and precision == "fp16" else ("onnxruntime",)
+                runtimes = (
+                    ("onnxruntime", "litert")
+                    if model == "face_detection" and precision == "fp16"
+                    else ("onnxruntime",)
+                )
                 for runtime in runtimes:
                     index += 1
                     regressed = shift if (model, precision) == ("ppocr_det", "int8-dynamic") else 1.0
-                    records.append(latency_record(run_id, device, model, runtime, precision, regressed, index))
+                    records.append(
+                        latency_record(run_id, device, model, runtime, precision, regressed, index)
+                    )
         for precision in ("fp32", "fp16", "int8-dynamic", "int8-static"):
             index += 1
             records.append(accuracy_record(run_id, device, precision, index))
-    records += [sustained_record(run_id, index + 1), throttled_record(run_id, index + 2), drifted_record(run_id, index + 3)]
+    records += [
+        sustained_record(run_id, index + 1),
+        throttled_record(run_id, index + 2),
+        drifted_record(run_id, index + 3),
+    ]
     return records
 
 
@@ -231,10 +265,16 @@ def write_lab(folder: Path) -> tuple[Path, str, str]:
     base = run_records("base", 1.0, 1)
     cand = run_records("cand", 1.12, 2)
     cand.append(failed_record("cand"))
-    face = next(i for i, r in enumerate(cand) if r.model == "face_detection" and r.device == PHONE and r.precision == "fp32")
+    face = next(
+        i
+        for i, r in enumerate(cand)
+        if r.model == "face_detection" and r.device == PHONE and r.precision == "fp32"
+    )
     cand[face] = interleaved(cand[face], next(r for r in base if r.identity() == cand[face].identity()))
     write_results(folder, "base", base, started_at="2026-11-29T02:30:00Z", git_commit="a" * 40)
-    write_results(folder, "cand", cand, started_at="2026-11-30T02:30:00Z", git_commit="b" * 40, git_branch="pr-7")
+    write_results(
+        folder, "cand", cand, started_at="2026-11-30T02:30:00Z", git_commit="b" * 40, git_branch="pr-7"
+    )
     return folder, "base", "cand"
 
 
@@ -256,7 +296,9 @@ def write_history(folder: Path, runs: int = 8, step_at: int = 5) -> list[str]:
         if previous:
             by_identity = {r.identity(): r for r in previous}
             records = [
-                r.model_copy(update={"comparison": compare_runs(r, by_identity.get(r.identity()), VerdictPolicy())})
+                r.model_copy(
+                    update={"comparison": compare_runs(r, by_identity.get(r.identity()), VerdictPolicy())}
+                )
                 for r in records
             ]
         write_results(
