@@ -227,6 +227,7 @@ def _policy(arguments: argparse.Namespace) -> VerdictPolicy | None:
 
 def cmd_report(arguments: argparse.Namespace) -> int:
     from harness.report import write_reports
+    from harness.report.github import default_report_url
     from harness.report.history import write_history
 
     reports_dir = Path(arguments.reports_dir)
@@ -244,7 +245,12 @@ def cmd_report(arguments: argparse.Namespace) -> int:
     store = _store(arguments, reports_dir)
     run_id = arguments.run or _latest_run(reports_dir)
     written = write_reports(
-        reports_dir, run_id, store, baseline=arguments.baseline, policy=_policy(arguments)
+        reports_dir,
+        run_id,
+        store,
+        baseline=arguments.baseline,
+        policy=_policy(arguments),
+        report_url=default_report_url(),
     )
     if written is None:
         raise EdgeLabError(f"run {run_id}: no {reports_dir / run_id / 'results.json'}")
@@ -260,22 +266,25 @@ def _latest_run(reports_dir: Path) -> str:
 
 
 def cmd_pr_comment(arguments: argparse.Namespace) -> int:
-    from harness.report import write_reports
+    from harness.report import SUMMARY_FILE, write_reports
     from harness.report.github import default_report_url, post_comment
 
     reports_dir = Path(arguments.reports_dir)
     run_id = arguments.run or _latest_run(reports_dir)
-    written = write_reports(
-        reports_dir,
-        run_id,
-        _store(arguments, reports_dir),
-        baseline=arguments.baseline,
-        policy=_policy(arguments),
-        report_url=arguments.report_url or default_report_url(),
-    )
-    if written is None:
-        raise EdgeLabError(f"run {run_id}: no results.json to summarize")
-    text = written[1].read_text(encoding="utf-8")
+    summary = reports_dir / run_id / SUMMARY_FILE
+    if arguments.baseline or arguments.report_url or not summary.exists():
+        written = write_reports(
+            reports_dir,
+            run_id,
+            _store(arguments, reports_dir),
+            baseline=arguments.baseline,
+            policy=_policy(arguments),
+            report_url=arguments.report_url or default_report_url(),
+        )
+        if written is None:
+            raise EdgeLabError(f"run {run_id}: no results.json to summarize")
+        summary = written[1]
+    text = summary.read_text(encoding="utf-8")
     print(text, end="")
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:

@@ -34,6 +34,7 @@ from harness.models.variants import (
 from harness.probes.thermal import SustainedCurve, sustained_curve
 from harness.record import Kind, ResultRecord, test_id_of
 from harness.report import write_reports
+from harness.report.github import default_report_url
 from harness.report.terminal import terminal_lines
 from harness.session import DEFAULT_PROTOCOL, INTERLEAVE_ROUNDS, Lab, Measured, RunOptions
 from harness.stats import NOISE_FLOOR
@@ -503,7 +504,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if lab is not None and not hasattr(session.config, "workerinput"):
         lab.finish()  # the controller marks the run complete once every worker is done
         if not session.config.option.no_report:
-            written = write_reports(lab.reports_dir, lab.run_id, lab.store)
+            written = write_reports(lab.reports_dir, lab.run_id, lab.store, report_url=default_report_url())
             if written is not None:
                 session.config.stash[REPORTS_KEY] = written
 

@@ -24,7 +24,7 @@ IDENTITY = ["test_id", "device", "model", "runtime", "precision", "threads", "ki
 # Column -> pandas dtype. Nullable dtypes keep "not measured" apart from a measured 0.
 COLUMNS: dict[str, str] = {
     "run_id": "string",
-    "run_started_at": "datetime64[ns, UTC]",
+    "run_started_at": "datetime",
     "git_branch": "string",
     "git_commit": "string",
     "test": "string",
@@ -37,7 +37,7 @@ COLUMNS: dict[str, str] = {
     "kind": "string",
     "status": "string",
     "error": "string",
-    "finished_at": "datetime64[ns, UTC]",
+    "finished_at": "datetime",
     "duration_s": "Float64",
     "device_kind": "string",
     "virtual": "boolean",
@@ -85,7 +85,7 @@ COLUMNS: dict[str, str] = {
 
 SAMPLE_COLUMNS: dict[str, str] = {
     "run_id": "string",
-    "run_started_at": "datetime64[ns, UTC]",
+    "run_started_at": "datetime",
     **{name: COLUMNS[name] for name in IDENTITY},
     "iteration": "Int64",
     "latency_ms": "Float64",
@@ -208,7 +208,7 @@ def _verdict_of(metric: Any) -> str | None:
 def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(rows, columns=list(columns))
     for name, dtype in columns.items():
-        if dtype.startswith("datetime"):
+        if dtype == "datetime":  # UTC timestamps (pandas picks the resolution)
             frame[name] = pd.to_datetime(frame[name], utc=True, errors="coerce", format="ISO8601")
         else:
             frame[name] = frame[name].astype(dtype)  # type: ignore[call-overload]
