@@ -32,9 +32,8 @@ def write_reports(
     file = ResultsFile(reports_dir, run_id)
     if not file.path.exists():
         return None
-    report = build(
-        file.run(), file.records(), baseline=baseline, store=store, policy=policy, reports_dir=reports_dir
-    )
+    run, records = file.load()
+    report = build(run, records, baseline=baseline, store=store, policy=policy, reports_dir=reports_dir)
     html = write_html(report, file.run_dir / HTML_FILE)
     summary = write_text(file.run_dir / SUMMARY_FILE, render_markdown(report, report_url=report_url))
     return html, summary

@@ -65,7 +65,9 @@ def json_island(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+@functools.cache
 def environment() -> jinja2.Environment:
+    """One per process: compiling the templates costs more than rendering a run."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,

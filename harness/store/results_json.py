@@ -44,7 +44,8 @@ def _write_atomic(path: Path, document: dict[str, Any]) -> None:
     try:
         os.fchmod(descriptor, PUBLIC)  # mkstemp makes 0600; results are shared (secrets are masked)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=1, allow_nan=False)
+            # compact: 1,000 samples per result make indentation a third of the file (CI artifacts)
+            json.dump(document, handle, separators=(",", ":"), allow_nan=False)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -97,6 +98,13 @@ class ResultsFile:
 
     def run(self) -> RunInfo:
         return RunInfo.model_validate(self._read()["run"])
+
+    def load(self) -> tuple[RunInfo, list[ResultRecord]]:
+        """The run and its records from one read of the file."""
+        document = self._read()
+        return RunInfo.model_validate(document["run"]), [
+            ResultRecord.from_json(r) for r in document["results"]
+        ]
 
     def records(self) -> list[ResultRecord]:
         return [ResultRecord.from_json(r) for r in self._read()["results"]]
