@@ -320,7 +320,7 @@ def timeline_figure(record: ResultRecord) -> dict[str, Any] | None:
             extra |= {"range": [0, 1.05], "tickformat": ".0%", "dtick": 0.25}
         if split:
             extra["domain"] = [0.58, 1.0] if name == "median latency per window" else [0.0, 0.42]
-        first_thermal = thermal[0][0] == name
+        first_thermal = bool(thermal) and thermal[0][0] == name
         if index > 0 and not first_thermal:  # the second thermal line shares the lower panel
             extra |= {"overlaying": f"y{index}" if index > 1 else "y", "side": "right"}
         elif index > 0:

@@ -194,6 +194,18 @@ def test_timelines_show_only_what_was_measured(lab):
     assert f"timeline-{report.anchor(drifted)}" not in figs  # no sensor: no thermal chart at all
 
 
+def test_a_sustained_run_without_sensors_charts_latency_alone():
+    from harness.probes.thermal import CurvePoint, SustainedCurve
+
+    points = tuple(CurvePoint(float(t), 10.0 + t, 50, None, None) for t in range(6))
+    curve = SustainedCurve(window_s=1.0, points=points, time_to_first_throttle_s=None, steady_over_initial=1.4)
+    record = make_record(kind="sustained", sustained=curve)
+    report = build(RunInfo(id="r", started_at="x"), [record])
+    figure = figures(report)[f"timeline-{report.anchor(record)}"]
+    assert [t["name"] for t in figure["data"]] == ["median latency per window"]
+    assert_chart_has_data_and_titled_axes("sustained", figure)
+
+
 # -- the PR comment ---------------------------------------------------------------------------------
 
 
