@@ -423,7 +423,7 @@ def _verdicts_in_html(path) -> list[str]:
 
     text = path.read_text()
     results = text[text.index('id="results"') :]
-    return re.findall(r'<td><span class="(regressed|improved|unchanged|inconclusive|new)">', results)
+    return re.findall(r'<td class="evidence"><span class="(regressed|improved|unchanged|inconclusive|new)">', results)
 
 
 def test_a_run_compared_with_itself_is_unchanged_everywhere(pytester, monkeypatch):
@@ -449,9 +449,9 @@ def test_sustained(edge):
     assert {r["kind"] for r in records} == {"latency", "sustained"}
     assert _verdicts_in_html(pytester.path / "reports" / "once" / "index.html") == ["unchanged"] * 3
     summary = (pytester.path / "reports" / "once" / "summary.md").read_text()
-    assert "⚪ unchanged: 3" in summary and "regressed" not in summary and "improved" not in summary
+    assert "### EdgeLab: ⚪ 3 unchanged" in summary and "regressed" not in summary and "improved" not in summary
     assert main(["pr-comment", "once", "--baseline", "reports/once/results.json"]) == 0
-    assert "⚪ unchanged: 3" in (pytester.path / "reports" / "once" / "summary.md").read_text()
+    assert "### EdgeLab: ⚪ 3 unchanged" in (pytester.path / "reports" / "once" / "summary.md").read_text()
 
 
 def test_the_same_pair_of_runs_gets_the_same_verdicts_through_every_entry_point(pytester, monkeypatch):
@@ -480,7 +480,7 @@ def test_the_same_pair_of_runs_gets_the_same_verdicts_through_every_entry_point(
     assert html_verdicts == [record["comparison"]["verdict"]]
     assert main(["pr-comment", "second", "--baseline", str(base)]) == 0
     summary = (pytester.path / "reports" / "second" / "summary.md").read_text()
-    assert "| latency_median_ms |" in summary and pytest_verdict in summary
+    assert "| latency |" in summary and pytest_verdict in summary
     # and a floor given on the command line is the one exception, applied to every device
     from harness.compare import VerdictPolicy, compare_runs
     from harness.record import ResultRecord
