@@ -23,6 +23,9 @@ SYSTEM_PACKAGES = {
     "pg_ctlcluster": "postgresql",
     "chromium": "chromium",
     "espeak-ng": "espeak-ng",  # speech for the voice-activity dataset
+    "taskset": "util-linux",  # pinning native tools to devices.yaml's cpus
+    "mksh": "mksh",  # Android's sh: the speed reference and the cpu report run on it
+    "toybox": "toybox",  # Android's taskset (hex masks only)
 }
 
 

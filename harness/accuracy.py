@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import cachefile
 from harness.datasets.tasks import CLEAN, EvalSet, Task
 from harness.record import AccuracyRecord, SliceDrop, SliceRecord, SliceValue
 
@@ -111,23 +112,30 @@ def score(
 
 
 def host_reference(model_file: Path, evalset: EvalSet, cache: Path) -> dict[str, np.ndarray]:
-    """fp32 outputs of the host's ONNX Runtime on the evaluation inputs (cached by evalset key)."""
-    if cache.exists():
-        with np.load(cache, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+    """fp32 outputs of the host's ONNX Runtime on the evaluation inputs, cached by evalset key
+    with their sha256: a cached file whose bytes changed is computed again, never scored with."""
+    with cachefile.locked(cache):
+        if cachefile.verified(cache):
+            with np.load(cache, allow_pickle=False) as archive:
+                return {key: archive[key] for key in archive.files}
+        reference = _run_reference(model_file, evalset)
+        cachefile.build(cache, lambda path: np.savez(path, **reference))  # type: ignore[arg-type]
+        return reference
+
+
+def _run_reference(model_file: Path, evalset: EvalSet) -> dict[str, np.ndarray]:
+    """One sample at a time into arrays allocated once (no list of copies, no stacking)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    collected: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    reference: dict[str, np.ndarray] = {}
     for index in range(evalset.size):
         for name, value in zip(names, session.run(None, evalset.float_inputs(index)), strict=True):
-            collected[name].append(np.asarray(value))
-    reference = {name: np.stack(values) for name, values in collected.items()}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache.with_suffix(".partial.npz")
-    np.savez(temporary, **reference)  # type: ignore[arg-type]
-    temporary.replace(cache)
+            array = np.asarray(value)
+            if name not in reference:
+                reference[name] = np.empty((evalset.size, *array.shape), dtype=array.dtype)
+            reference[name][index] = array
     return reference

@@ -1,5 +1,5 @@
-"""``edgelab``: the command-line face (devices, doctor, models, tools, lab, parse, report, pr-comment,
-export).
+"""``edgelab``: the command-line face (devices, doctor, cache, models, tools, lab, parse, report,
+pr-comment, export).
 
 Parses arguments and calls the library; every EdgeLabError becomes one clear line and exit 1.
 """
@@ -103,6 +103,33 @@ def cmd_doctor(arguments: argparse.Namespace) -> int:
             print(f"runner:   {session.runner.kind} ({setup.bytes_pushed} bytes pushed)")
     finally:
         lab.close()
+    return 0
+
+
+def cmd_cache(arguments: argparse.Namespace) -> int:
+    from harness import devicecache
+
+    fleet = _fleet(arguments)
+    config = fleet[arguments.device]
+    if arguments.action == "status":
+        print("\n".join(devicecache.describe(devicecache.status(config))))
+        return 0
+    budget = devicecache.budget_bytes(config, fleet, arguments.max_mb)
+    report = devicecache.prune(
+        config,
+        budget,
+        lease_timeout_s=arguments.lease_timeout,
+        notify=lambda message: print(message, file=sys.stderr, flush=True),
+    )
+    freed = sum(entry.size_bytes for entry in report.removed)
+    for entry in report.removed:
+        size = entry.size_bytes / devicecache.MB
+        print(f"removed {entry.sha256[:12]}  {size:.1f} MB  {', '.join(entry.files)}")
+    print(
+        f"device '{config.name}': removed {len(report.removed)} entries ({freed / devicecache.MB:.1f} MB) "
+        f"and {len(report.partials_removed)} stale partial file(s); the cache holds "
+        f"{report.size_after / devicecache.MB:.1f} MB of a {budget / devicecache.MB:g} MB budget"
+    )
     return 0
 
 
@@ -311,17 +338,30 @@ def cmd_export(arguments: argparse.Namespace) -> int:
 
 
 def cmd_parse(arguments: argparse.Namespace) -> int:
-    from harness.probes.parsers import parse
+    from harness.probes.parsers.reading import parse_file
 
-    source = arguments.file
-    try:
-        text = (
-            sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8", errors="replace")
-        )
-    except OSError as exc:
-        raise EdgeLabError(f"{source}: cannot read ({exc.strerror})") from None
-    print(json.dumps(parse(arguments.kind, text), indent=2, ensure_ascii=False))
+    for piece in parse_file(arguments.kind, arguments.file, sys.stdin.buffer):
+        sys.stdout.write(piece)
     return 0
+
+
+def _add_cache_parser(commands: Any) -> None:
+    cache = commands.add_parser("cache", help="a device's artifact cache: status, or prune to its budget")
+    cache.add_argument("action", choices=["status", "prune"])
+    cache.add_argument("device")
+    cache.add_argument(
+        "--max-mb",
+        type=float,
+        default=None,
+        help="with prune: the budget in MB (default: the device's cache_max_mb)",
+    )
+    cache.add_argument(
+        "--lease-timeout",
+        type=float,
+        default=600.0,
+        help="with prune: seconds to wait for a run that holds the device (default: 600)",
+    )
+    cache.set_defaults(handler=cmd_cache)
 
 
 def _add_tools_parser(commands: Any) -> None:
@@ -423,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("device")
     doctor.add_argument("--json", action="store_true", help="print the probe as JSON")
     doctor.set_defaults(handler=cmd_doctor)
+    _add_cache_parser(commands)
     models = commands.add_parser("models", help="list or fetch the model zoo")
     models.add_argument("action", choices=["list", "fetch"], nargs="?", default="list")
     models.add_argument("names", nargs="*", help="zoo names to fetch (default: all)")

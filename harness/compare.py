@@ -26,7 +26,7 @@ from harness.record import (
     ResultIdentity,
     ResultRecord,
 )
-from harness.stats import ALPHA, CONFIDENCE, NOISE_FLOOR, Comparison, Verdict, compare, worst
+from harness.stats import ALPHA, CONFIDENCE, NOISE_FLOOR, Comparison, ModesCheck, Verdict, compare, worst
 from harness.store.db import ResultsStore
 from harness.store.results_json import RESULTS_FILE
 
@@ -102,10 +102,17 @@ def _latency_evidence(result: Comparison, floor: float, label: str) -> str:
     )
 
 
-def _latency_metric(result: Comparison, evidence: str, caveats: Sequence[str]) -> MetricComparison:
+def _latency_metric(
+    result: Comparison, evidence: str, caveats: Sequence[str], blockers: Sequence[str] = ()
+) -> MetricComparison:
+    """``caveats`` (a flagged run) forbid a regressed or improved verdict; ``blockers`` (two modes in
+    a run, a device that changed speed between the runs) forbid any verdict."""
     verdict = result.verdict
     if caveats and verdict in (Verdict.REGRESSED, Verdict.IMPROVED):
         verdict = Verdict.INCONCLUSIVE  # the change may be the device's, not the variant's
+    if blockers:
+        verdict = Verdict.INCONCLUSIVE
+        caveats = (*caveats, *blockers)
     return MetricComparison(
         metric="latency_median_ms",
         baseline=result.baseline_median,
@@ -133,6 +140,46 @@ def _same_measurement(record: ResultRecord) -> MetricComparison:
         verdict=Verdict.UNCHANGED,
         evidence=f"median {median:.4g} ms: the same samples on both sides (a result compared with itself)",
     )
+
+
+def _modes_blockers(baseline: ModesCheck | None, candidate: ModesCheck | None) -> list[str]:
+    """A run whose iterations fall into two separated modes (a thread pool that parks on a busy
+    core) has no single latency to compare."""
+    found = []
+    for side, check in (("baseline", baseline), ("candidate", candidate)):
+        if check is not None and check.bimodal:
+            modes = ", ".join(f"{m.centre_ms:.4g} ms ({m.share:.0%})" for m in check.modes)
+            found.append(
+                f"{side} run has two latency modes ({modes}; separation {check.separation or 0:.1f}): "
+                "no single latency to compare"
+            )
+    return found
+
+
+def _reference_blocker(baseline: ResultRecord, candidate: ResultRecord, floor: float) -> list[str]:
+    """Two runs on a device whose own speed moved beyond the floor cannot tell the device's change
+    from the model's: the speed reference (harness.probes.reference) timed at each run's start.
+    Moved means both the median and the fastest repetition moved beyond the floor, the same way."""
+    before, after = baseline.speed_reference, candidate.speed_reference
+    if (
+        before is None
+        or after is None
+        or before.shell != after.shell
+        or before.iterations != after.iterations
+    ):
+        return []
+    by_median = after.median_ms / before.median_ms
+    by_minimum = min(after.times_ms) / min(before.times_ms)
+    moved = all(ratio > 1 + floor for ratio in (by_median, by_minimum)) or all(
+        ratio < 1 - floor for ratio in (by_median, by_minimum)
+    )
+    if not moved:
+        return []
+    return [
+        f"the device's speed reference moved {by_median - 1:+.1%} between the runs "
+        f"({before.median_ms:.4g} -> {after.median_ms:.4g} ms, fastest {by_minimum - 1:+.1%}): "
+        "the device, not the model, may have changed"
+    ]
 
 
 def _flag_caveats(baseline: ResultRecord, candidate: ResultRecord) -> list[str]:
@@ -267,7 +314,10 @@ def compare_runs(
             base_samples, cand_samples, noise_floor=floor, alpha=policy.alpha, confidence=policy.confidence
         )
         evidence = _latency_evidence(result, floor, "noise")
-        metrics.append(_latency_metric(result, evidence, _flag_caveats(baseline, candidate)))
+        blockers = _modes_blockers(baseline.modes, candidate.modes) + _reference_blocker(
+            baseline, candidate, floor
+        )
+        metrics.append(_latency_metric(result, evidence, _flag_caveats(baseline, candidate), blockers))
     else:
         notes.append("latency: no per-iteration samples on both sides; not compared")
     metrics += _once_per_run_metrics(baseline, candidate, floor, policy)
@@ -285,7 +335,8 @@ def compare_interleaved(
     (``result`` from harness.stats.compare_rounds): drift falls on both alike."""
     floor = policy.interleaved_floor
     text = _latency_evidence(result, floor, "interleaved")
-    metrics = [_latency_metric(result, text, ())]
+    blockers = _modes_blockers(evidence.baseline_modes, candidate.modes)  # as measured in these rounds
+    metrics = [_latency_metric(result, text, (), blockers)]
     metrics += _once_per_run_metrics(baseline, candidate, floor, policy)
     return _finish("interleaved", baseline, candidate, metrics, [], interleaved=evidence)
 

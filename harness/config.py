@@ -6,22 +6,69 @@ device, the field and the fix. The ``local`` device (the host) always exists.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import os
 import re
+import reprlib
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from harness import yamlfile
 from harness.errors import ConfigError, SelectionError
+from harness.probes.cpus import check_cpus, format_cpu_list, parse_cpu_list
 
 DEFAULT_DEVICES_FILE = "devices.yaml"
 LOCAL_DEVICE = "local"
 LAB_DIR_ENV = "EDGELAB_LAB_DIR"
+# A fleet file is hand-written: a few KB per device. These bound the work a hostile or broken file
+# can cause (a 50 MB file or an alias bomb is refused before anything is built).
+MAX_DEVICES = 1000
+DEVICES_FILE_LIMITS = yamlfile.Limits(max_bytes=4 << 20, max_values=200_000)
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 80, 80, 2
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+
+
+def short_repr(value: object) -> str:
+    """A bounded repr for messages: never expands a large (or alias-shared) value in full."""
+    return _SHORT.repr(value)
+
+
+def _control_characters(text: str) -> list[str]:
+    return sorted({repr(c)[1:-1] for c in text if ord(c) < 0x20 or ord(c) == 0x7F})
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``--device`` could not select a device called ``name`` (None when it can)."""
+    if not name.strip():
+        return "is empty"
+    if name != name.strip():
+        return "starts or ends with white space, which --device strips"
+    if "," in name:
+        return "contains ',', which separates names in --device"
+    if name == "all":
+        return "is 'all', which --device reads as every device"
+    if name.startswith("tag:"):
+        return "starts with 'tag:', which --device reads as a tag"
+    controls = _control_characters(name)
+    if controls:
+        return f"contains control characters ({', '.join(controls)})"
+    return None
 
 
 def lab_dir() -> Path:
@@ -39,6 +86,25 @@ def lab_devices_file() -> Path:
 NATIVE_TOOL_KEYS = ("benchmark_model", "run_model", "libLiteRt.so", "onnxruntime_perf_test", "tflite", "onnx")
 NATIVE_TOOL_ALIASES = {"tflite": "benchmark_model", "onnx": "onnxruntime_perf_test"}
 _TOOL_URL = re.compile(r"https?://[^\s#]+#sha256=[0-9a-fA-F]{64}")
+# Intra-op threads of every runtime when devices.yaml and --threads say nothing. One thread is
+# the count whose speed does not depend on where the OS puts a second thread, nor on what else
+# runs on the other cores; the runtimes' own defaults (0) differ per runtime, and ONNX Runtime's
+# pins its pool to cores (docs/devices-yaml.md, "threads and cpus").
+DEFAULT_THREADS = 1
+
+
+def thread_count(text: str) -> int:
+    """``--threads``: an explicit count >= 1, as devices.yaml's ``threads``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads takes a thread count >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"--threads must be >= 1 (got {value}): 0, the runtime's own default, is not accepted "
+            "(docs/devices-yaml.md, threads and cpus)"
+        )
+    return value
 
 
 class _Device(BaseModel):
@@ -51,7 +117,15 @@ class _Device(BaseModel):
         description="Directory on the device that EdgeLab owns (artifact cache, agent, outputs).",
     )
     python: str = Field(default="python3", description="Python interpreter on the device.")
-    threads: int = Field(default=0, ge=0, description="Intra-op threads; 0 lets the runtime choose.")
+    threads: int = Field(
+        default=DEFAULT_THREADS,
+        description="Intra-op threads of every runtime (an explicit count; never the runtime's default).",
+    )
+    cpus: tuple[int, ...] | None = Field(
+        default=None,
+        description="Cores the inference process may run on (an affinity list such as [4, 5, 6, 7] or "
+        "'4-7'); none: wherever the OS puts it.",
+    )
     labels: dict[str, str] = Field(default_factory=dict)
     virtual: bool = Field(default=False, description="True for devices of the virtual lab.")
     runner: Literal["agent", "native"] = Field(
@@ -109,6 +183,63 @@ class _Device(BaseModel):
         default=None,
         description="Before each measurement, wait until the hottest thermal zone is below this.",
     )
+    cache_max_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Size budget of the device's artifact cache; `edgelab cache prune` keeps it under.",
+    )
+
+    @field_validator("workdir", "python")
+    @classmethod
+    def _carried_to_the_device(cls, value: str, info: ValidationInfo) -> str:
+        """Paths and commands cross the device's shell, argv and the warm agent's line protocol:
+        a newline or NUL in them cannot be carried faithfully, so refuse it here, not mid-run."""
+        controls = _control_characters(value)
+        if controls:
+            raise ValueError(
+                f"field '{info.field_name}': contains control characters ({', '.join(controls)}) that "
+                "cannot be passed to the device; use a path without them"
+            )
+        return value
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _explicit_threads(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ValueError(
+                f"field 'threads': must be a thread count >= 1 (got {value}); 0, the runtime's own "
+                "default, is not accepted: it differs per runtime and ONNX Runtime's pins threads to "
+                "cores. Use 1 (the default) or the number of cores in cpus"
+            )
+        return value
+
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _cpu_list(cls, value: object) -> object:
+        if value is None:
+            return None
+        try:
+            if isinstance(value, str):
+                return parse_cpu_list(value)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return check_cpus([value])
+            if isinstance(value, list | tuple):
+                return check_cpus(value)
+        except ValueError as exc:
+            raise ValueError(f"field 'cpus': {exc} (got {short_repr(value)})") from None
+        raise ValueError(
+            f"field 'cpus': must be a list of cpu numbers such as [4, 5, 6, 7] or a range string such "
+            f"as '4-7' (got {short_repr(value)})"
+        )
+
+    @model_validator(mode="after")
+    def _threads_fit_cpus(self) -> _Device:
+        if self.cpus is not None and self.threads > len(self.cpus):
+            raise ValueError(
+                f"threads ({self.threads}) is more than the {len(self.cpus)} cpus it may run on "
+                f"({format_cpu_list(self.cpus)}): threads would share cores; lower threads or add cpus"
+            )
+        return self
 
 
 class LocalDevice(_Device):
@@ -173,7 +304,7 @@ def _explain(source: str, device: str, kind: str, error: Mapping[str, Any]) -> s
         case "union_tag_invalid" | "union_tag_not_found":
             return f"{where}: field 'kind' must be one of local, ssh, adb (got {kind!r})"
         case _:
-            return f"{where}: field '{field}': {error['msg']} (got {error.get('input')!r})"
+            return f"{where}: field '{field}': {error['msg']} (got {short_repr(error.get('input'))})"
 
 
 def parse_device(
@@ -183,6 +314,12 @@ def parse_device(
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"{source}: device '{name}': expected a mapping of fields, got {type(raw).__name__}"
+        )
+    odd_keys = [key for key in raw if not isinstance(key, str)]
+    if odd_keys:
+        raise ConfigError(
+            f"{source}: device '{name}': field name {short_repr(odd_keys[0])} is not a string; "
+            "write field names as in docs/devices-yaml.md"
         )
     data = dict(raw)
     if "name" in data and data["name"] != name:
@@ -252,23 +389,55 @@ class Fleet:
         return list(chosen.values())
 
 
+def _check_name(source: str, name: object, raw: object) -> str:
+    """A device name that --device can select and that means one thing."""
+    if not isinstance(name, str):
+        shown = short_repr(name)
+        raise ConfigError(
+            f"{source}: device name {shown} is not a string (YAML reads unquoted 1, true, null, yes... "
+            f"as numbers, booleans or null); quote it: '{shown}':"
+        )
+    problem = name_problem(name)
+    if problem:
+        raise ConfigError(
+            f"{source}: device name {short_repr(name)} {problem}; rename the device "
+            "(letters, digits, '-', '_', '.')"
+        )
+    if name == LOCAL_DEVICE and isinstance(raw, Mapping) and raw.get("kind", "local") != "local":
+        raise ConfigError(
+            f"{source}: device 'local': field 'kind' must be local (got {short_repr(raw.get('kind'))}): "
+            "'local' is always this host; give that device another name"
+        )
+    return name
+
+
 def _read_devices(file: Path, source: str) -> list[LocalDevice | SshDevice | AdbDevice]:
-    try:
-        document = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}:{where}: not valid YAML: {problem}") from None
+    document = yamlfile.load(file, source, DEVICES_FILE_LIMITS)
     if document is None:
         document = {}
     if not isinstance(document, Mapping) or not isinstance(document.get("devices", {}), Mapping):
         raise ConfigError(f"{source}: expected a top-level mapping 'devices: {{NAME: {{kind: ...}}}}'")
-    unknown_top = set(document) - {"devices"}
+    unknown_top = [key for key in document if key != "devices"]
     if unknown_top:
-        raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown_top)}; only 'devices' is read")
-    entries: Mapping[str, object] = document.get("devices") or {}
-    return [parse_device(str(name), raw, source) for name, raw in entries.items()]
+        shown = ", ".join(short_repr(key) for key in unknown_top[:5])
+        raise ConfigError(f"{source}: unknown top-level key(s) [{shown}]; only 'devices' is read")
+    entries: Mapping[object, object] = document.get("devices") or {}
+    if len(entries) > MAX_DEVICES:
+        raise ConfigError(
+            f"{source}: {len(entries)} devices is more than the {MAX_DEVICES} a fleet file may list; "
+            "split the fleet into several files (--devices-file)"
+        )
+    return [parse_device(_check_name(source, name, raw), raw, source) for name, raw in entries.items()]
+
+
+def _is_file_or_present(file: Path, source: str) -> bool:
+    try:
+        file.stat()
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{source}: cannot read ({exc}); check the path") from None
+    return True
 
 
 def load_fleet(
@@ -283,7 +452,7 @@ def load_fleet(
     explicit = path is not None
     file = Path(path) if path is not None else Path(DEFAULT_DEVICES_FILE)
     source = str(file) if explicit else file.name
-    if file.exists():
+    if _is_file_or_present(file, source):
         devices = _read_devices(file, source)
     elif explicit:
         raise ConfigError(f"{source}: file not found (pass --devices-file with an existing file)")
@@ -292,7 +461,7 @@ def load_fleet(
     if not any(device.name == LOCAL_DEVICE for device in devices):
         devices.insert(0, parse_device(LOCAL_DEVICE, {"kind": "local", "tags": ["host"]}, source))
     lab = Path(lab_file) if lab_file is not None else lab_devices_file()
-    if lab.exists():
+    if _is_file_or_present(lab, str(lab)):
         known = {device.name for device in devices}
         for device in _read_devices(lab, str(lab)):
             if device.name in known:

@@ -1,6 +1,7 @@
 """Content-addressed artifacts on the device: ``<workdir>/cas/<sha256>/<name>``.
 
-One round trip hashes what is already there; only missing or corrupted files are pushed. A push
+One round trip hashes what is already there (and stamps it used: the cache is pruned least
+recently used first); only missing or corrupted files are pushed. A push
 streams the file into one device command and is checked before the file is moved into place:
 over a link without integrity of its own (ADB) the command hashes the bytes as they arrive
 (``tee`` into ``sha256sum``: no second pass over the file); over SSH, whose packets are each
@@ -13,11 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import posixpath
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.cachefile import sha256_file
 from harness.errors import DeployError
 from harness.progress import byte_progress
 from harness.transport.base import Transport
@@ -42,6 +46,8 @@ for p in "$@"; do
   fi
   i=$((i+1))
 done
+touch -c "$@" 2>/dev/null
+true
 """
 
 # Writes stdin to "$1" and prints "<sha256 of what arrived> <bytes on disk>" ("-" for the hash
@@ -70,26 +76,94 @@ size=$(wc -c < "$part") || exit 5
 echo "$h $size"
 """
 
+# Lists the partial files under $1 (a cas folder), NUL-separated: first those not modified for
+# $2 minutes, then a "//" marker, then the others.
+_PARTIALS_SCRIPT = r"""
+[ -d "$1" ] || exit 0
+find "$1" -type f -name '*.partial-*' -mmin +"$2" -print0 2>/dev/null
+printf '//\0'
+find "$1" -type f -name '*.partial-*' ! -mmin +"$2" -print0 2>/dev/null
+true
+"""
+
+# One line per cache entry of $1 (a cas folder): "<sha256> <bytes> <newest mtime>", then one
+# "<sha256>/<file name>" line per file in it; the first line is the device's clock.
+_ENTRIES_SCRIPT = r"""
+date +%s
+cd "$1" 2>/dev/null || exit 0
+for e in *; do
+  [ -d "$e" ] || continue
+  size=0; newest=0
+  for f in "$e"/* "$e"/.[!.]*; do
+    [ -f "$f" ] || continue
+    set -- $(stat -c '%s %Y' "$f" 2>/dev/null || echo "0 0")
+    size=$((size + $1)); [ "$2" -gt "$newest" ] && newest=$2
+    echo "F $f"
+  done
+  echo "E $e $size $newest"
+done
+"""
+
 _FINALIZE_SCRIPT = r"""
 while [ "$#" -gt 1 ]; do mv -f "$1" "$2" || exit 1; shift 2; done
 """
 
-_file_hash_cache: dict[tuple[str, int, int], str] = {}
+# A partial file is named for its writer: "<final path>.partial-<pid>-<host tag>". A writer on this
+# host is gone when its pid is; one on another host (or an older name without a tag) when the file
+# has not grown for STALE_FOREIGN_PARTIAL_MIN minutes (a push that slow has failed).
+HOST_TAG = hashlib.sha256(platform.node().encode()).hexdigest()[:8]
+STALE_FOREIGN_PARTIAL_MIN = 60
+_PARTIAL = re.compile(r"\.partial-(?P<pid>\d+)(?:-(?P<host>[0-9a-f]{8}))?$")
 
 
-def sha256_file(path: Path) -> str:
-    """Hash a host file, remembered by (path, size, mtime) so a suite hashes each model once."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    cached = _file_hash_cache.get(key)
-    if cached is None:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        cached = digest.hexdigest()
-        _file_hash_cache[key] = cached
-    return cached
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def partial_is_stale(path: str, old: bool) -> bool:
+    """Whether the writer of partial file ``path`` is gone (``old``: not modified for
+    STALE_FOREIGN_PARTIAL_MIN minutes)."""
+    match = _PARTIAL.search(path)
+    if match is None:
+        return False
+    if match["host"] == HOST_TAG:
+        pid = int(match["pid"])
+        return pid != os.getpid() and not _alive(pid)
+    return old
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One content-addressed folder ``cas/<sha256>`` on the device."""
+
+    sha256: str
+    size_bytes: int
+    last_used: int  # device clock, seconds: the newest mtime in it (stamped at every check)
+    files: tuple[str, ...]
+
+
+@dataclass
+class CacheStatus:
+    device_clock: int
+    entries: list[CacheEntry]
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(entry.size_bytes for entry in self.entries)
+
+
+@dataclass
+class PruneReport:
+    removed: list[CacheEntry] = field(default_factory=list)
+    partials_removed: list[str] = field(default_factory=list)
+    size_before: int = 0
+    size_after: int = 0
 
 
 @dataclass(frozen=True)
@@ -221,8 +295,75 @@ class Deployer:
             )
         return digest, int(size_text)
 
+    # -- the cache itself: stale partial files, status, pruning --------------------------------
+
+    @property
+    def cas(self) -> str:
+        return posixpath.join(self.workdir, "cas")
+
+    def stale_partials(self) -> list[str]:
+        """Partial files whose writer is gone (killed pushes), in one round trip."""
+        result = self.transport.run(
+            ["sh", "-c", _PARTIALS_SCRIPT, "edgelab-partials", self.cas, str(STALE_FOREIGN_PARTIAL_MIN)],
+            timeout=_HASH_TIMEOUT_S,
+            check=True,
+        )
+        old, _, recent = result.stdout.partition("//\0")
+        found = [(path, True) for path in old.split("\0") if path]
+        found += [(path, False) for path in recent.split("\0") if path]
+        return [path for path, is_old in found if partial_is_stale(path, is_old)]
+
+    def clean_partials(self) -> list[str]:
+        """Remove partial files whose writer is gone; returns what was removed."""
+        stale = self.stale_partials()
+        if stale:
+            self.transport.run(["rm", "-f", "--", *stale], timeout=60, check=True)
+        return stale
+
+    def status(self) -> CacheStatus:
+        """Every cache entry with its size and when it was last used, in one round trip."""
+        result = self.transport.run(
+            ["sh", "-c", _ENTRIES_SCRIPT, "edgelab-cache", self.cas], timeout=_HASH_TIMEOUT_S, check=True
+        )
+        lines = result.stdout.splitlines()
+        clock = int(lines[0]) if lines and lines[0].strip().isdigit() else 0
+        entries: list[CacheEntry] = []
+        files: list[str] = []
+        for line in lines[1:]:
+            kind, _, rest = line.partition(" ")
+            if kind == "F":
+                files.append(rest.partition("/")[2])
+            elif kind == "E":
+                sha, size, newest = ([*rest.split(), "", "0", "0"])[:3]
+                if len(sha) == 64 and size.isdigit() and newest.isdigit():
+                    entries.append(CacheEntry(sha, int(size), int(newest), tuple(files)))
+                files = []
+        return CacheStatus(clock, entries)
+
+    def prune(self, max_bytes: int, *, keep: Sequence[str] = ()) -> PruneReport:
+        """Remove stale partial files, then whole entries, least recently used first, until the
+        cache holds at most ``max_bytes``. The caller holds the device's lease: no run uses the
+        cache meanwhile. ``keep``: sha256s never removed (this session's agent, say)."""
+        report = PruneReport(partials_removed=self.clean_partials())
+        status = self.status()
+        report.size_before = report.size_after = status.size_bytes
+        doomed: list[CacheEntry] = []
+        for entry in sorted(status.entries, key=lambda e: (e.last_used, e.sha256)):
+            if report.size_after <= max_bytes:
+                break
+            if entry.sha256 in keep:
+                continue
+            doomed.append(entry)
+            report.size_after -= entry.size_bytes
+        if doomed:
+            folders = [posixpath.join(self.cas, entry.sha256) for entry in doomed]
+            self.transport.run(["rm", "-rf", "--", *folders], timeout=300, check=True)
+            self._verified = {p for p in self._verified if not any(p.startswith(f + "/") for f in folders)}
+        report.removed = doomed
+        return report
+
     def _push_verified(self, artifacts: Sequence[Artifact], report: DeployReport) -> None:
-        staging = {a: f"{self.remote_path(a)}.partial-{os.getpid()}" for a in artifacts}
+        staging = {a: f"{self.remote_path(a)}.partial-{os.getpid()}-{HOST_TAG}" for a in artifacts}
         for artifact, partial in staging.items():
             digest, size = self._receive(artifact, partial)
             report.bytes_pushed += size

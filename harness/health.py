@@ -9,8 +9,10 @@ a check passes again with ``--recheck-quarantined``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,9 +77,17 @@ def _folder() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "edgelab" / "health"
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
 def _file(device: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in device)
-    return _folder() / f"{safe}.json"
+    """One file per device name: a plain name keeps its own (``pixel8.json``); any other gets a
+    digest after a '+' (a character plain names never have), so 'a b', 'a_b' and 'a/b' differ."""
+    if _SAFE_NAME.fullmatch(device) and device not in (".", ".."):
+        return _folder() / f"{device}.json"
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in device)[:60]
+    digest = hashlib.sha256(device.encode("utf-8", errors="surrogatepass")).hexdigest()[:16]
+    return _folder() / f"{safe}+{digest}.json"
 
 
 def record(device: str, ok: bool, problem: str = "") -> dict[str, Any]:

@@ -18,7 +18,7 @@ from harness.measurement import BenchmarkResult, LatencyProtocol
 from harness.models.variants import Variant
 from harness.probes.energy import EnergyReport
 from harness.probes.thermal import ThrottleVerdict, judge
-from harness.stats import summarize_latency
+from harness.stats import detect_modes, summarize_latency
 
 Measure = Callable[[Variant, LatencyProtocol], BenchmarkResult]
 T = TypeVar("T")
@@ -101,6 +101,7 @@ def merge(parts: Sequence[BenchmarkResult], protocol: LatencyProtocol) -> Benchm
         energy=_merge_energy([p.energy for p in parts]),
         warnings=warnings,
         rounds=len(parts),
+        modes=detect_modes(samples) if samples else first.modes,  # two modes may be two rounds
     )
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.probes.cpus import CpuPlacement
 from harness.probes.energy import EnergyReport
 from harness.probes.thermal import SustainedCurve, ThermalTrace, ThrottleVerdict
-from harness.stats import LatencySummary
+from harness.stats import LatencySummary, ModesCheck
 
 KIB_PER_MB = 1024.0
 
@@ -104,6 +105,8 @@ class BenchmarkResult:
     rounds: int = 1  # > 1: interleaved with other variants in ABBA rounds, merged
     notes: tuple[str, ...] = ()  # what a native tool did not report and what stands in for it
     agent_phases_ms: dict[str, float] | None = None  # wall time of each step of the agent's run
+    placement: CpuPlacement | None = None  # threads, the cores the run was allowed on, their kind
+    modes: ModesCheck | None = None  # do the iterations fall into two separated modes?
 
     @property
     def peak_rss_mb(self) -> float | None:

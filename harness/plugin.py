@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from harness.accuracy import AccuracyReport
-from harness.config import Fleet, load_fleet
+from harness.config import Fleet, load_fleet, thread_count
 from harness.datasets.sources import DatasetError
 from harness.errors import DeviceUnhealthy, EdgeLabError
 from harness.interleave import run_interleaved
@@ -38,7 +39,7 @@ from harness.report.github import default_report_url
 from harness.report.terminal import terminal_lines
 from harness.session import DEFAULT_PROTOCOL, INTERLEAVE_ROUNDS, Lab, Measured, RunOptions
 from harness.stats import NOISE_FLOOR
-from harness.store.db import resolve_url
+from harness.store.db import StoreError, resolve_url
 from harness.store.reconcile import reconcile
 from harness.store.results_json import new_run_id
 
@@ -184,7 +185,7 @@ class EdgeTarget:
         base = LatencyProtocol(**self.lab.options.merged_protocol(settings))
         results = run_interleaved([self.variant, *extra], base, rounds, measure)
         own = measured[self.variant.id]
-        self.measured = Measured(results[self.variant.id], own.deploy, own.model)
+        self.measured = Measured(results[self.variant.id], own.deploy, own.model, own.runner)
         self.kind = "interleaved"
         for variant in extra:
             last = measured[variant.id]
@@ -194,7 +195,7 @@ class EdgeTarget:
                 device=self.device,
                 variant=variant,
                 kind="interleaved",
-                measured=Measured(results[variant.id], last.deploy, last.model),
+                measured=Measured(results[variant.id], last.deploy, last.model, last.runner),
             )
         return results
 
@@ -299,9 +300,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-id", default=None, help="Name of this run (default: UTC time + random suffix).")
     group.addoption(
         "--threads",
-        type=int,
+        type=thread_count,
         default=None,
-        help="Intra-op threads for every device (default: the device's threads in devices.yaml).",
+        help="Intra-op threads of every runtime, >= 1 (default: threads in devices.yaml, else 1).",
     )
     for name, kind, text in (
         ("warmup-iters", int, "Minimum warm-up iterations"),
@@ -469,22 +470,45 @@ def pytest_configure(config: pytest.Config) -> None:
         fleet = _fleet(config)
         options, selection = _options(config, fleet)
         lab = Lab(fleet, options)
+    except StoreError as exc:
+        raise pytest.UsageError(f"edgelab: --results-db: {exc}") from None
     except (EdgeLabError, ValueError) as exc:
         raise pytest.UsageError(f"edgelab: {exc}") from None
+    lab.notify = _terminal_notice(config)
     controller = not hasattr(config, "workerinput")
     worker_input: dict[str, Any] = getattr(config, "workerinput", {})
     lab.started_at = worker_input.get("edgelab_started_at", lab.started_at)  # the controller's start
     if controller and lab.store is not None:
         try:
             added = reconcile(lab.store, options.reports_dir, skip=options.run_id)
-        except EdgeLabError as exc:
-            raise pytest.UsageError(f"edgelab: {exc}") from None
-        if added:
-            lab.notify(f"edgelab: stored {added} result(s) that earlier runs left in results.json only")
+        except EdgeLabError as exc:  # the store is busy or failing: this run goes on, the next one retries
+            lab.notify(f"edgelab: earlier results not yet in the database stay in their results.json: {exc}")
+        else:
+            if added:
+                lab.notify(f"edgelab: stored {added} result(s) that earlier runs left in results.json only")
     config.stash[LAB_KEY] = lab
     config.stash[SELECTION_KEY] = selection
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistRunId(options.run_id, lab.started_at), "edgelab-xdist")
+
+
+def _terminal_notice(config: pytest.Config) -> Callable[[str], None]:
+    """Notices a user must see while a test runs (a device leased by another run: the wait can
+    last minutes), written past pytest's output capture, as ``capsys.disabled()`` does."""
+
+    def notify(message: str) -> None:
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        capture = config.pluginmanager.getplugin("capturemanager")
+        if capture is None:
+            print(message, file=sys.__stderr__ or sys.stderr, flush=True)
+            return
+        with capture.global_and_fixture_disabled():  # stderr is the terminal's again meanwhile
+            if reporter is not None:
+                reporter.ensure_newline()  # not in the middle of a progress line
+                reporter.flush()
+            print(message, file=sys.stderr, flush=True)
+
+    return notify
 
 
 class _XdistRunId:

@@ -15,9 +15,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.measurement import Cooldown, LatencyProtocol, MemoryUsage
+from harness.probes.cpus import CpuPlacement
 from harness.probes.energy import EnergyReport
+from harness.probes.reference import SpeedReference
 from harness.probes.thermal import SustainedCurve, ThermalTrace, ThrottleVerdict
-from harness.stats import LatencySummary, Verdict
+from harness.stats import LatencySummary, ModesCheck, Verdict
 
 SCHEMA_VERSION: Literal[2] = 2
 
@@ -50,6 +52,14 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class RunReferences(_Frozen):
+    """A device's speed reference at the start of the run (carried by each of its records) and
+    at its end: how much the device's speed moved while the run measured."""
+
+    start: SpeedReference | None = None
+    end: SpeedReference | None = None
+
+
 class RunInfo(_Frozen):
     """Who ran what, where and on which code: once per run (results.json ``run``, table ``runs``)."""
 
@@ -66,6 +76,7 @@ class RunInfo(_Frozen):
     devices: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
     policy: dict[str, Any] | None = None  # the verdict policy of the run (harness.compare)
+    speed_references: dict[str, RunReferences] | None = None  # per device, start and end of the run
     complete: bool | None = None  # set when pytest ended normally; a killed run has none
     finished_at: str | None = None
 
@@ -174,6 +185,7 @@ class InterleavedEvidence(_Frozen):
     rounds: int
     baseline_artifact: str  # where its bytes were found: host cache, device cache or a path
     baseline_latency_ms: LatencySummary
+    baseline_modes: ModesCheck | None = None
     baseline_round_medians_ms: tuple[float, ...]
     candidate_round_medians_ms: tuple[float, ...]
 
@@ -236,6 +248,9 @@ class ResultRecord(_Frozen):
     rounds: int = 1
     agent_phases_ms: dict[str, float] | None = None
     protocol: LatencyProtocol | None = None
+    cpus: CpuPlacement | None = None
+    modes: ModesCheck | None = None
+    speed_reference: SpeedReference | None = None
     sustained: SustainedCurve | None = None
     accuracy: AccuracyRecord | None = None
     deploy: DeployRecord | None = None

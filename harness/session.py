@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 import harness
-from harness import health
+from harness import cachefile, health
 from harness.accuracy import AccuracyReport, host_reference, score
 from harness.compare import BaselineSource, VerdictPolicy, compare_interleaved, compare_runs
 from harness.config import AnyDevice, Fleet
@@ -37,6 +37,7 @@ from harness.errors import (
     ConfigError,
     DeviceUnhealthy,
     EdgeLabError,
+    ModelError,
     TransportError,
 )
 from harness.interleave import merge, round_protocol, schedule
@@ -44,6 +45,7 @@ from harness.lease import DeviceLease, LeaseTimeout
 from harness.measurement import BenchmarkResult, LatencyProtocol
 from harness.models import artifacts, zoo
 from harness.models.variants import Variant
+from harness.probes.reference import SpeedReference, SpeedReferenceError, measure_reference
 from harness.probes.thermal import SustainedCurve
 from harness.record import (
     AccuracyRecord,
@@ -54,17 +56,18 @@ from harness.record import (
     ResultIdentity,
     ResultRecord,
     RunInfo,
+    RunReferences,
     Status,
     test_id_of,
 )
 from harness.runners.base import DeviceProbe, Runner, RunRequest
 from harness.runners.native import NativeRunner
 from harness.runners.python_agent import AgentRunner
-from harness.secrets import redact, redact_argv
+from harness.secrets import redact, redact_argv, redact_fields
 from harness.stats import Comparison, compare_rounds
 from harness.store.db import ResultsStore, StoreError
 from harness.store.reconcile import mark_unstored
-from harness.store.results_json import ResultsFile, new_run_id
+from harness.store.results_json import ResultsFile, check_run_id, new_run_id
 from harness.transport import Transport, open_transport
 
 T = TypeVar("T")
@@ -93,11 +96,13 @@ class RunOptions:
     fail_on_regression: bool = False
     interleave_baseline: bool = False
     interleave_rounds: int = INTERLEAVE_ROUNDS
+    speed_reference: bool = True  # time the device speed reference at each device's start and end
     noise_floor: float | None = None  # --noise-floor: every device (else devices.yaml, else 3%)
     keep_outputs: bool = False  # --keep-outputs: keep evaluate()'s raw outputs after scoring
     command: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        check_run_id(self.run_id)
         LatencyProtocol(**self.merged_protocol({}))  # validate the combination before any test
         if self.fail_on_regression and not self.baseline:
             raise ConfigError(
@@ -111,8 +116,11 @@ class RunOptions:
             raise ConfigError(f"--interleave-rounds {self.interleave_rounds}: at least 3 rounds are needed")
         if self.retries < 0:
             raise ConfigError(f"--retries {self.retries}: must be >= 0")
-        if self.threads is not None and self.threads < 0:
-            raise ConfigError(f"--threads {self.threads}: must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(
+                f"--threads {self.threads}: must be >= 1 (an explicit count; 0, the runtime's own default, "
+                "is not accepted)"
+            )
 
     def merged_protocol(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Each protocol setting from ``given`` (a test's call), else the options, else the default."""
@@ -136,6 +144,8 @@ class DeviceSession:
     workdir: str
     deployer: Deployer
     runner: Runner
+    reference: SpeedReference | None = None  # the device's speed at the start of the run
+    reference_note: str | None = None  # why there is none
 
     @property
     def probe(self) -> DeviceProbe:
@@ -161,7 +171,7 @@ class DeviceSession:
             cpu_cores=probe.cpu.cores,
             python=probe.python.version if probe.python else None,
             numpy=probe.numpy,
-            labels={key: redact(value) for key, value in self.config.labels.items()},
+            labels=redact_fields(self.config.labels),
         )
 
 
@@ -181,6 +191,7 @@ class Measured:
     result: BenchmarkResult
     deploy: DeployReport
     model: Artifact
+    runner: Literal["agent", "native"] = "agent"
     paired: PairedBaseline | None = None
     notes: tuple[str, ...] = ()
 
@@ -307,6 +318,8 @@ class Lab:
                 )
                 self._failures[name] = failure
                 raise failure
+        if self.options.speed_reference:
+            session.reference, session.reference_note = _reference(session.transport)
         self._devices[name] = session
         return session
 
@@ -336,6 +349,9 @@ class Lab:
         try:
             workdir = resolve_workdir(transport, config.workdir)
             deployer = Deployer(transport, workdir, config.python)
+            stale = deployer.clean_partials()  # left by killed pushes whose writer is gone
+            if stale:
+                self.notify(f"device '{config.name}': removed {len(stale)} partial file(s) of killed pushes")
             runner: Runner = (
                 NativeRunner(config, transport, deployer)
                 if config.runner == "native"
@@ -398,7 +414,13 @@ class Lab:
         ``--interleave-baseline`` the baseline's artifact is measured in ABBA rounds beside it."""
         if protocol is None:
             protocol = LatencyProtocol(**self.options.merged_protocol(settings or {}))
-        model = Artifact.from_file(variant.materialize())
+        built = variant.build()  # checked against the sha256 it was built with
+        model = Artifact.from_file(built.path)
+        if model.sha256 != built.sha256:  # changed on the host since it was checked: never measure it
+            raise ModelError(
+                f"{variant.id}: {built.path} changed while in use (sha256 {model.sha256}, checked "
+                f"{built.sha256}); rerun to rebuild it"
+            )
         artifacts.keep(model.local, model.sha256)  # so a later run can measure these bytes again
         input_file = inputs if inputs is not None else self._default_inputs(variant)
         config = self.fleet[device]
@@ -433,7 +455,10 @@ class Lab:
                     return self._interleave(device, request, baseline, located, where)
                 notes = (f"interleaved baseline: {where}; compared with the baseline run instead",)
         result, deploy = self._run(device, request)
-        return Measured(result, deploy, request.model, notes=(*notes, *self._retries.pop(device, [])))
+        kind_of_runner = self.device(device).runner.kind
+        return Measured(
+            result, deploy, request.model, kind_of_runner, notes=(*notes, *self._retries.pop(device, []))
+        )
 
     def _run(self, device: str, request: RunRequest) -> tuple[BenchmarkResult, DeployReport]:
         return self.with_retries(device, lambda: self.device(device).runner.run(request))
@@ -488,6 +513,7 @@ class Lab:
             rounds=rounds,
             baseline_artifact=where,
             baseline_latency_ms=baseline_merged.latency_ms,
+            baseline_modes=baseline_merged.modes,
             baseline_round_medians_ms=tuple(p.latency_ms.median for p in parts["baseline"]),
             candidate_round_medians_ms=tuple(p.latency_ms.median for p in parts["candidate"]),
         )
@@ -495,6 +521,7 @@ class Lab:
             candidate,
             deploys[0],
             request.model,
+            self.device(device).runner.kind,
             paired=PairedBaseline(baseline, comparison, evidence),
             notes=tuple(self._retries.pop(device, [])),
         )
@@ -519,8 +546,7 @@ class Lab:
         evalset = self._evalsets[key]
         folder = zoo.cache_dir() / "evalsets"
         inputs = folder / f"{variant.model}-{key}.npz"
-        if not inputs.exists():
-            evalset.save(inputs)
+        cachefile.ensure(inputs, evalset.save)  # written again when its bytes differ from the record
         reference = host_reference(
             zoo.fetch(variant.spec), evalset, folder / f"{variant.model}-{key}-fp32.npz"
         )
@@ -557,12 +583,11 @@ class Lab:
         return measured, report
 
     def _default_inputs(self, variant: Variant) -> Path:
-        """Deterministic synthetic inputs from the zoo's input spec, cached by model hash."""
+        """Deterministic synthetic inputs from the zoo's input spec, cached by model hash and
+        checked against the sha256 recorded when they were made (made again when they differ)."""
         shapes = hashlib.sha256(repr(variant.spec.inputs).encode()).hexdigest()[:8]
         destination = zoo.cache_dir() / "inputs" / f"{variant.spec.sha256[:16]}-{shapes}-b1-s0.npz"
-        if not destination.exists():
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            zoo.make_inputs(variant.spec, destination, batch=1, seed=0)
+        cachefile.ensure(destination, lambda path: zoo.make_inputs(variant.spec, path, batch=1, seed=0))
         return destination
 
     # -- results -------------------------------------------------------------------------------
@@ -579,6 +604,21 @@ class Lab:
         if self._results is None:
             self._results = ResultsFile.create(self.reports_dir, self.run_id, self.info)
         return self._results
+
+    def _record_end_references(self) -> None:
+        """Each connected device's speed reference at the end of the run, beside the one at its
+        start, in results.json: how much the device's speed moved while the run measured."""
+        if self._results is None or not self.options.speed_reference:
+            return
+        ends: dict[str, Any] = {}
+        for name, session in self._devices.items():
+            try:
+                end, _ = _reference(session.transport)
+            except EdgeLabError:
+                end = None  # the device went away; its start reference stays
+            ends[name] = RunReferences(start=session.reference, end=end).model_dump(mode="json")
+        if ends:
+            self._results.merge_run("speed_references", ends)
 
     def results_written(self) -> bool:
         """Whether any test of this run recorded a result (in this process or an xdist worker)."""
@@ -621,6 +661,9 @@ class Lab:
         session = self._devices.get(device)
         config = self.fleet[device]
         result = measured.result if measured is not None else None
+        notes = (*(result.notes if result else ()), *(measured.notes if measured else ()))
+        if session is not None and session.reference_note and measured is not None:
+            notes = (*notes, session.reference_note)
         record = ResultRecord(
             run_id=self.run_id,
             run=self.info.ref(),
@@ -643,20 +686,33 @@ class Lab:
             runtime=variant.runtime,
             precision=variant.precision,
             threads=result.threads if result is not None else self.threads_for(device),
+            runner=measured.runner if measured is not None else None,
+            runtime_module=result.runtime.module if result else None,
+            runtime_version=result.runtime.version if result else None,
+            latency_ms=result.latency_ms if result else None,
+            latency_samples_ms=_ms(result.latency_samples_ns) if result else None,
+            start_offsets_ms=_ms(result.start_offsets_ns) if result else None,
+            memory=result.memory if result else None,
+            energy=result.energy if result else None,
+            throttle=result.throttle if result else None,
+            thermal_trace=result.thermal if result else None,
+            cooldown=result.cooldown if result else None,
+            warnings=result.warnings if result else (),
+            notes=notes,
+            load_ms=result.load_ms if result else None,
+            first_inference_ms=result.first_inference_ms if result else None,
+            iterations=result.iterations if result else None,
+            stopped_by=result.stopped_by if result else None,
+            rounds=result.rounds if result else 1,
+            agent_phases_ms=result.agent_phases_ms if result else None,
+            protocol=result.protocol if result else None,
+            cpus=result.placement if result else None,
+            modes=result.modes if result else None,
+            speed_reference=session.reference if session is not None else None,
             sustained=sustained,
             accuracy=accuracy,
-            deploy=DeployRecord(
-                bytes_pushed=measured.deploy.bytes_pushed,
-                pushed=tuple(measured.deploy.pushed),
-                replaced=tuple(measured.deploy.replaced),
-                present=tuple(measured.deploy.present),
-            )
-            if measured is not None
-            else None,
-            **(_measurement_fields(result) if result is not None else {}),
+            deploy=_deploy_record(measured.deploy) if measured is not None else None,
         )
-        if measured is not None and measured.notes:
-            record = record.model_copy(update={"notes": (*record.notes, *measured.notes)})
         record = self._compared(record, measured)
         self.results.append(record)
         if not self._latest_pointed and (record.latency_ms is not None or record.accuracy is not None):
@@ -702,6 +758,7 @@ class Lab:
             )
 
     def close(self) -> None:
+        self._record_end_references()
         for session in self._devices.values():
             session.close()
         self._devices.clear()
@@ -712,27 +769,24 @@ class Lab:
             self._store.close()
 
 
-def _measurement_fields(result: BenchmarkResult) -> dict[str, Any]:
-    """The measurement's part of a record."""
-    return {
-        "runner": "native" if result.stopped_by == "native" else "agent",
-        "runtime_module": result.runtime.module,
-        "runtime_version": result.runtime.version,
-        "latency_ms": result.latency_ms,
-        "latency_samples_ms": tuple(round(ns / 1e6, 6) for ns in result.latency_samples_ns) or None,
-        "start_offsets_ms": tuple(round(ns / 1e6, 6) for ns in result.start_offsets_ns) or None,
-        "memory": result.memory,
-        "energy": result.energy,
-        "throttle": result.throttle,
-        "thermal_trace": result.thermal,
-        "cooldown": result.cooldown,
-        "warnings": result.warnings,
-        "notes": result.notes,
-        "load_ms": result.load_ms,
-        "first_inference_ms": result.first_inference_ms,
-        "iterations": result.iterations,
-        "stopped_by": result.stopped_by,
-        "rounds": result.rounds,
-        "agent_phases_ms": result.agent_phases_ms,
-        "protocol": result.protocol,
-    }
+def _reference(transport: Transport) -> tuple[SpeedReference | None, str | None]:
+    """The device's speed reference, or why there is none (a missing clock is no reason to fail
+    the device: its comparisons just cannot be checked against it)."""
+    try:
+        return measure_reference(transport), None
+    except SpeedReferenceError as exc:
+        return None, f"speed reference: not measured ({exc})"
+
+
+def _ms(samples_ns: tuple[int, ...]) -> tuple[float, ...] | None:
+    """Nanosecond samples as milliseconds (None: the runner gave none)."""
+    return tuple(round(ns / 1e6, 6) for ns in samples_ns) or None
+
+
+def _deploy_record(report: DeployReport) -> DeployRecord:
+    return DeployRecord(
+        bytes_pushed=report.bytes_pushed,
+        pushed=tuple(report.pushed),
+        replaced=tuple(report.replaced),
+        present=tuple(report.present),
+    )

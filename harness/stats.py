@@ -55,21 +55,6 @@ class LatencySummary:
     median_ci_low: float | None = None  # 95% distribution-free CI of the median (order statistics)
     median_ci_high: float | None = None
 
-    def as_dict(self) -> dict[str, float | int | None]:
-        return {
-            "median_ci_low": self.median_ci_low,
-            "median_ci_high": self.median_ci_high,
-            "median": self.median,
-            "p90": self.p90,
-            "p99": self.p99,
-            "mean": self.mean,
-            "std": self.std,
-            "cv": self.cv,
-            "min": self.min,
-            "max": self.max,
-            "samples": self.samples,
-        }
-
 
 def summarize_latency(samples_ns: Sequence[int]) -> LatencySummary:
     """Median and tail percentiles (linear interpolation), sample std (ddof=1) and CV = std/mean."""
@@ -93,6 +78,93 @@ def summarize_latency(samples_ns: Sequence[int]) -> LatencySummary:
         median_ci_low=ci.low if ci else None,
         median_ci_high=ci.high if ci else None,
     )
+
+
+# -- two modes in one run ----------------------------------------------------------------------------
+#
+# A thread pool whose worker parks on a busy core, or flips between two placements, gives a run
+# whose iterations fall into two clusters; its median is then whichever cluster holds more than
+# half, and it jumps between runs. The check splits the log latencies in two where the groups
+# are best separated (1-D two-means, exact over the sorted samples, each group at least
+# MODES_MIN_SHARE of the run) and calls the run bimodal when the groups are far apart relative to
+# their own spread (Ashman's D in log space) and their centres differ by a meaningful ratio.
+# Calibration (tests/test_stats.py): a unimodal lognormal with CV 30% and a 1% tail 3x slower
+# splits at D ~ 2.5 (n >= 200), 2.65 (n = 50); above 5 in 0.2% of runs at n = 30 and none of
+# 3000 at n >= 50. Two modes 2.0 and 3.9 ms with 3-8% CV each reach D > 11 at n = 30.
+
+MODES_MIN_SAMPLES = 30
+MODES_MIN_SHARE = 0.10  # a smaller cluster (a 1% tail of outliers) moves the median too little
+MODES_MIN_SEPARATION = 5.0  # Ashman's D; a unimodal distribution split in two gives <= 3.5
+MODES_MIN_RATIO = 1.05  # closer centres are one mode for a comparison with a 3-5% floor
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One cluster of a run's iterations."""
+
+    centre_ms: float  # median of the cluster
+    share: float  # fraction of the run's iterations in it
+    samples: int
+
+
+@dataclass(frozen=True)
+class ModesCheck:
+    """Whether a run's iterations fall into two separated modes, with the split as evidence.
+
+    ``bimodal`` is None when the run has too few samples to judge (``reason`` says why); the
+    ``modes`` (fast first), ``separation`` and ``ratio`` describe the best split either way."""
+
+    bimodal: bool | None
+    reason: str
+    modes: tuple[Mode, ...] = ()
+    separation: float | None = None  # Ashman's D of the two groups' log latencies
+    ratio: float | None = None  # slow centre / fast centre
+
+
+def detect_modes(
+    samples_ns: Sequence[int] | Sequence[float] | np.ndarray,
+    *,
+    min_samples: int = MODES_MIN_SAMPLES,
+    min_share: float = MODES_MIN_SHARE,
+    min_separation: float = MODES_MIN_SEPARATION,
+    min_ratio: float = MODES_MIN_RATIO,
+) -> ModesCheck:
+    """Tell whether per-iteration latencies (ns) fall into two separated modes.
+
+    Log space makes the ordinary right tail of latencies (lognormal-like) symmetric, so the
+    tail alone never looks like a second mode; the minimum share keeps a handful of outliers
+    from being one."""
+    values = np.asarray(samples_ns, dtype=np.float64)
+    if values.size < min_samples:
+        return ModesCheck(None, f"{values.size} samples; the modes check needs at least {min_samples}")
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ValueError("latency samples must be finite and positive")
+    ordered = np.sort(values)
+    logs = np.log(ordered)
+    n = logs.size
+    smallest = max(2, int(np.ceil(min_share * n)))
+    sizes = np.arange(smallest, n - smallest + 1)  # size of the fast group
+    totals = np.cumsum(logs)
+    fast_means = totals[sizes - 1] / sizes
+    slow_means = (totals[-1] - totals[sizes - 1]) / (n - sizes)
+    between = sizes * (n - sizes) * (slow_means - fast_means) ** 2  # n x between-group variance
+    cut = int(sizes[int(np.argmax(between))])
+    fast, slow = logs[:cut], logs[cut:]
+    # floored at 1 ppm so identical timings (a coarse clock) give a finite separation
+    spread = max(float(np.sqrt(fast.var(ddof=1) + slow.var(ddof=1))), 1e-6)
+    separation = float(np.sqrt(2.0) * (slow.mean() - fast.mean()) / spread)
+    modes = (
+        Mode(float(np.median(ordered[:cut])) / 1e6, cut / n, cut),
+        Mode(float(np.median(ordered[cut:])) / 1e6, (n - cut) / n, n - cut),
+    )
+    ratio = modes[1].centre_ms / modes[0].centre_ms
+    evidence = (
+        f"{modes[0].centre_ms:.4g} ms ({modes[0].share:.0%}) and {modes[1].centre_ms:.4g} ms "
+        f"({modes[1].share:.0%}), separation {separation:.3g}, ratio {ratio:.3g}"
+    )
+    bimodal = separation >= min_separation and ratio >= min_ratio
+    verdict = "two modes: " if bimodal else "one mode; best split: "
+    return ModesCheck(bimodal, verdict + evidence, modes, round(separation, 3), round(ratio, 4))
 
 
 NOISE_FLOOR = 0.03  # changes within +-3% are run-to-run noise on the devices we calibrated

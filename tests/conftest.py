@@ -8,7 +8,9 @@ import tempfile
 # paramiko's cryptography: its Rust core keeps the cipher classes it saw first, and re-imported
 # ones fail its checks ("cipher AES in CTR mode is not supported" on the next SSH connection).
 import paramiko  # noqa: F401
+import psycopg  # noqa: F401  (the same for psycopg: a second copy's errors escape SQLAlchemy's wrapping)
 import scipy.stats  # noqa: F401
+import sqlalchemy.dialects.postgresql  # noqa: F401
 
 from tests.fixtures.http_server import file_server
 from tests.fixtures.postgres import postgres_url

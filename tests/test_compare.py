@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pytest
 
 from harness.compare import BaselineSource, VerdictPolicy, compare_interleaved, compare_runs, read_results
 from harness.errors import ConfigError
+from harness.probes.reference import SpeedReference
 from harness.probes.thermal import ThrottleVerdict
 from harness.record import InterleavedEvidence
-from harness.stats import Verdict, compare_rounds
+from harness.stats import Verdict, compare_rounds, detect_modes
 from tests.factories import energy, make_record, samples, write_results
 
 DRIFT = "latency drift: last/first tenth median ratio 1.52"
@@ -137,3 +141,37 @@ def test_baseline_errors_name_the_fix(tmp_path):
     odd.write_text('{"results": [{"schema_version": 2, "run_id": "x"}]}')
     with pytest.raises(ConfigError, match="does not match the results schema at"):
         read_results(odd)
+
+
+def reference(median_ms: float, spread: float = 0.01) -> SpeedReference:
+    times = tuple(median_ms * (1 + spread * (i - 3) / 3) for i in range(7))
+    return SpeedReference("local", "@(#)MIRBSD KSH R59", "epochrealtime", 3000, times, median_ms, 2 * spread)
+
+
+def test_a_device_whose_speed_reference_moved_is_inconclusive_not_regressed():
+    policy = VerdictPolicy()
+    base = make_record("base", median_ms=10.0, seed=1, speed_reference=reference(80.0))
+    slower_host = make_record("cand", median_ms=13.0, seed=2, speed_reference=reference(104.0))
+    comparison = compare_runs(slower_host, base, policy)
+    latency = comparison.metrics[0]
+    assert latency.ratio == pytest.approx(1.3, rel=0.02)
+    assert latency.verdict == Verdict.INCONCLUSIVE  # the host slowed down by as much as the model
+    assert "the device's speed reference moved +30.0% between the runs (80 -> 104 ms" in latency.evidence
+    steady_host = make_record("cand", median_ms=13.0, seed=2, speed_reference=reference(81.0))
+    assert compare_runs(steady_host, base, policy).metrics[0].verdict == Verdict.REGRESSED
+    other_shell = make_record(
+        "cand", median_ms=13.0, seed=2, speed_reference=dataclasses.replace(reference(104.0), shell="dash")
+    )
+    assert compare_runs(other_shell, base, policy).metrics[0].verdict == Verdict.REGRESSED  # not comparable
+
+
+def test_a_run_with_two_latency_modes_is_inconclusive_with_the_modes_as_evidence():
+    rng = np.random.default_rng(0)
+    mixed = np.concatenate([rng.normal(2.0, 0.05, 300), rng.normal(3.9, 0.1, 300)])
+    check = detect_modes((mixed * 1e6).astype(np.int64))
+    assert check.bimodal
+    base = make_record("base", median_ms=2.0, seed=1)
+    cand = make_record("cand", median_ms=4.0, seed=2, modes=check)
+    latency = compare_runs(cand, base, VerdictPolicy()).metrics[0]
+    assert latency.verdict == Verdict.INCONCLUSIVE
+    assert "candidate run has two latency modes (" in latency.evidence and "ms (50%)" in latency.evidence

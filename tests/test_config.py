@@ -175,3 +175,71 @@ def test_native_tools_errors_name_the_field_and_the_fix(tools, message):
     with pytest.raises(ConfigError) as failed:
         parse_device("pixel8", {"kind": "adb", "serial": "X", "native_tools": tools})
     assert str(failed.value) == f"devices.yaml: device 'pixel8': {message}"
+# -- threads and cpus ------------------------------------------------------------------------------
+
+
+def test_threads_default_to_one_explicit_thread_and_cpus_to_unpinned():
+    device = parse_device("board", {"kind": "local"})
+    assert (device.threads, device.cpus) == (1, None)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [([4, 5, 6, 7], (4, 5, 6, 7)), ("4-7", (4, 5, 6, 7)), ("0,2-3", (0, 2, 3)), (5, (5,)), ([7, 6], (6, 7))],
+)
+def test_cpus_take_a_list_a_range_string_or_one_cpu(given, expected):
+    device = parse_device("phone", {"kind": "adb", "serial": "X", "cpus": given})
+    assert device.cpus == expected
+
+
+def test_cpus_load_from_yaml_with_threads(tmp_path):
+    fleet = load_fleet(
+        write(
+            tmp_path, 'devices:\n  pixel8:\n    kind: adb\n    serial: S\n    cpus: "4-7"\n    threads: 4\n'
+        )
+    )
+    assert (fleet["pixel8"].cpus, fleet["pixel8"].threads) == ((4, 5, 6, 7), 4)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ([4, 5, 5], "field 'cpus': cpu 5 listed more than once (got [4, 5, 5])"),
+        ([-1, 2], "field 'cpus': -1 is not a cpu number (an integer >= 0) (got [-1, 2])"),
+        ("-1", "field 'cpus': '-1' is not a cpu number or range such as 4 or 4-7 (cpus are >= 0)"),
+        ("7-4", "field 'cpus': range '7-4' runs backwards (got '7-4')"),
+        ("4-7,6", "field 'cpus': cpu 6 listed more than once (got '4-7,6')"),
+        ([], "field 'cpus': the cpu list is empty (got [])"),
+        ("4,,5", "field 'cpus': empty item in cpu list '4,,5'"),
+        ([True], "field 'cpus': True is not a cpu number"),
+        (
+            {"big": [4, 5]},
+            "field 'cpus': must be a list of cpu numbers such as [4, 5, 6, 7] or a range string",
+        ),
+    ],
+)
+def test_bad_cpus_name_the_device_the_field_and_the_problem(given, message):
+    with pytest.raises(ConfigError) as error:
+        parse_device("pixel8", {"kind": "adb", "serial": "X", "cpus": given})
+    assert str(error.value).startswith(f"devices.yaml: device 'pixel8': {message}")
+    assert "\n" not in str(error.value) and "Value error" not in str(error.value)
+
+
+@pytest.mark.parametrize("threads", [0, -2])
+def test_zero_threads_the_runtimes_own_default_is_refused_with_the_fix(threads):
+    with pytest.raises(ConfigError) as error:
+        parse_device("rpi5", {"kind": "local", "threads": threads})
+    message = str(error.value)
+    assert message.startswith(
+        f"devices.yaml: device 'rpi5': field 'threads': must be a thread count >= 1 (got {threads})"
+    )
+    assert "Use 1 (the default) or the number of cores in cpus" in message
+
+
+def test_more_threads_than_cpus_is_refused():
+    with pytest.raises(ConfigError) as error:
+        parse_device("pixel8", {"kind": "adb", "serial": "X", "cpus": "6-7", "threads": 4})
+    assert str(error.value) == (
+        "devices.yaml: device 'pixel8': threads (4) is more than the 2 cpus it may run on (6-7): "
+        "threads would share cores; lower threads or add cpus"
+    )

@@ -77,3 +77,40 @@ def test_latency(edge):
         run = pytester.runpytest_subprocess("--lease-timeout=1", "-p", "no:cacheprovider")
     run.assert_outcomes(errors=1)
     run.stdout.fnmatch_lines(["*device 'local' is still leased by run nightly-42*raise --lease-timeout*"])
+
+
+def test_the_waiting_notice_reaches_the_terminal_while_pytest_captures(pytester, tmp_path, monkeypatch):
+    """The notice comes while the test waits, outside any 'Captured' section: this process holds
+    the lease and lets go only once the waiting run has printed it (without the fix it never
+    shows, and the run times out)."""
+    monkeypatch.setenv("EDGELAB_LEASE_DIR", str(tmp_path / "leases"))
+    pytester.makepyfile(
+        test_wait="""
+import pytest
+
+@pytest.mark.edge(model="silero_vad", precisions=["fp32"])
+def test_latency(edge):
+    edge.benchmark()
+"""
+    )
+    held = DeviceLease("local", run_id="holder-run", timeout_s=5).acquire()
+    waiting = pytester.popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--lease-timeout=30", "--results-db=none",
+         "--no-report", "--warmup-iters=1", "--min-iters=3", "--min-s=0", "--warmup-s=0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    seen: list[str] = []
+    try:
+        assert waiting.stdout is not None
+        for line in waiting.stdout:
+            seen.append(line)
+            if "is leased by run holder-run" in line:
+                held.release()
+    finally:
+        held.release()
+        waiting.wait(60)
+    output = "".join(seen)
+    notice = next(line for line in seen if "is leased by run holder-run" in line)
+    assert "waiting up to 30 s" in notice
+    assert waiting.returncode == 0, output
+    assert "Captured" not in output

@@ -61,6 +61,11 @@ def test_end_to_end_writes_results_and_junit_properties(pytester):
     assert record["runtime_version"] and record["device_fingerprint"]["system"] == "Linux"
     assert len(record["model_sha256"]) == 64
     assert record["run"]["id"] == document["run"]["id"]
+    reference = record["speed_reference"]  # the device's speed, timed when the run connected
+    assert reference["device"] == "local" and len(reference["times_ms"]) == 7 and reference["median_ms"] > 0
+    ends = document["run"]["speed_references"]["local"]
+    assert ends["start"] == reference and ends["end"]["median_ms"] > 0  # and when it closed
+    assert record["threads"] == 1 and record["cpus"]["threads"] == 1  # explicit, never the runtime's
     properties = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
     assert float(properties["edgelab.latency_median_ms"]) == pytest.approx(
         record["latency_ms"]["median"], rel=1e-3
@@ -331,13 +336,14 @@ def test_two_runs_in_a_row_compare_as_unchanged_unless_one_was_flagged_and_the_s
 
 def test_fail_on_regression_fails_the_test_with_the_evidence(pytester):
     pytester.makepyfile(test_edge=BENCH_TEST)
-    pytester.runpytest(*FAST, "--run-id=base").assert_outcomes(passed=1)
+    pytester.runpytest(*FAST, "--min-iters=60", "--run-id=base").assert_outcomes(passed=1)
     base = pytester.path / "reports" / "base" / "results.json"
     document = json.loads(base.read_text())
     fast = document["results"][0]
     fast["latency_samples_ms"] = [v / 10 for v in fast["latency_samples_ms"]]  # a baseline 10x faster
+    fast["speed_reference"] = None  # the fabricated baseline says nothing of the host's speed then
     base.write_text(json.dumps(document))
-    run = pytester.runpytest(*FAST, "--run-id=cand", f"--baseline={base}", "--fail-on-regression")
+    run = pytester.runpytest(*FAST, "--min-iters=60", "--run-id=cand", f"--baseline={base}", "--fail-on-regression")
     run.assert_outcomes(failed=1)
     run.stdout.fnmatch_lines(["*EdgeLab regression vs base: median * ms (+*%, 99% CI*Mann-Whitney*"])
     (record,) = results_of(pytester)["results"]

@@ -50,3 +50,24 @@ def test_latency(edge):
     record = json.loads(written[0])["results"][0]
     assert "token=***" in record["error"]
     assert any("password=***" in argument for argument in json.loads(written[0])["run"]["command"])
+
+
+def test_free_form_fields_are_redacted_like_command_lines():
+    from harness.secrets import redact_fields
+
+    labels = {
+        "soc": "bcm2712",
+        "ci_token": SECRET,
+        "DB-Password": SECRET,
+        "meter": f"https://lab:{SECRET}@meter.lab/read",
+        "note": f"uses api_key={SECRET} for the relay",
+        "owner": "ghp_" + "A" * 36,
+    }
+    assert redact_fields(labels) == {
+        "soc": "bcm2712",
+        "ci_token": "***",
+        "DB-Password": "***",
+        "meter": "https://lab:***@meter.lab/read",
+        "note": "uses api_key=*** for the relay",
+        "owner": "***",
+    }

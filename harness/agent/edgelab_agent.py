@@ -269,9 +269,11 @@ class OrtModel(Model):
                 "runtime", f"onnxruntime cannot be imported: {exc}", type(exc).__name__
             ) from None
         options = ort.SessionOptions()
-        if threads > 0:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        # An explicit count: with 0, ONNX Runtime sizes its pool by the cores and pins each pool
+        # thread to one core while the calling thread floats, so a run's speed depends on where
+        # the OS happens to put the caller (docs/devices-yaml.md, "threads and cpus").
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
         providers = [provider or "CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(path, sess_options=options, providers=providers)
@@ -314,9 +316,7 @@ class OrtModel(Model):
 class LiteRtModel(Model):
     def __init__(self, path: str, threads: int, delegate: str | None) -> None:
         interpreter_class, module_name, version, tried = load_litert()
-        kwargs: dict[str, Any] = {"model_path": path}
-        if threads > 0:
-            kwargs["num_threads"] = threads
+        kwargs: dict[str, Any] = {"model_path": path, "num_threads": threads}
         if delegate:
             module = importlib.import_module(module_name)
             try:
@@ -860,6 +860,97 @@ def _natural(name: str) -> tuple[str, int]:
     return (name.rstrip("0123456789"), int(digits) if digits else -1)
 
 
+# -- cores --------------------------------------------------------------------------------------
+#
+# Pinning happens here, in the process that runs inference, before the runtime creates its
+# threads (they inherit the mask): a fork of the warm server is pinned exactly like a fresh
+# process, which a ``taskset`` in front of the client command would not do.
+
+
+def _allowed_cpus() -> tuple[list[int] | None, str | None]:
+    getter = getattr(os, "sched_getaffinity", None)
+    if getter is None:
+        return None, "this Python has no os.sched_getaffinity (not Linux or Android)"
+    try:
+        return sorted(getter(0)), None
+    except OSError as exc:
+        return None, f"sched_getaffinity: {exc.strerror or exc}"
+
+
+def pin_cpus(requested: list[int] | None) -> str | None:
+    """Restrict this process to ``requested`` (None: leave it where it is). Returns how it was
+    pinned, for the record."""
+    if not requested:
+        return None
+    setter = getattr(os, "sched_setaffinity", None)
+    if setter is None:
+        raise AgentFailure("cpus", "this Python has no os.sched_setaffinity; remove cpus for this device")
+    try:
+        setter(0, requested)
+    except (OSError, ValueError) as exc:
+        online = _read_first("/sys/devices/system/cpu/online") or "?"
+        raise AgentFailure(
+            "cpus",
+            f"cannot pin to cpus {requested}: {getattr(exc, 'strerror', None) or exc}; "
+            f"this device's online cpus are {online}, and the process may already be limited to "
+            f"{_allowed_cpus()[0]} (cpuset): fix cpus in devices.yaml",
+        ) from None
+    return "sched_setaffinity"
+
+
+def core_kinds(cpus: Sequence[int], sysfs: str = "/sys") -> dict[str, list[int | None]]:
+    """cpu -> [cpu_capacity, cpuinfo_max_freq kHz] (None where sysfs has no such file)."""
+    found: dict[str, list[int | None]] = {}
+    for cpu in cpus:
+        folder = f"{sysfs}/devices/system/cpu/cpu{cpu}"
+        found[str(cpu)] = [
+            _read_int(folder + "/cpu_capacity"),
+            _read_int(folder + "/cpufreq/cpuinfo_max_freq"),
+        ]
+    return found
+
+
+def parse_cpus_argument(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        cpus = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise AgentFailure("args", f"--cpus takes comma-separated cpu numbers, got {text!r}") from None
+    if any(cpu < 0 for cpu in cpus) or len(set(cpus)) != len(cpus):
+        raise AgentFailure("args", f"--cpus needs distinct cpu numbers >= 0, got {text!r}")
+    return cpus
+
+
+def thread_affinities() -> dict[str, int]:
+    """cpu list -> how many of this process's threads may run there (a runtime that pins its pool
+    shows up as a narrower list); {} where /proc/self/task is unreadable."""
+    found: dict[str, int] = {}
+    for task in _listdir("/proc/self/task"):
+        for line in (_read_first(f"/proc/self/task/{task}/status") or "").splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                key = line.split(":", 1)[1].strip()
+                found[key] = found.get(key, 0) + 1
+    return found
+
+
+def cpus_record(
+    requested: list[int] | None, pinned_by: str | None, allowed_before: list[int] | None
+) -> dict[str, Any]:
+    """Where the run was allowed to execute, read after the timed phase (a cpuset may have
+    changed it meanwhile: then ``allowed_before`` differs)."""
+    allowed, problem = _allowed_cpus()
+    return {
+        "requested": requested,
+        "pinned_by": pinned_by,
+        "allowed": allowed,
+        "allowed_before": allowed_before,
+        "allowed_error": problem,
+        "kinds": core_kinds(allowed) if allowed else {},
+        "threads": thread_affinities(),
+    }
+
+
 # -- timing -------------------------------------------------------------------------------------
 
 
@@ -1018,6 +1109,9 @@ class Phases:
 
 def run(arguments: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 (one run, step by step)
     phases = Phases()
+    requested_cpus = parse_cpus_argument(arguments.cpus)
+    pinned_by = pin_cpus(requested_cpus)  # before any thread of the runtime or the sampler exists
+    allowed_before, _ = _allowed_cpus()
     verify_files(arguments.sha256)
     phases.done("verify")
     cooldown = (
@@ -1096,6 +1190,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 (one 
         "runtime": model.runtime,
         "model": {"path": arguments.model, "size_bytes": os.path.getsize(arguments.model)},
         "threads": arguments.threads,
+        "cpus": cpus_record(requested_cpus, pinned_by, allowed_before),
         "inputs": described_inputs,
         "outputs": model.outputs,
         "samples_in_batch": samples,
@@ -1138,9 +1233,11 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 (one 
 # runs ``main(argv)`` exactly as a fresh process would. A child's VmHWM starts at what the server
 # holds (the interpreter, numpy, the runtime), which a fresh process reaches when it imports them.
 #
-# Requests come through a FIFO, ``<dir>/control``: one line "<client pid> <reply fifo>", the
-# argument vector in "<reply fifo>.argv" (JSON). The child's stdout goes straight into the reply
-# FIFO and its stderr into "<reply fifo>.err"; after the child exits the server appends
+# Requests come through a FIFO, ``<dir>/control``: one line "<client pid> call-<client pid>" (digits
+# only: no path crosses the FIFO, so a directory with a newline or a space cannot split a request),
+# naming the reply FIFO ``<dir>/call-<pid>``, with the argument vector in "<reply fifo>.argv"
+# (JSON). The child's stdout goes straight into the reply FIFO and its stderr into
+# "<reply fifo>.err"; after the child exits the server appends
 # "\n<SERVED_EXIT_MARKER><exit code>\n". A client that goes away (the host's timeout killed it)
 # takes its child with it.
 
@@ -1254,11 +1351,12 @@ def _read_request(reply: str) -> tuple[list[str] | None, int, str]:
     return argv, err_fd, ""
 
 
-def _serve_one(line: str, control_fd: int, resident: Sequence[int]) -> None:
-    client_text, _, reply = line.strip().partition(" ")
-    if not client_text.isdigit() or not reply:
-        return
+def _serve_one(line: str, directory: str, control_fd: int, resident: Sequence[int]) -> None:
+    client_text, _, reply_name = line.strip().partition(" ")
+    if not client_text.isdigit() or reply_name != "call-" + client_text:
+        return  # not a request this protocol can produce: nothing to answer, no path to trust
     client = int(client_text)
+    reply = os.path.join(directory, reply_name)
     argv, err_fd, problem = _read_request(reply)
     reply_fd = _open_reply(reply, client)
     if reply_fd is None:
@@ -1349,7 +1447,7 @@ def serve(directory: str, runtime: str | None, idle_exit_s: float) -> int:
             pending += os.read(control_fd, 4096)
             while b"\n" in pending:
                 line, _, pending = pending.partition(b"\n")
-                _serve_one(line.decode("utf-8", errors="replace"), control_fd, resident or [])
+                _serve_one(line.decode("utf-8", errors="replace"), directory, control_fd, resident or [])
                 last = time.monotonic()
     finally:
         for name in ("control", "pid"):
@@ -1375,7 +1473,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser = commands.add_parser("run", help="benchmark one model")
     run_parser.add_argument("--model", required=True)
     run_parser.add_argument("--runtime", required=True, choices=["onnxruntime", "litert"])
-    run_parser.add_argument("--threads", type=int, default=0)
+    run_parser.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime, >= 1")
+    run_parser.add_argument("--cpus", default=None, help="comma-separated cpus to pin the run to")
     run_parser.add_argument("--delegate", default=None)
     run_parser.add_argument("--inputs", default=None)
     run_parser.add_argument("--outputs", default=None)
@@ -1430,6 +1529,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             if arguments.min_iters < 1 or arguments.max_s <= 0 or arguments.max_iters < 1:
                 raise AgentFailure("args", "--min-iters and --max-iters must be >= 1 and --max-s > 0")
+            if arguments.threads < 1:
+                raise AgentFailure(
+                    "args",
+                    "--threads must be >= 1: the thread count is explicit, never the runtime's default",
+                )
             _emit(run(arguments), result_path)
         return 0
     except AgentFailure as failure:

@@ -40,7 +40,7 @@ def keep(path: Path, sha256: str) -> Path:
 
 def find(sha256: str) -> Path | None:
     """A kept file with this content (checked: a file damaged at rest is not returned)."""
-    from harness.deploy import sha256_file
+    from harness.cachefile import sha256_file
 
     candidates = sorted((folder() / sha256).glob("*")) if (folder() / sha256).is_dir() else []
     zoo_files = (

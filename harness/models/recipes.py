@@ -7,17 +7,19 @@ TFLite models from mediapipe carry fp16 weights and no signature, which ai-edge-
 needs: they exist in the precision they ship in, and every other recipe says why it cannot run.
 
 Each built file sits in ``<cache>/variants/<sha256[:16]>-<precision>-r<RECIPE_VERSION>/`` with a
-``recipe.json`` recording the settings and the tool versions.
+``recipe.json`` recording the settings, the tool versions and the file's sha256; a cached file is
+checked against that sha256 before use and built again when its bytes differ.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import cachefile
 from harness.errors import ModelError
 from harness.models import zoo
 
@@ -46,6 +49,25 @@ class BuiltVariant:
     path: Path
     precision: str
     recipe: dict[str, Any]
+    sha256: str  # of the bytes at ``path``, checked when this was returned
+
+
+def _cached(target: Path, record: Path) -> dict[str, Any] | None:
+    """The recipe of a cached build whose file still has the bytes it was built with; None when
+    there is none, or when the file changed (garbage, truncated, altered weights): build again."""
+    try:
+        recipe = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recipe, dict) or not cachefile.matches(target, recipe.get("sha256")):
+        if target.exists():
+            warnings.warn(
+                f"{target}: its bytes differ from the sha256 in {record.name}; building it again",
+                cachefile.CacheRebuiltWarning,
+                stacklevel=3,
+            )
+        return None
+    return recipe
 
 
 def _version(distribution: str) -> str | None:
@@ -81,13 +103,22 @@ def build(spec: zoo.ModelSpec, precision: str, calibration: Calibration | None =
         raise RecipeRefused(refused)
     source = zoo.fetch(spec)
     if precision == spec.precision:
-        return BuiltVariant(source, precision, {"recipe": "as shipped", "source_sha256": spec.sha256})
+        shipped = {"recipe": "as shipped", "source_sha256": spec.sha256, "sha256": spec.sha256}
+        return BuiltVariant(source, precision, shipped, spec.sha256)
     folder = _folder(spec, precision)
+    with cachefile.locked(folder):
+        return _build(spec, precision, calibration, source, folder)
+
+
+def _build(
+    spec: zoo.ModelSpec, precision: str, calibration: Calibration | None, source: Path, folder: Path
+) -> BuiltVariant:
     target = folder / spec.filename
     record = folder / "recipe.json"
     refused_file = folder / "refused.txt"
-    if target.exists() and record.exists():
-        return BuiltVariant(target, precision, json.loads(record.read_text()))
+    cached = _cached(target, record)
+    if cached is not None:
+        return BuiltVariant(target, precision, cached, cached["sha256"])
     if refused_file.exists():
         raise RecipeRefused(refused_file.read_text())
     if precision == "int8-static" and calibration is None:  # the caller's omission: not cached
@@ -105,23 +136,33 @@ def build(spec: zoo.ModelSpec, precision: str, calibration: Calibration | None =
                     f"{spec.name}: int8-static needs calibration data from the task's dataset"
                 )
             settings = _int8_static(source, output, workdir, calibration)
+        digest = cachefile.sha256_file(output)
         recipe = {
             "recipe": precision,
             "source_sha256": spec.sha256,
-            "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
+            "sha256": digest,
             "settings": settings,
             "versions": {name: _version(name) for name in ("onnx", "onnxruntime", "onnxconverter-common")},
         }
-        folder.mkdir(parents=True, exist_ok=True)
-        os.replace(output, target)
-        record.write_text(json.dumps(recipe, indent=1))
-        return BuiltVariant(target, precision, recipe)
+        _install(output, target, record, recipe)
+        return BuiltVariant(target, precision, recipe, digest)
     except RecipeRefused as refused:
         folder.mkdir(parents=True, exist_ok=True)
         refused_file.write_text(str(refused))  # a deterministic refusal: do not retry every run
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _install(output: Path, target: Path, record: Path, recipe: dict[str, Any]) -> None:
+    """Move a built file into the cache with its record; the old record goes first, so a crash
+    in between leaves a file without a record (built again), never a record of other bytes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    record.unlink(missing_ok=True)
+    os.replace(output, target)
+    temporary = record.with_name(f".{record.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(recipe, indent=1))
+    os.replace(temporary, record)
 
 
 def _loads(path: Path) -> str | None:
@@ -238,31 +279,40 @@ def _int8_static(source: Path, output: Path, workdir: Path, calibration: Calibra
     )
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
+        """The task's calibration samples, made one at a time; ``rewind`` starts them again
+        (the streaming histogram pass reads them twice; ``count`` is of the first pass)."""
+
         def __init__(self) -> None:
             self.items = calibration()
             self.count = 0
+            self.rewound = False
 
         def get_next(self) -> dict[str, Any] | None:
             item = next(self.items, None)
-            if item is not None:
+            if item is not None and not self.rewound:
                 self.count += 1
             return item
+
+        def rewind(self) -> None:
+            self.items = calibration()
+            self.rewound = True
 
     prepared = _preprocessed(source, workdir, opset=STATIC_OPSET)
     method, problems = "Percentile (99.999)", []
     for calibrate in (CalibrationMethod.Percentile, CalibrationMethod.MinMax):
         reader = Reader()
         try:
-            quantize_static(
-                str(prepared),
-                str(output),
-                reader,
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=calibrate,  # Percentile: MinMax lets outliers eat the int8 range
-            )
+            with _streaming_histograms():
+                quantize_static(
+                    str(prepared),
+                    str(output),
+                    reader,
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=calibrate,  # Percentile: MinMax lets outliers eat the int8 range
+                )
             break
         except (ValueError, RuntimeError) as exc:  # the histogram calibrators fail on some graphs
             problems.append(f"{calibrate.name}: {exc}")
@@ -283,6 +333,101 @@ def _int8_static(source: Path, output: Path, workdir: Path, calibration: Calibra
     }
 
 
+@contextlib.contextmanager
+def _streaming_histograms() -> Iterator[None]:
+    """Within this block, ONNX Runtime's symmetric percentile calibrator reads the calibration
+    samples twice, one at a time, instead of holding every intermediate output of every sample
+    (9.9 GB of host memory for ppocr_rec's 48 lines). Pass one finds each tensor's range, pass two
+    fills histograms with the edges ``np.histogram`` would have chosen for all samples at once, so
+    the histograms, the ranges and the quantized model are the same (tests/models/test_recipes.py
+    checks it against the calibrator's own). Other calibrators are left as they are."""
+    import importlib
+
+    from onnxruntime.quantization.calibrate import HistogramCalibrater
+
+    # the module, not the package's function of the same name
+    ort_quantize: Any = importlib.import_module("onnxruntime.quantization.quantize")
+
+    original = ort_quantize.create_calibrator
+
+    def create(*args: Any, **kwargs: Any) -> Any:
+        calibrator = original(*args, **kwargs)
+        if (
+            isinstance(calibrator, HistogramCalibrater)
+            and getattr(calibrator, "method", None) == "percentile"
+            and getattr(calibrator, "symmetric", None) is True
+        ):
+            calibrator.collect_data = types.MethodType(_collect_in_two_passes, calibrator)
+        return calibrator
+
+    ort_quantize.create_calibrator = create
+    try:
+        yield
+    finally:
+        ort_quantize.create_calibrator = original
+
+
+def _collect_in_two_passes(calibrator: Any, data_reader: Any) -> None:
+    """``HistogramCalibrater.collect_data`` for the symmetric percentile method, one sample in
+    memory at a time: the same ``(histogram, edges, min, max)`` per tensor as the collector's
+    ``collect_absolute_value`` computes over all samples stacked."""
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    names = [output.name for output in calibrator.infer_session.get_outputs()]
+    wanted = [(index, name) for index, name in enumerate(names) if name in calibrator.tensors_to_calibrate]
+    ranges: dict[str, list[Any]] = {}  # name -> [min, max, min |x|, max |x|, dtype, size]
+    while inputs := data_reader.get_next():
+        outputs = calibrator.infer_session.run(None, inputs)
+        for index, name in wanted:
+            values = np.asarray(outputs[index]).reshape(-1)
+            seen = ranges.setdefault(name, [None, None, None, None, values.dtype, 0])
+            if values.dtype != seen[4]:
+                raise ValueError(
+                    f"calibration expects one element type for {name}: {seen[4]}, {values.dtype}"
+                )
+            seen[5] += values.size
+            if values.size:
+                magnitude = np.absolute(values)
+                # raw range: NaN-ignoring (np.nanmin); |x| range: NaN-propagating (np.histogram)
+                extremes = [np.nanmin(values), np.nanmax(values), magnitude.min(), magnitude.max()]
+                if seen[0] is None:
+                    seen[:4] = extremes
+                else:
+                    seen[0], seen[1] = np.fmin(seen[0], extremes[0]), np.fmax(seen[1], extremes[1])
+                    seen[2], seen[3] = np.minimum(seen[2], extremes[2]), np.maximum(seen[3], extremes[3])
+    if not ranges:
+        raise ValueError("No data is collected.")
+    edges: dict[str, np.ndarray] = {}
+    for name, (_, _, smallest, largest, dtype, size) in ranges.items():
+        span = np.array([smallest, largest] if size else [], dtype=dtype)  # np.histogram: a.min(), a.max()
+        edges[name] = np.histogram(span, bins=calibrator.num_bins)[1]
+    counts = {name: np.zeros(calibrator.num_bins, dtype=np.intp) for name in ranges}
+    data_reader.rewind()
+    while inputs := data_reader.get_next():
+        outputs = calibrator.infer_session.run(None, inputs)
+        for index, name in wanted:
+            magnitude = np.absolute(np.asarray(outputs[index]).reshape(-1))
+            counts[name] += np.histogram(magnitude, bins=edges[name])[0]
+    collector = HistogramCollector(
+        method=calibrator.method,
+        symmetric=calibrator.symmetric,
+        num_bins=calibrator.num_bins,
+        num_quantized_bins=calibrator.num_quantized_bins,
+        percentile=calibrator.percentile,
+        scenario=calibrator.scenario,
+    )
+    for name, (low, high, _, _, dtype, size) in ranges.items():
+        zero = np.array(0, dtype=dtype)
+        collector.histogram_dict[name] = (
+            counts[name],
+            edges[name].astype(dtype),
+            low if size else zero,
+            high if size else zero,
+        )
+    calibrator.collector = collector
+    calibrator.clear_collected_data()
+
+
 def onnx_twin(spec: zoo.ModelSpec) -> zoo.ModelSpec:
     """The ONNX description of a TFLite zoo model: same source and weights, NCHW inputs."""
     import dataclasses
@@ -300,11 +445,17 @@ def convert_tflite(spec: zoo.ModelSpec) -> BuiltVariant:
     """The same TFLite model as ONNX (tflite2onnx, no TensorFlow), validated against LiteRT on a
     random input before use; cached like every recipe."""
     folder = _folder(spec, "onnx-from-tflite")
+    with cachefile.locked(folder):
+        return _convert_tflite(spec, folder)
+
+
+def _convert_tflite(spec: zoo.ModelSpec, folder: Path) -> BuiltVariant:
     target = folder / (Path(spec.filename).stem + ".onnx")
     record = folder / "recipe.json"
     refused_file = folder / "refused.txt"
-    if target.exists() and record.exists():
-        return BuiltVariant(target, spec.precision, json.loads(record.read_text()))
+    cached = _cached(target, record)
+    if cached is not None:
+        return BuiltVariant(target, spec.precision, cached, cached["sha256"])
     if refused_file.exists():
         raise RecipeRefused(refused_file.read_text())
     source = zoo.fetch(spec)
@@ -325,10 +476,11 @@ def convert_tflite(spec: zoo.ModelSpec) -> BuiltVariant:
             raise RecipeRefused(
                 f"{spec.name}: the ONNX conversion disagrees with LiteRT (max |diff| {difference})"
             )
+        digest = cachefile.sha256_file(output)
         recipe = {
             "recipe": "onnx-from-tflite",
             "source_sha256": spec.sha256,
-            "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
+            "sha256": digest,
             "settings": {
                 "tool": "tflite2onnx.convert",
                 "layout": "NHWC input -> NCHW",
@@ -338,10 +490,8 @@ def convert_tflite(spec: zoo.ModelSpec) -> BuiltVariant:
                 name: _version(name) for name in ("tflite2onnx", "onnx", "onnxruntime", "ai-edge-litert")
             },
         }
-        folder.mkdir(parents=True, exist_ok=True)
-        os.replace(output, target)
-        record.write_text(json.dumps(recipe, indent=1))
-        return BuiltVariant(target, spec.precision, recipe)
+        _install(output, target, record, recipe)
+        return BuiltVariant(target, spec.precision, recipe, digest)
     except RecipeRefused as refused:
         folder.mkdir(parents=True, exist_ok=True)
         refused_file.write_text(str(refused))

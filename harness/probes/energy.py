@@ -39,9 +39,6 @@ class EnergyReport:
     sample_rate_hz: float | None  # distinct readings per second achieved
     samples: int
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def pick_source(configured: str | None, available: Sequence[str]) -> str | None:
     """``energy`` from devices.yaml: a source name, ``none``, or ``auto`` (the best available)."""

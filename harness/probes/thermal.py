@@ -201,7 +201,8 @@ def judge(
                 first_throttle = next(
                     (max(0.0, t) for t, v in trace.status if _status_active(trace, v)), None
                 )
-    throttled = bool(reasons) if trace is not None else None
+    sensed = trace is not None and bool(trace.zones or trace.policies or trace.status)
+    throttled = bool(reasons) if sensed else None  # a sampler with nothing to read judged nothing
     drift = latency_drift(durations_ns, start_offsets_ns)
     drifted = None if drift is None else drift > DRIFT_RATIO
     if drifted:

@@ -29,7 +29,9 @@ _START_TIMEOUT_S = 120.0
 # listens or it dies during the call; otherwise prints the child's stdout and the exit trailer, and
 # the child's stderr. The control FIFO is opened read-write, so writing to it never blocks; a
 # watchdog ends the wait if the server dies (its output goes to /dev/null: nothing may hold the
-# command's stdout open after the client exits).
+# command's stdout open after the client exits). The request line carries digits only ("<pid>
+# call-<pid>": the server finds the reply FIFO in its own directory), so no path, whatever it
+# holds (a newline, a space), can split or forge a request; the arguments travel as JSON in a file.
 _CLIENT_SCRIPT = r"""
 d="$1"
 pid=$(cat "$d/pid" 2>/dev/null) && [ -p "$d/control" ] && kill -0 "$pid" 2>/dev/null || exit 86
@@ -39,7 +41,7 @@ mkfifo "$r" || exit 87
 printf '%s' "$2" > "$r.argv" || exit 87
 cat "$r" & c=$!
 ( while kill -0 "$pid" 2>/dev/null; do sleep 1; done; kill "$c" ) >/dev/null 2>&1 & w=$!
-echo "$$ $r" 1<>"$d/control"
+echo "$$ call-$$" 1<>"$d/control"
 wait "$c"
 kill "$w" 2>/dev/null
 cat "$r.err" >&2 2>/dev/null

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,15 @@ from harness.config import AnyDevice
 from harness.deploy import Artifact, Deployer, DeployReport
 from harness.errors import AgentError, ConfigError, ParseError
 from harness.measurement import BenchmarkResult, LatencyProtocol, MemoryUsage, RuntimeInfo
+from harness.probes.cpus import (
+    CPU_REPORT_SCRIPT,
+    CpuPlacement,
+    format_cpu_list,
+    parse_cpu_report,
+    placement,
+    strip_cpu_report,
+    taskset_prefix,
+)
 from harness.probes.parsers.benchmark_tools import (
     OrtPerfTest,
     TfliteBenchmark,
@@ -27,7 +37,7 @@ from harness.probes.parsers.benchmark_tools import (
 )
 from harness.runners.base import CpuInfo, DeviceProbe, OsInfo, RunRequest, phase
 from harness.runners.cooldown import wait_until_cool
-from harness.stats import LatencySummary
+from harness.stats import LatencySummary, ModesCheck
 from harness.transport.base import CommandResult, Transport
 
 NATIVE_TOOL_FOR_FORMAT = {"tflite": "benchmark_model", "onnx": "onnxruntime_perf_test"}
@@ -46,8 +56,7 @@ def tflite_argv(binary: str, model: str, protocol: LatencyProtocol, threads: int
         f"--max_secs={protocol.max_s:g}",
         "--report_peak_memory_footprint=true",
     ]
-    if threads > 0:
-        argv.append(f"--num_threads={threads}")
+    argv.append(f"--num_threads={threads}")
     if protocol.rate_hz > 0:
         argv.append(f"--run_delay={1.0 / protocol.rate_hz:g}")
     return argv
@@ -56,10 +65,39 @@ def tflite_argv(binary: str, model: str, protocol: LatencyProtocol, threads: int
 def ort_argv(binary: str, model: str, protocol: LatencyProtocol, threads: int) -> list[str]:
     """onnxruntime_perf_test: a fixed number of runs (``-m times -r``), generated inputs (``-I``),
     statistics (``-s``). It has no minimum-seconds mode; the minimum count is what it runs."""
-    argv = [binary, "-m", "times", "-r", str(protocol.min_iters), "-I", "-s"]
-    if threads > 0:
-        argv += ["-x", str(threads)]
+    argv = [binary, "-m", "times", "-r", str(protocol.min_iters), "-I", "-s", "-x", str(threads)]
     return [*argv, model]
+
+
+def pinned_argv(argv: list[str], cpus: Sequence[int] | None) -> list[str]:
+    """``argv`` run by a POSIX sh that first reports its cores (CPU_REPORT_SCRIPT) and then execs
+    it, behind ``taskset MASK`` when the device has ``cpus``: util-linux and toybox (stock
+    Android) both take the hex mask, and the tool inherits the affinity through exec."""
+    return [*taskset_prefix(cpus), "sh", "-c", CPU_REPORT_SCRIPT, "edgelab-native", *argv]
+
+
+def native_placement(output: str, threads: int, cpus: Sequence[int] | None) -> CpuPlacement:
+    """The cores the tool ran on, from the wrapper's report lines in ``output``."""
+    pinned_by = "taskset" if cpus else None
+    try:
+        allowed, per_cpu = parse_cpu_report(output)
+    except ValueError as exc:
+        return placement(
+            threads,
+            requested=cpus,
+            pinned_by=pinned_by,
+            allowed=None,
+            per_cpu={},
+            allowed_reason=f"unreadable report: {exc}",
+        )
+    return placement(
+        threads,
+        requested=cpus,
+        pinned_by=pinned_by,
+        allowed=allowed,
+        per_cpu=per_cpu,
+        allowed_reason=None if allowed else "/proc/self/status has no Cpus_allowed_list on this device",
+    )
 
 
 def _finite(*values: float | None) -> float:
@@ -138,13 +176,21 @@ def run_native(
     precision: str,
     protocol: LatencyProtocol,
     threads: int,
+    cpus: Sequence[int] | None = None,
 ) -> BenchmarkResult:
-    """Run the tool and map its summary onto a BenchmarkResult (no per-iteration samples)."""
-    result = transport.run(argv, timeout=timeout_s)
+    """Run the tool (pinned to ``cpus``, if any) and map its summary onto a BenchmarkResult (no
+    per-iteration samples)."""
+    result = transport.run(pinned_argv(argv, cpus), timeout=timeout_s)
+    cores = native_placement(result.stderr, threads, cpus)
+    result = dataclasses.replace(result, argv=tuple(argv), stderr=strip_cpu_report(result.stderr))
     output = result.stdout + "\n" + result.stderr  # benchmark_model logs to stderr
     if result.exit_code != 0:
+        hint = ""
+        if cpus and "taskset" in result.stderr:
+            hint = f" (taskset could not pin it to cpus {format_cpu_list(cpus)}: check cpus in devices.yaml)"
+        tool = shlex.join(argv[:1])
         raise AgentError(
-            f"device '{transport.device}': {shlex.join(argv[:1])} exited {result.exit_code}: {_tail(result)}"
+            f"device '{transport.device}': {tool} exited {result.exit_code}{hint}: {_tail(result)}"
         )
     try:
         if model_format == "tflite":
@@ -173,6 +219,8 @@ def run_native(
         start_offsets_ns=(),
         throttle=None,
         notes=(*notes, "thermal: not measured (no trace from the native tool); throttling not judged"),
+        placement=cores,
+        modes=ModesCheck(None, "no per-iteration samples: the native tool prints a summary"),
     )
 
 
@@ -258,6 +306,7 @@ class NativeRunner:
                 precision=request.precision,
                 protocol=request.protocol,
                 threads=request.threads,
+                cpus=self.config.cpus,
             )
         return dataclasses.replace(result, cooldown=cooldown), deploy
 

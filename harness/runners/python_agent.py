@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.config import AnyDevice
+from harness.config import DEFAULT_THREADS, AnyDevice
 from harness.deploy import Artifact, Deployer, DeployReport
 from harness.errors import AgentError, ConfigError, ParseError
 from harness.measurement import (
@@ -29,6 +29,7 @@ from harness.measurement import (
     MemoryUsage,
     RuntimeInfo,
 )
+from harness.probes.cpus import CpuPlacement, format_cpu_list, placement
 from harness.probes.energy import EnergyReport, ExternalMeter, meter_rows, pick_source, tegrastats_rows
 from harness.probes.energy import compute as compute_energy
 from harness.probes.environment import thermal_status
@@ -38,7 +39,7 @@ from harness.probes.thermal import ThermalTrace, judge
 from harness.runners.agent_server import AgentServer, ServerGone
 from harness.runners.base import DeviceProbe, RunRequest, phase
 from harness.runners.cooldown import COOLDOWN_POLL_S
-from harness.stats import summarize_latency
+from harness.stats import detect_modes, summarize_latency
 from harness.transport.base import CommandResult, Transport
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent" / "edgelab_agent.py"
@@ -88,13 +89,26 @@ class AgentCooldown(_Lenient):
     reached: bool
 
 
+class AgentCpus(_Lenient):
+    """Where the run was allowed to execute (``cpus`` in the run document)."""
+
+    requested: list[int] | None = None
+    pinned_by: str | None = None
+    allowed: list[int] | None = None
+    allowed_before: list[int] | None = None
+    allowed_error: str | None = None
+    kinds: dict[int, tuple[int | None, int | None]] = Field(default_factory=dict)
+    threads: dict[str, int] = Field(default_factory=dict)  # cpu list -> threads allowed there
+
+
 class AgentRunDocument(_Lenient):
     """The agent's ``run`` result, schema_version 1."""
 
     schema_version: Literal[1]
     kind: Literal["run"]
     runtime: AgentRuntime
-    threads: int
+    threads: int = Field(ge=1)
+    cpus: AgentCpus | None = None
     load_ms: float = Field(ge=0)
     first_inference_ms: float = Field(ge=0)
     warmup: AgentPhase
@@ -162,7 +176,8 @@ def build_run_argv(
     runtime: str,
     protocol: LatencyProtocol,
     *,
-    threads: int = 0,
+    threads: int = DEFAULT_THREADS,
+    cpus: Sequence[int] | None = None,
     delegate: str | None = None,
     inputs_path: str | None = None,
     outputs_path: str | None = None,
@@ -201,6 +216,8 @@ def build_run_argv(
         repr(protocol.rate_hz),
         "--environment",
     ]
+    if cpus:
+        argv += ["--cpus", ",".join(str(cpu) for cpu in cpus)]
     if energy:
         argv += ["--energy", energy, "--idle-s", repr(protocol.idle_s)]
     if cooldown_below_c is not None:
@@ -374,6 +391,22 @@ def build_result(
         verdict = dataclasses.replace(verdict, throttled=True, reasons=(*verdict.reasons, status_reason))
     pss_mb, pss_source = _pss(run)
     idle_busy = run.idle.get("cpu_busy_pct") if run.idle else None
+    cores = _placement(run)
+    warnings = list(environment_warnings(run.environment, idle_busy, virtual=virtual))
+    if run.cpus is not None and run.cpus.allowed_before not in (None, run.cpus.allowed):
+        warnings.append(
+            f"CPUS-CHANGED: the run was allowed on cpus {format_cpu_list(run.cpus.allowed_before or [])} "
+            f"at its start and {format_cpu_list(run.cpus.allowed or [])} at its end (a cpuset moved it)"
+        )
+    if run.cpus is not None and run.cpus.allowed:
+        process = format_cpu_list(run.cpus.allowed)
+        narrower = {cpus: count for cpus, count in run.cpus.threads.items() if cpus != process}
+        if narrower:
+            listed = ", ".join(f"{count} on cpus {cpus}" for cpus, count in sorted(narrower.items()))
+            warnings.append(
+                f"THREADS-PINNED: the runtime pinned threads of the run ({listed}; the process may use "
+                f"{process}): its speed then depends on where the OS put the unpinned ones"
+            )
     return BenchmarkResult(
         device=device,
         model=model,
@@ -400,9 +433,33 @@ def build_result(
         thermal=trace,
         throttle=verdict,
         energy=_energy(run, meter_lines),
-        warnings=tuple(environment_warnings(run.environment, idle_busy, virtual=virtual)),
+        warnings=tuple(warnings),
         cooldown=Cooldown(**run.cooldown.model_dump()) if run.cooldown is not None else None,
         agent_phases_ms=run.phases_ms,
+        placement=cores,
+        modes=detect_modes(run.latencies_ns),
+    )
+
+
+def _placement(run: AgentRunDocument) -> CpuPlacement:
+    """The thread count and cores of the run, with the kind of each allowed core."""
+    cpus = run.cpus
+    if cpus is None:
+        return placement(
+            run.threads,
+            requested=None,
+            pinned_by=None,
+            allowed=None,
+            per_cpu={},
+            allowed_reason="the agent did not report its cpus",
+        )
+    return placement(
+        run.threads,
+        requested=cpus.requested,
+        pinned_by=cpus.pinned_by,
+        allowed=cpus.allowed,
+        per_cpu=cpus.kinds,
+        allowed_reason=cpus.allowed_error or "the agent could not read its affinity",
     )
 
 
@@ -511,6 +568,7 @@ class AgentRunner:
             request.runtime,
             request.protocol,
             threads=request.threads,
+            cpus=self.config.cpus,
             inputs_path=self.deployer.remote_path(request.inputs) if request.inputs is not None else None,
             outputs_path=remote_outputs,
             energy=source if source != "external" else None,

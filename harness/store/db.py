@@ -190,7 +190,10 @@ class ResultsStore:
                 url, future=True, pool_pre_ping=True, connect_args=connect_args
             )
             if url.startswith("sqlite"):
-                event.listen(self.engine, "connect", _sqlite_pragmas)
+                busy_ms = 30_000 if "timeout=" not in url else None  # ?timeout=S sets it instead
+                event.listen(
+                    self.engine, "connect", lambda connection, _: _sqlite_pragmas(connection, busy_ms)
+                )
             for attempt in range(20):  # several xdist workers may create the schema at once
                 try:
                     self._create_or_upgrade()
@@ -472,9 +475,10 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(connection: Any, busy_ms: int | None) -> None:
     cursor = connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")  # first: the WAL switch below may have to wait
+    if busy_ms is not None:
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")  # first: the WAL switch below may have to wait
     cursor.execute("PRAGMA journal_mode=WAL")  # xdist workers write concurrently
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

@@ -33,7 +33,9 @@ def reconcile(store: ResultsStore, reports_dir: Path, *, skip: str | None = None
     marked = {path.parent.name for path in reports_dir.glob(f"*/{MARKER}")}
     stored = store.runs()
     stored_incomplete = {run.id for run in stored if not run.complete}
-    on_disk = {path.parent.name for path in reports_dir.glob(f"*/{RESULTS_FILE}")}
+    on_disk = {
+        path.parent.name for path in reports_dir.glob(f"*/{RESULTS_FILE}") if not path.parent.is_symlink()
+    }
     candidates = (marked | stored_incomplete | (on_disk - {run.id for run in stored})) & on_disk
     added = 0
     for run_id in sorted(candidates - {skip}):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,10 @@ import pytest
 from onnx import TensorProto, helper
 
 from harness.models import zoo
+from harness.probes.cpus import format_cpu_list
+from harness.runners.agent_server import AgentServer
 from harness.runners.python_agent import AGENT_FILE
+from harness.transport.local import LocalTransport
 
 FAST = ["--warmup-iters", "2", "--warmup-s", "0", "--min-iters", "20", "--min-s", "0"]
 WEIGHTS = np.arange(12, dtype=np.float32).reshape(4, 3) / 10 - 0.5
@@ -219,3 +223,95 @@ def test_sha256_is_checked_before_the_model_is_loaded(matmul_relu):
     assert (code, document["kind"], document["phase"]) == (2, "error", "verify")
     assert document["error"]["type"] == "ChecksumMismatch"
     assert document["error"]["message"] == f"{matmul_relu}: sha256 {good}, expected {'0' * 64}"
+
+
+# -- threads and cores ------------------------------------------------------------------------------
+
+
+def sysfs_kind(cpu: int) -> list[int | None]:
+    folder = Path(f"/sys/devices/system/cpu/cpu{cpu}")
+    return [
+        int(path.read_text()) if path.exists() else None
+        for path in (folder / "cpu_capacity", folder / "cpufreq" / "cpuinfo_max_freq")
+    ]
+
+
+def test_the_thread_count_and_the_cores_of_the_run_are_recorded(matmul_relu):
+    code, document = agent(
+        "run", "--model", str(matmul_relu), "--runtime", "onnxruntime", "--threads", "2", *FAST
+    )
+    assert code == 0 and document["threads"] == 2
+    cpus = document["cpus"]
+    allowed = sorted(os.sched_getaffinity(0))
+    assert (cpus["requested"], cpus["pinned_by"], cpus["allowed"], cpus["allowed_before"]) == (
+        None,
+        None,
+        allowed,
+        allowed,
+    )
+    assert cpus["kinds"] == {str(cpu): sysfs_kind(cpu) for cpu in allowed}
+    # an explicit count: ONNX Runtime pins none of its threads (with 0 it pins its pool, one per core)
+    assert (
+        list(cpus["threads"]) == [format_cpu_list(allowed)] and cpus["threads"][format_cpu_list(allowed)] >= 2
+    )
+
+
+def test_cpus_pin_the_run_and_every_thread_of_the_runtime(matmul_relu):
+    last = max(os.sched_getaffinity(0))
+    code, document = agent(
+        "run",
+        "--model",
+        str(matmul_relu),
+        "--runtime",
+        "onnxruntime",
+        "--threads",
+        "1",
+        "--cpus",
+        str(last),
+        *FAST,
+    )
+    assert code == 0
+    cpus = document["cpus"]
+    assert (cpus["requested"], cpus["pinned_by"], cpus["allowed"]) == ([last], "sched_setaffinity", [last])
+    assert set(cpus["threads"]) == {str(last)}
+
+
+def test_a_forked_run_is_pinned_and_leaves_the_warm_server_unpinned(matmul_relu, tmp_path):
+    server = AgentServer.start(
+        LocalTransport("local"), sys.executable, str(AGENT_FILE), str(tmp_path), "onnxruntime"
+    )
+    try:
+        run = [
+            sys.executable,
+            str(AGENT_FILE),
+            "run",
+            "--model",
+            str(matmul_relu),
+            "--runtime",
+            "onnxruntime",
+            *FAST,
+        ]
+        pinned = json.loads(server.call([*run, "--cpus", "0"], timeout=120).stdout)
+        assert pinned["cpus"]["allowed"] == [0] and pinned["cpus"]["pinned_by"] == "sched_setaffinity"
+        free = json.loads(server.call(run, timeout=120).stdout)
+        assert free["cpus"]["allowed"] == sorted(os.sched_getaffinity(0))
+        assert os.sched_getaffinity(server.pid) == os.sched_getaffinity(0)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "phase", "message"),
+    [
+        (["--threads", "0"], "args", "--threads must be >= 1"),
+        (["--cpus", "1,x"], "args", "--cpus takes comma-separated cpu numbers, got '1,x'"),
+        (["--cpus", "1,1"], "args", "--cpus needs distinct cpu numbers >= 0"),
+        (["--cpus", "4095"], "cpus", "cannot pin to cpus [4095]"),
+    ],
+)
+def test_bad_threads_and_cpus_are_json_errors_with_the_fix(matmul_relu, arguments, phase, message):
+    code, document = agent("run", "--model", str(matmul_relu), "--runtime", "onnxruntime", *arguments, *FAST)
+    assert (code, document["phase"]) == (2, phase)
+    assert document["error"]["message"].startswith(message)
+    if phase == "cpus":
+        assert "fix cpus in devices.yaml" in document["error"]["message"]

@@ -111,7 +111,10 @@ def test_a_failing_session_still_tears_its_lab_down(pytester):
 
 
 def test_unknown_profile_names_the_known_ones(tmp_path):
-    with pytest.raises(ConfigError, match="unknown lab profile 'pixel9' .*pixel8, rpi5, jetson-orin-nano"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown lab profile 'pixel9' \(known: pixel8, pixel8-stock, rpi5, jetson-orin-nano\)",
+    ):
         VirtualLab(tmp_path / "lab").up(["pixel9"])
 
 

@@ -68,12 +68,11 @@ def test_an_energy_source_the_device_lacks_is_a_clear_error(harness_lab):
         harness_lab.benchmark("virtual-rpi5", variants_for("silero_vad")[0], PROTOCOL, energy="tegrastats")
 
 
-def test_a_slower_device_is_flagged_with_direction_and_size(harness_lab):
+def test_a_slower_device_is_measured_with_direction_and_size_and_not_called_a_model_change(harness_lab):
     from harness.compare import VerdictPolicy, compare_runs
 
     # The same suite on virtual-pixel8 (1.0 core) then on virtual-rpi5 (0.5 core), compared as
-    # if it were one device slot: a real slowdown of about 2x. Short runs, from cool, so the
-    # 2-s thermal model of the test lab does not throttle either of them.
+    # if it were one device slot: a real slowdown of about 2x, but of the device, not the model.
     protocol = LatencyProtocol(warmup_iters=3, warmup_s=0.1, min_iters=40, min_s=0.4, max_s=30.0, idle_s=0.0)
     variant = variants_for("ppocr_det")[0]
     records = []
@@ -87,10 +86,18 @@ def test_a_slower_device_is_flagged_with_direction_and_size(harness_lab):
     cand = records[1].model_copy(update={"run_id": "board", "device": "virtual-pixel8"})
     comparison = compare_runs(cand, base, VerdictPolicy())
     latency = comparison.metrics[0]
-    assert comparison.verdict == "regressed" and latency.verdict == "regressed", latency.evidence
     # Half the CFS quota costs 2x or more: an inference that straddles the end of the board's
     # 50-ms budget waits out the rest of the 100-ms period, so the longer one inference takes on
-    # this host (11 ms on one machine, 26 ms on another), the more of them do (measured 2.2x, 2.6x).
-    assert 1.6 < latency.ratio < 3.5, latency.evidence
+    # this host (11 ms on one machine, 26 ms on another), the more of them do (measured 2.2x,
+    # 2.6x, 3.3x on a CI machine).
+    assert 1.6 < latency.ratio < 4.0, latency.evidence
     assert latency.ci_low > 1.03
-    assert compare_runs(base, cand, VerdictPolicy()).metrics[0].verdict == "improved"
+    # Each record carries the device's speed reference, timed at connect: the board's is slower,
+    # so the comparison cannot blame the model and says why.
+    assert base.speed_reference is not None and cand.speed_reference is not None
+    assert cand.speed_reference.median_ms > 1.3 * base.speed_reference.median_ms
+    assert comparison.verdict == "inconclusive" and latency.verdict == "inconclusive", latency.evidence
+    assert "the device's speed reference moved +" in latency.evidence
+    reverse = compare_runs(base, cand, VerdictPolicy()).metrics[0]
+    assert reverse.ratio < 1 / 1.6 and reverse.verdict == "inconclusive"
+    assert "the device's speed reference moved -" in reverse.evidence

@@ -102,3 +102,27 @@ def test_tflite_models_get_a_validated_onnx_twin_for_runtime_comparison():
     assert [(v.format, v.precision, v.converted_from) for v in twins] == [("onnx", "fp16", "tflite")]
     with pytest.raises(RecipeRefused, match="tflite2onnx cannot convert it: .*HARD_SWISH"):
         convert_tflite(zoo.get("selfie_segmentation"))
+
+
+@pytest.mark.parametrize(
+    ("model", "method"), [("ppocr_cls", "Percentile (99.999)"), ("silero_vad", "MinMax (Percentile failed)")]
+)
+def test_streamed_calibration_gives_the_model_onnx_runtime_would(model, method, tmp_path, monkeypatch):
+    """The two-pass histograms (one sample in memory at a time) quantize exactly as ONNX
+    Runtime's calibrator holding every sample's outputs at once: same file, byte for byte."""
+    import contextlib
+
+    from harness.models import recipes
+
+    spec, calibration = zoo.get(model), task_for(model).calibration
+    built = {}
+    for way in ("streamed", "all at once"):
+        if way == "all at once":
+            monkeypatch.setattr(recipes, "_streaming_histograms", contextlib.nullcontext)
+        workdir = tmp_path / way.replace(" ", "-")
+        workdir.mkdir()
+        settings = recipes._int8_static(zoo.fetch(spec), workdir / "model.onnx", workdir, calibration)
+        built[way] = ((workdir / "model.onnx").read_bytes(), settings)
+    assert built["streamed"][1] == built["all at once"][1]
+    assert built["streamed"][1]["calibrate_method"] == method
+    assert built["streamed"][0] == built["all at once"][0]

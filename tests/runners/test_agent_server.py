@@ -175,3 +175,27 @@ def test_a_session_restarts_a_lost_warm_agent_and_runs_cold_meanwhile(tmp_path):
     assert first.notes[-1].startswith("forked from the warm agent")
     assert cold.notes[-1].startswith("fresh interpreter: ") and str(first_pid) in cold.notes[-1]
     assert again.notes[-1].startswith("forked from the warm agent") and second_pid != first_pid
+
+
+def test_a_workdir_with_a_newline_and_spaces_is_served(tmp_path, model):
+    """The request line names no path: a directory with a newline once split it, and the client
+    waited for a reply that never came (180 s, the run's timeout)."""
+    transport = LocalTransport("local")
+    workdir = tmp_path / "work\nwith newline\n 123 call-1 and spaces"
+    started = AgentServer.start(transport, sys.executable, str(python_agent.AGENT_FILE), str(workdir), "onnxruntime")
+    try:
+        served = started.call(argv("run", "--model", str(model), "--runtime", "onnxruntime", *FAST), timeout=60)
+        assert served.exit_code == 0, served.stderr
+        assert json.loads(served.stdout)["kind"] == "run"
+    finally:
+        started.stop()
+
+
+def test_a_forged_request_line_is_ignored_and_the_server_keeps_serving(server, tmp_path):
+    """Only "<pid> call-<pid>" is a request: a line naming another path gets no answer."""
+    outside = tmp_path / "elsewhere"
+    os.mkfifo(outside)
+    with open(Path(server.directory) / "control", "w") as control:
+        control.write(f"{os.getpid()} {outside}\n123 call-456\nnot a request\n")
+    assert json.loads(server.call(argv("probe"), timeout=60).stdout)["kind"] == "probe"
+    assert not Path(f"{outside}.err").exists()

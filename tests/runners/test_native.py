@@ -9,6 +9,7 @@ arguments and prints a real captured output of the tool (tests/fixtures/real-out
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from harness.config import load_fleet
 from harness.errors import AgentError, ConfigError
 from harness.measurement import LatencyProtocol
 from harness.models.variants import variants_for
+from harness.probes.cpus import CoreType, format_cpu_list
 from harness.probes.parsers.benchmark_tools import parse_ort_perf_test, parse_tflite_benchmark
 from harness.runners.native import ort_argv, ort_result, tflite_argv, tflite_result
 from harness.session import Lab, RunOptions
@@ -85,6 +87,7 @@ def stand_in(tmp_path: Path, capture: str, exit_code: int = 0) -> Path:
     tool.write_text(
         "#!/bin/sh\n"
         f'python3 -c \'import json,sys; json.dump(sys.argv[1:], open("{log}", "w"))\' "$@"\n'
+        f"grep Cpus_allowed_list: /proc/self/status > '{tmp_path / 'affinity.txt'}'\n"
         f"cat '{REAL / capture}' >&2\n"
         f"exit {exit_code}\n"
     )
@@ -92,12 +95,12 @@ def stand_in(tmp_path: Path, capture: str, exit_code: int = 0) -> Path:
     return tool
 
 
-def native_lab(tmp_path: Path, tools: dict[str, Path]) -> Lab:
+def native_lab(tmp_path: Path, tools: dict[str, Path], extra: str = "") -> Lab:
     listed = ", ".join(f"{k}: {v}" for k, v in tools.items())
     devices = tmp_path / "devices.yaml"
     devices.write_text(
         "devices:\n  nopython:\n    kind: local\n    runner: native\n"
-        f"    workdir: {tmp_path / 'device'}\n    native_tools: {{{listed}}}\n"
+        f"    workdir: {tmp_path / 'device'}\n    native_tools: {{{listed}}}\n{extra}"
     )
     fleet = load_fleet(devices, lab_file=tmp_path / "no-lab.yaml")
     return Lab(fleet, RunOptions(reports_dir=tmp_path / "reports", devices=("nopython",)))
@@ -116,6 +119,7 @@ def test_native_run_end_to_end_on_the_local_device(tmp_path):
         argv = json.loads((tmp_path / "argv.json").read_text())
         assert argv[0].startswith("--graph=") and argv[0].endswith("face_detection_short_range.tflite")
         assert "--num_runs=50" in argv and deploy.bytes_pushed > 0
+        assert "--num_threads=1" in argv  # the explicit default, never the tool's own
         record = lab.record(
             test="t.py::test[nopython-face_detection-litert-fp16]",
             status="passed",
@@ -126,6 +130,44 @@ def test_native_run_end_to_end_on_the_local_device(tmp_path):
         assert record.runner == "native" and record.latency_samples_ms is None
         assert record.throttle is None  # nothing thermal measured: no verdict that reads as "not throttled"
         assert any(note.startswith("thermal: not measured") for note in record.notes)
+        assert record.cpus is not None and record.cpus.threads == 1
+        assert record.cpus.allowed == format_cpu_list(os.sched_getaffinity(0)) and record.cpus.pinned_by is None
+        assert record.modes is not None and record.modes.bimodal is None
+        assert record.to_json()["modes"] == {
+            "bimodal": None,
+            "reason": "no per-iteration samples: the native tool prints a summary",
+            "modes": [],
+            "separation": None,
+            "ratio": None,
+        }
+    finally:
+        lab.close()
+
+
+def test_native_tools_run_pinned_to_the_devices_cpus_with_taskset(tmp_path):
+    tool = stand_in(tmp_path, "tflite_benchmark_model/qemuriscv64_mobilenet_v1_op_profiling.txt")
+    lab = native_lab(tmp_path, {"tflite": tool}, '    cpus: "0"\n')
+    try:
+        result = lab.benchmark("nopython", variants_for("face_detection")[0], PROTOCOL).result
+        assert (tmp_path / "affinity.txt").read_text().split() == ["Cpus_allowed_list:", "0"]
+        assert result.placement is not None
+        assert (result.placement.requested, result.placement.allowed) == ("0", "0")
+        assert result.placement.pinned_by == "taskset"
+        cpu0 = Path("/sys/devices/system/cpu/cpu0")
+        capacity, max_khz = cpu0 / "cpu_capacity", cpu0 / "cpufreq" / "cpuinfo_max_freq"
+        expected = [int(path.read_text()) if path.exists() else None for path in (capacity, max_khz)]
+        if expected != [None, None]:  # this host's sysfs, read by the device-side shell
+            assert result.placement.core_types == {"0": CoreType(expected[0], expected[1])}
+    finally:
+        lab.close()
+
+
+def test_a_cpu_the_device_does_not_have_fails_with_the_fix(tmp_path):
+    tool = stand_in(tmp_path, "tflite_benchmark_model/qemuriscv64_mobilenet_v1_op_profiling.txt")
+    lab = native_lab(tmp_path, {"tflite": tool}, "    cpus: [63]\n")
+    try:
+        with pytest.raises(AgentError, match=r"taskset could not pin it to cpus 63: check cpus in devices.yaml"):
+            lab.benchmark("nopython", variants_for("face_detection")[0], PROTOCOL)
     finally:
         lab.close()
 

@@ -8,6 +8,7 @@ import pytest
 
 from harness.errors import AgentError
 from harness.measurement import LatencyProtocol
+from harness.probes.cpus import CoreType, CpuPlacement
 from harness.runners.python_agent import build_run_argv, parse_agent_output, run_agent
 from harness.transport.base import CommandResult
 
@@ -119,3 +120,67 @@ def test_argv_carries_the_protocol_and_paths_verbatim():
     assert argv[argv.index("--min-s") + 1] == "1.5"
     assert argv[argv.index("--threads") + 1] == "2"
     assert argv[-2:] == ["--inputs", "/w/in.npz"]
+    assert "--cpus" not in argv
+    defaults = build_run_argv("python3", "/w/agent.py", "/w/m.onnx", "litert", LatencyProtocol(), cpus=(4, 5, 6, 7))
+    assert defaults[defaults.index("--threads") + 1] == "1"  # explicit, the same for every runtime
+    assert defaults[defaults.index("--cpus") + 1] == "4,5,6,7"
+
+
+def test_cores_and_the_modes_verdict_reach_the_record():
+    document = dict(GOOD_RUN)
+    document["cpus"] = {
+        "requested": [4, 5, 6, 7],
+        "pinned_by": "sched_setaffinity",
+        "allowed": [4, 5, 6, 7],
+        "allowed_before": [4, 5, 6, 7],
+        "allowed_error": None,
+        "kinds": {"4": [1024, 2850000], "5": [1024, 2850000], "6": [1024, 2850000], "7": [1024, 3050000]},
+        "threads": {"4-7": 5},
+    }
+    measured = run_with(json.dumps(document))
+    assert measured.placement == CpuPlacement(
+        threads=2,
+        requested="4-7",
+        pinned_by="sched_setaffinity",
+        allowed="4-7",
+        allowed_count=4,
+        core_types={"4-6": CoreType(1024, 2850000), "7": CoreType(1024, 3050000)},
+    )
+    assert measured.modes is not None and measured.modes.bimodal is None  # 4 samples
+    assert measured.modes.reason == "4 samples; the modes check needs at least 30"
+    assert not measured.warnings
+
+
+def test_a_runtime_that_pins_its_threads_and_a_cpuset_that_moves_the_run_are_warned():
+    document = dict(GOOD_RUN)
+    document["latencies_ns"] = [2_000_000] * 20 + [3_900_000] * 20
+    document["start_offsets_ns"] = [i * 4_000_000 for i in range(40)]
+    document["cpus"] = {
+        "allowed": [0, 1],
+        "allowed_before": [0, 1, 2, 3],
+        "kinds": {"0": [None, None], "1": [None, None]},
+        "threads": {"0-1": 3, "1": 1},
+    }
+    measured = run_with(json.dumps(document))
+    assert measured.modes is not None and measured.modes.bimodal is True
+    assert [mode.centre_ms for mode in measured.modes.modes] == [2.0, 3.9]
+    assert measured.placement is not None and measured.placement.core_types is None
+    assert measured.placement.core_types_reason == (
+        "sysfs has neither cpu_capacity nor cpufreq/cpuinfo_max_freq for cpus 0-1"
+    )
+    assert measured.warnings[-2:] == (
+        "CPUS-CHANGED: the run was allowed on cpus 0-3 at its start and 0-1 at its end (a cpuset moved it)",
+        "THREADS-PINNED: the runtime pinned threads of the run (1 on cpus 1; the process may use 0-1): "
+        "its speed then depends on where the OS put the unpinned ones",
+    )
+
+
+def test_an_agent_without_a_cpus_section_says_so():
+    placement = run_with(json.dumps(GOOD_RUN)).placement
+    assert placement is not None and placement.allowed is None
+    assert placement.allowed_reason == "the agent did not report its cpus"
+
+
+def test_zero_threads_in_a_document_are_refused():
+    with pytest.raises(AgentError, match=r"failed validation: \('threads',\)"):
+        run_with(json.dumps({**GOOD_RUN, "threads": 0}))

@@ -2,25 +2,39 @@
 
 Keys are snake_case with the unit in the name (``avg_us``, ``voltage_mv``, ``temp_c``). Input a
 parser cannot read raises ``ParseError`` naming the format, what is missing and the command that
-produces the right input. ``edgelab parse KIND FILE`` prints any of them as JSON.
+produces the right input. ``edgelab parse KIND FILE`` prints any of them as JSON (see ``reading``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from harness.errors import ParseError
 from harness.probes.parsers.android import (
+    dumpsys_battery_from_lines,
+    getprop_from_lines,
     parse_dumpsys_battery,
     parse_dumpsys_meminfo,
     parse_dumpsys_thermalservice,
     parse_getprop,
     parse_odpm,
     parse_power_supply,
+    power_supply_from_lines,
 )
-from harness.probes.parsers.benchmark_tools import parse_ort_perf_test, parse_tflite_benchmark
-from harness.probes.parsers.boards import parse_cpufreq, parse_proc_status, parse_tegrastats, parse_vcgencmd
+from harness.probes.parsers.benchmark_tools import (
+    ort_perf_test_from_lines,
+    parse_ort_perf_test,
+    parse_tflite_benchmark,
+)
+from harness.probes.parsers.boards import (
+    parse_cpufreq,
+    parse_proc_status,
+    parse_tegrastats,
+    parse_vcgencmd,
+    proc_status_from_lines,
+    vcgencmd_from_lines,
+)
 from harness.probes.parsers.common import Parsed
 
 PARSERS: dict[str, Callable[[str], Parsed]] = {
@@ -38,6 +52,17 @@ PARSERS: dict[str, Callable[[str], Parsed]] = {
     "getprop": parse_getprop,
 }
 
+# The kinds read line by line (raw lines with their ends in, the same result out): what they keep
+# is a few fields, or (getprop) bounded. tegrastats streams its samples (reading.iter_tegrastats).
+LINE_PARSERS: dict[str, Callable[[Iterable[str]], Parsed]] = {
+    "ort-perf-test": ort_perf_test_from_lines,
+    "dumpsys-battery": dumpsys_battery_from_lines,
+    "power-supply": power_supply_from_lines,
+    "vcgencmd": vcgencmd_from_lines,
+    "proc-status": proc_status_from_lines,
+    "getprop": getprop_from_lines,
+}
+
 
 def parse(kind: str, text: str) -> dict[str, Any]:
     """Parse ``text`` as ``kind`` and return the result as JSON-ready data."""
@@ -47,4 +72,4 @@ def parse(kind: str, text: str) -> dict[str, Any]:
     return parser(text).model_dump(mode="json")
 
 
-__all__ = ["PARSERS", "ParseError", "parse"]
+__all__ = ["LINE_PARSERS", "PARSERS", "ParseError", "parse"]

@@ -3,12 +3,51 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterable
 
 from harness.errors import ParseError
-from harness.probes.parsers.common import NUMBER, Parsed, clean_lines, require_text, to_float, to_int
+from harness.probes.parsers.common import (
+    MAX_TEXT_BYTES,
+    Lines,
+    OpenLine,
+    Parsed,
+    refusal,
+    split_lines,
+    to_float,
+    to_int,
+)
 
 # -- dumpsys meminfo <pid|package> -----------------------------------------------------------------
+
+# The per-category table's columns by the number of values in a full row, for a block pasted
+# without its two header lines: Android 4.4-11 default (7), 12+ default (8), 4.4-11 with -a (10),
+# 12+ with -a (11). The swap column is "Swapped Dirty", "Swap Dirty" or "SwapPss Dirty" by version
+# and device, which the width cannot tell, so it is left unnamed (None) rather than guessed.
+_HEAP = ("heap_size", "heap_alloc", "heap_free")
+_DEFAULT = ("pss_total", "private_dirty", "private_clean", None)
+_ALL = ("pss_total", "pss_clean", "shared_dirty", "private_dirty", "shared_clean", "private_clean", None)
+_LAYOUTS: dict[int, tuple[str | None, ...]] = {
+    7: (*_DEFAULT, *_HEAP),
+    8: (*_DEFAULT, "rss_total", *_HEAP),
+    10: (*_ALL, *_HEAP),
+    11: (*_ALL, "rss_total", *_HEAP),
+}
+_SUMMARY_NAMES = {
+    "Java Heap",
+    "Native Heap",
+    "Code",
+    "Stack",
+    "Graphics",
+    "Private Other",
+    "System",
+    "Unknown",
+}
+_SECTIONS = {"App Summary", "Objects", "SQL", "DATABASES", "Dalvik Details", "Dalvik", "Asset Allocations"}
+_HEADER = re.compile(r"\*\* MEMINFO in pid (\d{1,10}) \[(.*)\] \*\*")
+_TOTALS = re.compile(r"(TOTAL(?: PSS| RSS| SWAP PSS)?):\s*(\d{1,15})(?!\d)")
+_WORD = re.compile(r"\S+")
 
 
 class MeminfoRow(Parsed):
@@ -22,9 +61,9 @@ class SummaryEntry(Parsed):
 
 
 class DumpsysMeminfo(Parsed):
-    pid: int
-    process: str
-    total_pss_kb: int
+    pid: int | None  # None when the block was pasted without its "** MEMINFO in pid" line
+    process: str | None
+    total_pss_kb: int | None
     total_rss_kb: int | None  # Android 12+ only
     total_swap_pss_kb: int | None
     columns: list[str]
@@ -39,97 +78,175 @@ def _snake(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.strip().lower()).strip("_")
 
 
-def _meminfo_table(lines: list[str], start: int) -> tuple[list[str], list[MeminfoRow]]:
-    """The per-category table: two header lines give the column names; rows until TOTAL."""
-    columns: list[str] = []
-    rows: list[MeminfoRow] = []
-    index = start + 1
-    while index + 1 < len(lines):
+def _row(line: str) -> tuple[str, list[tuple[int, int]]] | None:
+    """A table row: a name, then right-aligned numbers as (end column, value)."""
+    words = list(_WORD.finditer(line))
+    first_number = len(words)
+    while first_number > 0 and words[first_number - 1].group().isdigit():
+        first_number -= 1
+    if first_number == 0 or first_number == len(words):
+        return None
+    name = line[words[0].start() : words[first_number - 1].end()]
+    if ":" in name or not re.search(r"[A-Za-z]", name):
+        return None
+    numbers = [(word.end(), int(word.group())) for word in words[first_number:] if len(word.group()) <= 15]
+    return (name, numbers) if numbers else None
+
+
+def _header_columns(lines: list[str], start: int) -> tuple[int, list[str], list[int]] | None:
+    """The two header lines (``Pss Private ...`` / ``Total Dirty ...``) before the first row:
+    where the rows start, the column names and the column each name ends at (the numbers
+    below are right-aligned)."""
+    for index in range(start, len(lines) - 1):
+        if _row(lines[index]) is not None:
+            return None
         first, second = lines[index].split(), lines[index + 1].split()
-        if first and second and len(first) == len(second) and all(w.isalpha() for w in first + second):
-            columns = [_snake(f"{a} {b}") for a, b in zip(first, second, strict=True)]
-            index += 2
-            break
-        index += 1
-    row_pattern = re.compile(r"^\s*(.*?[A-Za-z)][^\d]*?)\s+((?:\d+\s*)+)$")
-    for line in lines[index:]:
-        if set(line.strip()) <= {"-", " "} and line.strip():
+        if len(first) >= 2 and len(first) == len(second) and all(w.isalpha() for w in first + second):
+            edges = [word.end() for word in _WORD.finditer(lines[index + 1])]
+            return index + 2, [_snake(f"{a} {b}") for a, b in zip(first, second, strict=True)], edges
+    return None
+
+
+def _place(
+    numbers: list[tuple[int, int]], columns: tuple[str | None, ...], edges: list[int], cut: bool
+) -> dict[str, int]:
+    """Each value under the column it is aligned with; in order when the alignment was lost (a
+    prefix of another width stripped). When the input was cut right after the last value, that
+    value is kept only if it is aligned (a cut number ends short of its column)."""
+    by_edge = dict(zip(edges, columns, strict=False))
+    if edges and all(end in by_edge for end, _ in numbers):
+        return {name: value for end, value in numbers if (name := by_edge[end]) is not None}
+    if edges and cut and all(end in by_edge for end, _ in numbers[:-1]):
+        return {name: value for end, value in numbers[:-1] if (name := by_edge[end]) is not None}
+    if cut:
+        numbers = numbers[:-1]
+    return {name: value for name, (_, value) in zip(columns, numbers, strict=False) if name is not None}
+
+
+def _meminfo_table(lines: list[str], start: int) -> tuple[list[str], list[MeminfoRow]]:
+    """The per-category table, from its header lines when present, else from its rows alone."""
+    header = _header_columns(lines, start)
+    first_row = header[0] if header else start
+    found: list[tuple[str, list[tuple[int, int]], bool]] = []
+    for line in lines[first_row:]:
+        stripped = line.strip()
+        if stripped and set(stripped) <= {"-", " "}:
             continue
-        found = row_pattern.match(line)
-        if not found:
-            if rows:
+        row = _row(line)
+        if row is None:
+            if found:
                 break
             continue
-        numbers = [int(n) for n in found.group(2).split()]
-        rows.append(
-            MeminfoRow(name=found.group(1).strip(), values_kb=dict(zip(columns, numbers, strict=False)))
-        )
-        if found.group(1).strip() == "TOTAL":
+        found.append((row[0], row[1], isinstance(line, OpenLine) and row[1][-1][0] == len(line)))
+        if row[0] == "TOTAL":
             break
-    return columns, rows
+    columns: tuple[str | None, ...] = ()
+    edges: list[int] = []
+    if header:
+        columns, edges = tuple(header[1]), header[2]
+    elif found:
+        width = max((len(numbers) for _, numbers, _ in found), default=0)
+        columns = _LAYOUTS.get(width, ("pss_total",))
+        edges = next(([end for end, _ in numbers] for _, numbers, _ in found if len(numbers) == width), [])
+        edges = edges if len(edges) == len(columns) else []
+    rows = [
+        MeminfoRow(name=name, values_kb=_place(numbers, columns, edges, cut)) for name, numbers, cut in found
+    ]
+    return [name for name in columns if name is not None], rows
+
+
+def _summary(lines: list[str]) -> dict[str, SummaryEntry]:
+    """App Summary rows, each value under the Pss(KB) or Rss(KB) column it is nearest to. The
+    columns are where the header prints them, else where the rows with both values put them."""
+    pss_end = rss_end = None
+    rows: list[tuple[str, list[tuple[int, int]]]] = []
+    for line in lines:
+        if "Pss(KB)" in line:
+            pss_end = line.index("Pss(KB)") + len("Pss(KB)")
+            rss_end = line.index("Rss(KB)") + len("Rss(KB)") if "Rss(KB)" in line else None
+            continue
+        name, colon, _ = line.partition(":")
+        words = list(_WORD.finditer(line, len(name) + 1)) if colon else []
+        if name.strip() not in _SUMMARY_NAMES or not words or not all(w.group().isdigit() for w in words):
+            continue
+        if isinstance(line, OpenLine) and words and words[-1].end() == len(line):
+            words = words[:-1]  # the last value may have been cut
+        rows.append((_snake(name), [(w.end(), int(w.group())) for w in words if len(w.group()) <= 15]))
+    if pss_end is None:
+        both = next((numbers for _, numbers in rows if len(numbers) == 2), None)
+        pss_end, rss_end = (both[0][0], both[1][0]) if both else (0, None)
+    summary: dict[str, SummaryEntry] = {}
+    for name, numbers in rows:
+        entry: dict[str, int | None] = {"pss_kb": None, "rss_kb": None}
+        for end, value in numbers:
+            nearer_rss = rss_end is not None and abs(end - rss_end) < abs(end - pss_end)
+            entry["rss_kb" if nearer_rss else "pss_kb"] = value
+        summary[name] = SummaryEntry(**entry)
+    return summary
+
+
+def _colon_pairs(line: str) -> list[tuple[str, int]]:
+    """``Views:      779         ViewRootImpl:        1`` as [("Views", 779), ("ViewRootImpl", 1)];
+    on a cut line a value that ends the line may be a part of one and is left out."""
+    parts = line.split(":")
+    pairs = []
+    for index, (left, right) in enumerate(itertools.pairwise(parts)):
+        label = re.sub(r"^\s*\d+\s*", "", left).strip()
+        value = right.split(maxsplit=1)
+        cut = isinstance(line, OpenLine) and index == len(parts) - 2 and right.strip() == right.lstrip()
+        if (
+            value
+            and value[0].isdigit()
+            and len(value[0]) <= 15
+            and re.fullmatch(r"[A-Za-z][A-Za-z ]*", label)
+            and not (cut and len(value) == 1)
+        ):
+            pairs.append((label, int(value[0])))
+    return pairs
 
 
 def parse_dumpsys_meminfo(text: str) -> DumpsysMeminfo:
-    """Per-process ``dumpsys meminfo``: the table, App Summary, totals and Objects."""
+    """Per-process ``dumpsys meminfo``, whole or a block of it: the table, App Summary, totals
+    and Objects."""
     kind = "dumpsys-meminfo"
-    require_text(kind, text)
-    lines = clean_lines(text)
-    header = next(
-        (
-            re.search(r"\*\* MEMINFO in pid (\d+) \[(.*)\] \*\*", line)
-            for line in lines
-            if "MEMINFO in pid" in line
-        ),
-        None,
+    source = Lines(split_lines(text))
+    lines = list(source)
+    start, header = next(
+        ((i, found) for i, line in enumerate(lines) if (found := _HEADER.search(line))), (0, None)
     )
-    if header is None:
-        raise ParseError(kind, "no '** MEMINFO in pid N [name] **' line; run `dumpsys meminfo <pid|package>`")
-    start = next(i for i, line in enumerate(lines) if "MEMINFO in pid" in line)
     columns, rows = _meminfo_table(lines, start)
-    summary: dict[str, SummaryEntry] = {}
+    summary = _summary(lines[start:])
     objects: dict[str, int] = {}
     totals: dict[str, int] = {}
     section = ""
-    pss_end = rss_end = None
     for line in lines[start:]:
         stripped = line.strip()
-        if stripped in {"App Summary", "Objects", "SQL", "DATABASES", "Dalvik Details", "Asset Allocations"}:
+        if stripped in _SECTIONS:
             section = stripped
             continue
-        total_hits = re.findall(r"(TOTAL(?: PSS| RSS| SWAP PSS)?):\s*(\d+)", line)
+        total_hits = list(_TOTALS.finditer(line))
         if total_hits:
-            for name, value in total_hits:
-                totals.setdefault(name, int(value))
-            continue
-        if section == "App Summary":
-            if "Pss(KB)" in line:
-                pss_end = line.index("Pss(KB)") + len("Pss(KB)")
-                rss_end = line.index("Rss(KB)") + len("Rss(KB)") if "Rss(KB)" in line else None
-                continue
-            found = re.match(r"^\s*([A-Za-z][A-Za-z ]*):((?:\s+\d+)+)\s*$", line)
-            if found and pss_end is not None:
-                entry: dict[str, int | None] = {"pss_kb": None, "rss_kb": None}
-                for number in re.finditer(r"\d+", found.group(2)):
-                    end = len(found.group(1)) + 1 + number.end() + (len(line) - len(line.lstrip()))
-                    column = (
-                        "rss_kb"
-                        if rss_end is not None and abs(end - rss_end) < abs(end - pss_end)
-                        else "pss_kb"
-                    )
-                    entry[column] = int(number.group())
-                summary[_snake(found.group(1))] = SummaryEntry(**entry)
+            for found in total_hits:
+                if not (isinstance(line, OpenLine) and found.end() == len(line)):  # maybe cut
+                    totals.setdefault(found.group(1), int(found.group(2)))
         elif section == "Objects":
-            for name, value in re.findall(r"([A-Za-z][A-Za-z ]*?):\s*(\d+)", line):
-                objects[_snake(name)] = int(value)
+            for name, count in _colon_pairs(line):
+                objects[_snake(name)] = count
+    if not (header or rows or summary or totals or objects):
+        raise refusal(
+            kind,
+            source,
+            "no '** MEMINFO in pid N [name] **' line, category table, App Summary or TOTAL PSS (plain "
+            "`dumpsys meminfo` lists every process, not one)",
+            "adb shell dumpsys meminfo PID|PACKAGE",
+        )
     total_pss = totals.get("TOTAL PSS", totals.get("TOTAL"))
     if total_pss is None:
         total_row = next((row for row in rows if row.name == "TOTAL"), None)
         total_pss = total_row.values_kb.get("pss_total") if total_row else None
-    if total_pss is None:
-        raise ParseError(kind, "no TOTAL PSS found (the output looks truncated)")
     return DumpsysMeminfo(
-        pid=int(header.group(1)),
-        process=header.group(2),
+        pid=to_int(header.group(1)) if header else None,
+        process=header.group(2) if header else None,
         total_pss_kb=total_pss,
         total_rss_kb=totals.get("TOTAL RSS"),
         total_swap_pss_kb=totals.get("TOTAL SWAP PSS"),
@@ -151,6 +268,24 @@ BATTERY_HEALTH = {
     5: "over voltage",
     6: "failure",
     7: "cold",
+}
+_BATTERY_KEYS = {
+    "ac powered",
+    "usb powered",
+    "wireless powered",
+    "dock powered",
+    "max charging current",
+    "max charging voltage",
+    "charge counter",
+    "status",
+    "health",
+    "present",
+    "level",
+    "scale",
+    "voltage",
+    "temperature",
+    "technology",
+    "current now",
 }
 
 
@@ -182,16 +317,25 @@ def _bool(value: str | None) -> bool | None:
     return None if value is None else value.strip().lower() == "true"
 
 
-def parse_dumpsys_battery(text: str) -> DumpsysBattery:
+def dumpsys_battery_from_lines(raw: Iterable[str]) -> DumpsysBattery:
+    """``dumpsys battery`` read line by line; only its known fields are kept."""
     kind = "dumpsys-battery"
-    require_text(kind, text)
+    source = Lines(raw)
     fields: dict[str, str] = {}
-    for line in clean_lines(text):
-        found = re.match(r"^\s+([A-Za-z][A-Za-z ]*?):\s*(.*?)\s*$", line)
-        if found:
-            fields.setdefault(found.group(1).lower(), found.group(2))
-    if "level" not in fields and "status" not in fields:
-        raise ParseError(kind, "no 'level:' or 'status:' line; is this `dumpsys battery`?")
+    updates_stopped = False
+    for line in source:
+        updates_stopped = updates_stopped or "UPDATES STOPPED" in line
+        key, colon, value = line.partition(":")
+        key = key.strip().lower()
+        if colon and key in _BATTERY_KEYS:
+            fields.setdefault(key, value.strip())
+    if not fields:
+        raise refusal(
+            kind,
+            source,
+            "no 'level:', 'status:' or other BatteryService field",
+            "adb shell dumpsys battery",
+        )
     level, scale = to_int(fields.get("level")), to_int(fields.get("scale"))
     voltage = to_int(fields.get("voltage"))
     if voltage is not None and voltage > 100_000:  # a few vendors print microvolts
@@ -216,16 +360,33 @@ def parse_dumpsys_battery(text: str) -> DumpsysBattery:
         level_pct=round(100.0 * level / scale, 2) if level is not None and scale else None,
         voltage_mv=voltage,
         temp_c=temperature / 10.0 if temperature is not None else None,
-        technology=fields.get("technology"),
+        technology=fields.get("technology") or None,
         charge_counter_uah=to_int(fields.get("charge counter")),
         current_now_ua=to_int(fields.get("current now")),
         max_charging_current_ua=to_int(fields.get("max charging current")),
         max_charging_voltage_uv=to_int(fields.get("max charging voltage")),
-        updates_stopped="UPDATES STOPPED" in text,
+        updates_stopped=updates_stopped,
     )
 
 
+def parse_dumpsys_battery(text: str) -> DumpsysBattery:
+    return dumpsys_battery_from_lines(split_lines(text))
+
+
 # -- power_supply sysfs ------------------------------------------------------------------------------
+
+_POWER_SUPPLY_KEYS = {
+    "name",
+    "status",
+    "capacity",
+    "voltage_now",
+    "current_now",
+    "temp",
+    "charge_counter",
+    "health",
+    "present",
+    "technology",
+}
 
 
 class PowerSupply(Parsed):
@@ -245,46 +406,55 @@ class PowerSupply(Parsed):
     technology: str | None
 
 
-def parse_power_supply(text: str) -> PowerSupply:
-    """``/sys/class/power_supply/<name>/uevent``, or ``grep -r . <dir>`` / ``key: value`` dumps."""
+def _power_supply_field(line: str) -> tuple[str, str] | None:
+    """``POWER_SUPPLY_KEY=value``, ``KEY=value``, ``key: value`` or grep's ``/path/key:value``."""
+    if line.startswith("/"):
+        path, colon, value = line.partition(":")
+        if not colon:
+            return None
+        if not value.startswith("POWER_SUPPLY_"):  # grep -r . on the folder includes uevent
+            return path.rsplit("/", 1)[-1], value
+        line = value
+    if line.startswith("POWER_SUPPLY_") and "=" in line:
+        key, _, value = line[len("POWER_SUPPLY_") :].partition("=")
+    elif ":" in line:
+        key, _, value = line.partition(":")
+    elif "=" in line:
+        key, _, value = line.partition("=")
+    else:
+        return None
+    return key.rsplit("/", 1)[-1], value
+
+
+def power_supply_from_lines(raw: Iterable[str]) -> PowerSupply:
+    """A power_supply dump read line by line; only its known fields are kept."""
     kind = "power-supply"
-    require_text(kind, text)
+    source = Lines(raw)
     fields: dict[str, str] = {}
-    for raw in clean_lines(text):
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith("POWER_SUPPLY_") and "=" in line:
-            key, value = line[len("POWER_SUPPLY_") :].split("=", 1)
-        elif ":" in line:
-            key, value = line.rsplit(":", 1) if line.startswith("/") else line.split(":", 1)
-            key = key.rsplit("/", 1)[-1]
-        elif "=" in line:
-            key, value = line.split("=", 1)
-        else:
-            continue
-        fields.setdefault(key.strip().lower(), value.strip())
-    known = {"capacity", "status", "voltage_now", "current_now", "temp"}
-    if not known & set(fields):
-        raise ParseError(
+    for line in source:
+        found = _power_supply_field(line.strip())
+        if found is not None and found[0].strip().lower() in _POWER_SUPPLY_KEYS:
+            fields.setdefault(found[0].strip().lower(), found[1].strip())
+    if not fields.keys() & {"capacity", "status", "voltage_now", "current_now", "temp"}:
+        raise refusal(
             kind,
+            source,
             "none of capacity, status, voltage_now, current_now, temp found; is this a power_supply dump?",
+            "adb shell cat /sys/class/power_supply/battery/uevent",
         )
     voltage = to_int(fields.get("voltage_now"))
     current = to_int(fields.get("current_now"))
     unit = "ua"
-    if (
-        current is not None and current != 0 and abs(current) < 10_000
-    ):  # < 10 mA in uA is implausible under load
+    if current is not None and current != 0 and abs(current) < 10_000:  # < 10 mA in uA is implausible
         unit = "ma"
     power = None
     if voltage is not None and current is not None:
         current_a = current / (1e3 if unit == "ma" else 1e6)
-        power = round(abs(voltage / 1e6 * current_a) * 1e3, 3)
+        power = to_float(str(round(abs(voltage / 1e6 * current_a) * 1e3, 3)))
     temp = to_float(fields.get("temp"))
-    status = fields.get("status")
+    status = fields.get("status") or None
     return PowerSupply(
-        name=fields.get("name"),
+        name=fields.get("name") or None,
         status=status,
         charging=None if status is None else status.lower() in {"charging", "full"},
         capacity_pct=to_int(fields.get("capacity")),
@@ -295,10 +465,15 @@ def parse_power_supply(text: str) -> PowerSupply:
         power_mw=power,
         temp_c=temp / 10.0 if temp is not None else None,
         charge_counter_uah=to_int(fields.get("charge_counter")),
-        health=fields.get("health"),
+        health=fields.get("health") or None,
         present=None if "present" not in fields else fields["present"] in {"1", "true"},
-        technology=fields.get("technology"),
+        technology=fields.get("technology") or None,
     )
+
+
+def parse_power_supply(text: str) -> PowerSupply:
+    """``/sys/class/power_supply/<name>/uevent``, or ``grep -r . <dir>`` / ``key: value`` dumps."""
+    return power_supply_from_lines(split_lines(text))
 
 
 # -- dumpsys thermalservice --------------------------------------------------------------------------
@@ -343,18 +518,26 @@ class DumpsysThermalservice(Parsed):
     hottest_c: float | None
 
 
-_FIELDS = re.compile(r"(\w+)=([^,}]*)")
+_FIELDS = re.compile(r"\b(\w+)=([^,}]*)")
+
+
+def _record(stripped: str, line: str) -> dict[str, str] | None:
+    """The fields of a ``Temperature{...}`` or ``CoolingDevice{...}`` line; None when the line
+    was cut before its closing brace (its last value may be a part of one)."""
+    if isinstance(line, OpenLine) and "}" not in stripped:
+        return None
+    return dict(_FIELDS.findall(stripped))
 
 
 def parse_dumpsys_thermalservice(text: str) -> DumpsysThermalservice:
     kind = "dumpsys-thermalservice"
-    require_text(kind, text)
+    source = Lines(split_lines(text))
     section = ""
     cached: list[ThermalReading] = []
     current: list[ThermalReading] = []
     cooling: list[CoolingDevice] = []
     status = override = hal_ready = None
-    for line in clean_lines(text):
+    for line in source:
         stripped = line.strip()
         if stripped.startswith("Thermal Status:"):
             status = to_int(stripped.split(":", 1)[1])
@@ -366,8 +549,7 @@ def parse_dumpsys_thermalservice(text: str) -> DumpsysThermalservice:
             section = "current" if stripped.startswith("Current") else "cached"
         elif stripped.startswith("Current cooling devices"):
             section = "cooling"
-        elif stripped.startswith("Temperature{"):
-            values = dict(_FIELDS.findall(stripped))
+        elif stripped.startswith("Temperature{") and (values := _record(stripped, line)) is not None:
             value = to_float(values.get("mValue"))
             kind_id = to_int(values.get("mType"))
             if value is None or kind_id is None:
@@ -380,8 +562,7 @@ def parse_dumpsys_thermalservice(text: str) -> DumpsysThermalservice:
                 status=to_int(values.get("mStatus")),
             )
             (current if section == "current" else cached).append(reading)
-        elif stripped.startswith("CoolingDevice{"):
-            values = dict(_FIELDS.findall(stripped))
+        elif stripped.startswith("CoolingDevice{") and (values := _record(stripped, line)) is not None:
             cooling.append(
                 CoolingDevice(
                     name=values.get("mName", "").strip(),
@@ -390,9 +571,12 @@ def parse_dumpsys_thermalservice(text: str) -> DumpsysThermalservice:
                 )
             )
     temperatures = current or cached
-    if status is None and not temperatures:
-        raise ParseError(
-            kind, "no 'Thermal Status:' and no Temperature{...} lines; is this `dumpsys thermalservice`?"
+    if status is None and override is None and hal_ready is None and not temperatures and not cooling:
+        raise refusal(
+            kind,
+            source,
+            "no 'Thermal Status:' and no Temperature{...} lines (Android 10+)",
+            "adb shell dumpsys thermalservice",
         )
     valid = [t.temp_c for t in temperatures if -100 < t.temp_c < 200]
     return DumpsysThermalservice(
@@ -423,22 +607,25 @@ class Odpm(Parsed):
     total_energy_uws: int
 
 
-_ODPM_RAIL = re.compile(r"CH(\d+)\(T=(\d+)\)\[([^\]]+)\](?::?\[([^\]]*)\])?\s*,\s*(\d+)")
+_ODPM_RAIL = re.compile(
+    r"CH(\d{1,4})\(T=(\d{1,20})\)\[([^\]]{1,128})\](?::?\[([^\]]{0,128})\])?\s*,\s*(\d{1,20})(?!\d)"
+)
+_ODPM_TIME = re.compile(r"t=(\d{1,20})(?!\d)")
 
 
 def parse_odpm(text: str) -> Odpm:
     """Pixel ODPM ``/sys/bus/iio/devices/iio:deviceN/energy_value`` (one or several devices
     concatenated; the rail name may carry a ``:SUBSYS`` suffix or a second bracket)."""
     kind = "odpm"
-    require_text(kind, text)
+    source = Lines(split_lines(text))
     rails: list[OdpmRail] = []
     timestamp = None
-    for line in clean_lines(text):
+    for line in source:
         stripped = line.strip()
-        if stripped.startswith("t="):
-            timestamp = to_int(stripped[2:]) if timestamp is None else timestamp
+        if (found_time := _ODPM_TIME.fullmatch(stripped)) is not None:
+            timestamp = int(found_time.group(1)) if timestamp is None else timestamp
             continue
-        found = _ODPM_RAIL.search(stripped)
+        found = _ODPM_RAIL.match(stripped)
         if found:
             name, _, subsystem = found.group(3).partition(":")
             rails.append(
@@ -451,13 +638,19 @@ def parse_odpm(text: str) -> Odpm:
                 )
             )
     if not rails:
-        raise ParseError(
-            kind, "no 'CHn(T=...)[RAIL], ENERGY' lines; read iio:deviceN/energy_value on a Pixel"
+        raise refusal(
+            kind,
+            source,
+            "no 'CHn(T=...)[RAIL], ENERGY' lines (Pixel 6 or later)",
+            "adb shell cat /sys/bus/iio/devices/iio:device0/energy_value",
         )
     return Odpm(timestamp_ms=timestamp, rails=rails, total_energy_uws=sum(r.energy_uws for r in rails))
 
 
 # -- getprop -----------------------------------------------------------------------------------------
+
+_PROP = re.compile(r"\s*\[([^\]]+)\]:\s*\[(.*)")
+_MAX_VALUE_LINES = 64  # a value that has not closed by then was not one (a stray "[k]: [" line)
 
 
 class Getprop(Parsed):
@@ -478,32 +671,41 @@ class Getprop(Parsed):
     abilist: list[str]
 
 
-def parse_getprop(text: str) -> Getprop:
-    """``getprop`` listing: ``[key]: [value]`` lines; a value may span lines until ``]``."""
+def getprop_from_lines(raw: Iterable[str]) -> Getprop:
+    """A ``getprop`` listing read line by line; a value may span lines until ``]``. What is kept
+    (the properties) is bounded like a whole-text input."""
     kind = "getprop"
-    require_text(kind, text)
+    source = Lines(raw)
     props: dict[str, str] = {}
+    kept = 0
     pending: tuple[str, list[str]] | None = None
-    for line in clean_lines(text):
+    for line in source:
         if pending is not None:
             key, parts = pending
             if line.endswith("]"):
                 parts.append(line[:-1])
                 props[key] = "\n".join(parts)
+                kept += len(key) + len(props[key])
                 pending = None
-            else:
+            elif len(parts) < _MAX_VALUE_LINES:
                 parts.append(line)
-            continue
-        found = re.match(r"^\s*\[([^\]]+)\]:\s*\[(.*)$", line)
-        if not found:
-            continue
-        rest = found.group(2)
-        if rest.endswith("]"):
-            props[found.group(1)] = rest[:-1]
-        else:
-            pending = (found.group(1), [rest])
+            else:
+                pending = None
+        elif (found := _PROP.match(line)) is not None:
+            rest = found.group(2)
+            if rest.endswith("]"):
+                props[found.group(1)] = rest[:-1]
+                kept += len(found.group(1)) + len(rest)
+            else:
+                pending = (found.group(1), [rest])
+        if kept > MAX_TEXT_BYTES:
+            raise ParseError(
+                kind,
+                f"more than {MAX_TEXT_BYTES // 2**20} MiB of properties; is this one `adb shell getprop` "
+                "listing? keep one device's listing in the input",
+            )
     if not props:
-        raise ParseError(kind, "no '[key]: [value]' lines; run `getprop` with no arguments")
+        raise refusal(kind, source, "no '[key]: [value]' lines", "adb shell getprop")
 
     def first(*keys: str) -> str | None:
         return next((props[k] for k in keys if props.get(k)), None)
@@ -528,12 +730,19 @@ def parse_getprop(text: str) -> Getprop:
     )
 
 
+def parse_getprop(text: str) -> Getprop:
+    """``getprop`` listing: ``[key]: [value]`` lines; a value may span lines until ``]``."""
+    return getprop_from_lines(split_lines(text))
+
+
 __all__ = [
-    "NUMBER",
+    "dumpsys_battery_from_lines",
+    "getprop_from_lines",
     "parse_dumpsys_battery",
     "parse_dumpsys_meminfo",
     "parse_dumpsys_thermalservice",
     "parse_getprop",
     "parse_odpm",
     "parse_power_supply",
+    "power_supply_from_lines",
 ]

@@ -4,16 +4,46 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-from harness.errors import ParseError
-from harness.probes.parsers.common import NUMBER, Parsed, clean_lines, require_text, to_float, to_int
+from harness.probes.parsers.common import (
+    NUMBER,
+    Lines,
+    OpenLine,
+    Parsed,
+    refusal,
+    split_lines,
+    to_float,
+    to_int,
+)
 
 # -- TFLite benchmark_model --------------------------------------------------------------------------
 
-_STAT_PAIR = re.compile(rf"(\w+)=({NUMBER})")
-_STAT_LINE = re.compile(rf"^\s*count=\d+(?:\s+\w+={NUMBER})*\s*$")
+_STAT_NAMES = {"first", "curr", "min", "max", "avg", "std", "median", "p5", "p95"}
 _RUNNING = re.compile(r"Running benchmark for at least (\d+) iterations")
-_SEVERITY = re.compile(r"^(?:INFO|WARN|ERROR|FATAL|VERBOSE): ")
+# The timings line's names across versions: TF >= 1.14 "Warmup (avg)"/"Inference (avg)", TF 1.x
+# "Average inference timings in us: Warmup: W, Init: I, no stats: A".
+_TIMING_NAMES = {
+    "init": "init",
+    "first inference": "first",
+    "warmup (avg)": "warmup",
+    "warmup": "warmup",
+    "inference (avg)": "avg",
+    "no stats": "avg",
+}
+_TFLITE_VALUES = (
+    (re.compile(r"^Graph:\s*\[(.*)\]"), "graph"),
+    (re.compile(r"^Loaded model\s+(.+)$"), "loaded"),
+    (re.compile(r"^Num threads:\s*\[(\d+)\]"), "threads"),
+    (re.compile(r"#threads used for CPU inference:\s*\[(\d+)\]"), "threads"),
+    (re.compile(rf"The input model file size \(MB\):\s*({NUMBER})"), "size"),
+    (re.compile(rf"Initialized session in\s*({NUMBER})\s*ms"), "init_session"),
+    (re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring:\s*({NUMBER})"), "monitored"),
+)
+_MEMORY = re.compile(
+    rf"(Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\):"
+    rf"\s*init=({NUMBER})\s+overall=({NUMBER})"
+)
 
 
 class TfliteRunStats(Parsed):
@@ -46,93 +76,102 @@ class TfliteBenchmark(Parsed):
     peak_memory_monitored_mb: float | None
 
 
-def _run_stats(line: str) -> TfliteRunStats:
-    pairs = {key: float(value) for key, value in _STAT_PAIR.findall(line)}
-    names = {"first", "curr", "min", "max", "avg", "std", "median", "p5", "p95"}
+def _whole_pairs(line: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs of a line, less the last one when the input was cut right after it: the run
+    statistics and timings lines are never the last line benchmark_model prints."""
+    if pairs and isinstance(line, OpenLine) and line.endswith(pairs[-1][1]):
+        return pairs[:-1]
+    return pairs
+
+
+def _run_stats(line: str) -> TfliteRunStats | None:
+    """A bare ``count=N key=value ...`` line (the op profiler's lines start with 'Timings')."""
+    pairs = []
+    for token in line.split():
+        key, _, value = token.partition("=")
+        if not re.fullmatch(r"\w+", key) or not re.fullmatch(NUMBER, value):
+            return None
+        pairs.append((key, value))
+    values = dict(_whole_pairs(line, pairs))
+    count = to_int(values.get("count")) if pairs and pairs[0][0] == "count" else None
+    if count is None:
+        return None
     return TfliteRunStats(
-        count=int(pairs["count"]), **{f"{key}_us": value for key, value in pairs.items() if key in names}
+        count=count,
+        **{f"{key}_us": to_float(value) for key, value in values.items() if key in _STAT_NAMES},
     )
 
 
+def _timings(line: str) -> dict[str, float]:
+    """``Inference timings in us: Init: 17187, First inference: ..., Inference (avg): ...``."""
+    _, _, listed = line.partition("in us:")
+    pairs = []
+    for item in listed.split(","):
+        name, _, value = item.partition(":")
+        if re.fullmatch(rf"\s*{NUMBER}\s*", value):
+            pairs.append((name.strip().lower(), value.strip()))
+    found: dict[str, float] = {}
+    for name, value in _whole_pairs(line, pairs):
+        number = to_float(value)
+        if name in _TIMING_NAMES and number is not None:
+            found.setdefault(_TIMING_NAMES[name], number)
+    return found
+
+
 def parse_tflite_benchmark(text: str) -> TfliteBenchmark:
-    """``benchmark_model --graph=...`` output (TF 2.4 to LiteRT), logcat prefixes allowed."""
+    """``benchmark_model --graph=...`` output (TF 1.x to LiteRT), whole or any block of it."""
     kind = "tflite-benchmark"
-    require_text(kind, text)
-    # LiteRT's logging wrapper prefixes every line with its severity ("INFO: count=50 ...").
-    lines = [_SEVERITY.sub("", line, count=1) for line in clean_lines(text)]
-    values: dict[str, str] = {}
-    timings_at = next((i for i, line in enumerate(lines) if "Inference timings in us" in line), None)
+    source = Lines(split_lines(text))
+    lines = list(source)
+    timings_at = next((i for i, line in enumerate(lines) if "inference timings in us" in line.lower()), None)
     # Run statistics are the bare "count=..." lines before the timings summary; the op profiler
-    # prints its own "Timings (microseconds): count=..." lines after it, which are not these.
-    end = timings_at if timings_at is not None else len(lines)
-    stats: list[tuple[int | None, TfliteRunStats]] = []
-    expected_min: int | None = None
-    for line in lines[:end]:
-        running = _RUNNING.search(line)
-        if running:
-            expected_min = int(running.group(1))
-        elif _STAT_LINE.match(line):
-            stats.append((expected_min, _run_stats(line)))
-            expected_min = None
-    for pattern, key in (
-        (r"^Graph:\s*\[(.*)\]", "graph"),
-        (r"^Loaded model\s+(.+)$", "loaded"),
-        (r"^Num threads:\s*\[(\d+)\]", "threads"),
-        (r"#threads used for CPU inference:\s*\[(\d+)\]", "threads"),
-        (rf"The input model file size \(MB\):\s*({NUMBER})", "size"),
-        (rf"Initialized session in\s*({NUMBER})\s*ms", "init_session"),
-        (rf"Overall peak memory footprint \(MB\) via periodic monitoring:\s*({NUMBER})", "monitored"),
-    ):
+    # prints its own "Timings (microseconds): count=..." lines after it, which are not these. Each
+    # phase announces itself ("Running benchmark for at least N iterations"): with both markers a
+    # line belongs to the phase announced last; without them the last line is the steady one.
+    stats: list[tuple[int, TfliteRunStats]] = []
+    phases = 0
+    for line in lines[: timings_at if timings_at is not None else len(lines)]:
+        if _RUNNING.search(line):
+            phases += 1
+        elif (found_stats := _run_stats(line)) is not None:
+            stats.append((phases, found_stats))
+    if phases >= 2:
+        warmup = next((found for phase, found in stats if phase == 1), None)
+        steady = next((found for phase, found in reversed(stats) if phase >= 2), None)
+    else:
+        warmup = stats[0][1] if len(stats) >= 2 else None
+        steady = stats[-1][1] if stats else None
+    values: dict[str, str] = {}
+    for pattern, key in _TFLITE_VALUES:
         for line in lines:
-            found = re.search(pattern, line.strip())
+            found = pattern.search(line.strip())
             if found:
                 values.setdefault(key, found.group(1).strip())
                 break
-    timings: dict[str, float] = {}
-    if timings_at is not None:
-        for name, value in re.findall(
-            rf"([A-Za-z ()]+):\s*({NUMBER})", lines[timings_at].split("us:", 1)[-1]
-        ):
-            timings[name.strip()] = float(value)
-    memory = None
-    for line in lines:
-        found = re.search(
-            rf"(Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\):"
-            rf"\s*init=({NUMBER})\s+overall=({NUMBER})",
-            line,
-        )
-        if found:
-            memory = (
-                "delta" if found.group(1).startswith("Memory") else "peak",
-                found.group(2),
-                found.group(3),
-            )
-            break
-    if timings_at is None and not stats:
-        raise ParseError(
+    timings = _timings(lines[timings_at]) if timings_at is not None else {}
+    memory = next((found for found in map(_MEMORY.search, lines) if found), None)
+    if not (timings or stats or values or memory):
+        raise refusal(
             kind,
-            "no 'Inference timings in us' line and no 'count=...' statistics found; "
-            "is this the output of TFLite's benchmark_model?",
+            source,
+            "no 'Inference timings in us' line, 'count=...' statistics, model or memory line; is this "
+            "the output of TFLite's benchmark_model?",
+            "benchmark_model --graph=MODEL.tflite",
         )
-    warmup = steady = None
-    if len(stats) >= 2:
-        warmup, steady = stats[0][1], stats[-1][1]
-    elif stats:
-        steady = stats[0][1]
     return TfliteBenchmark(
         model_file=values.get("graph") or values.get("loaded"),
         num_threads=to_int(values.get("threads")),
         model_size_mb=to_float(values.get("size")),
         init_session_ms=to_float(values.get("init_session")),
-        init_us=timings.get("Init"),
-        first_inference_us=timings.get("First inference"),
-        warmup_avg_us=timings.get("Warmup (avg)"),
-        avg_us=timings.get("Inference (avg)", steady.avg_us if steady else None),
+        init_us=timings.get("init"),
+        first_inference_us=timings.get("first"),
+        warmup_avg_us=timings.get("warmup"),
+        avg_us=timings.get("avg", steady.avg_us if steady else None),
         warmup=warmup,
         steady=steady,
-        memory_init_mb=to_float(memory[1]) if memory else None,
-        memory_overall_mb=to_float(memory[2]) if memory else None,
-        memory_kind=memory[0] if memory else None,
+        memory_init_mb=to_float(memory.group(2)) if memory else None,
+        memory_overall_mb=to_float(memory.group(3)) if memory else None,
+        memory_kind=(("delta" if memory.group(1).startswith("Memory") else "peak") if memory else None),
         peak_memory_monitored_mb=to_float(values.get("monitored")),
     )
 
@@ -140,6 +179,30 @@ def parse_tflite_benchmark(text: str) -> TfliteBenchmark:
 # -- onnxruntime_perf_test -------------------------------------------------------------------------
 
 _UNIT_TO_MS = {"s": 1000.0, "sec": 1000.0, "ms": 1.0, "us": 0.001, "µs": 0.001}
+_LABEL = re.compile(r"[A-Za-z][A-Za-z0-9 ()]*")
+_VALUE = re.compile(rf"({NUMBER})\s*([a-zA-Zµ%]*)")
+# label -> (key, unit printed when none is): the human lines across versions (ORT 1.3 "Total time
+# cost", "Min Latency is 0.05 sec"; 1.4+ "Total inference time cost: 0.82 s") and the -s lines.
+_TIMED = {
+    "session creation time cost": ("session", "s"),
+    "first inference time cost": ("first", "ms"),
+    "total inference time cost": ("total", "s"),
+    "total time cost": ("total", "s"),
+    "average inference time cost": ("avg", "ms"),
+    "average inference time cost total": ("avg", "ms"),
+    "average time cost": ("avg", "ms"),
+    "total inference run time": ("run", "s"),
+    "total run time": ("run", "s"),
+    **{f"{name} latency": (name, "s") for name in ("min", "max", "p50", "p90", "p95", "p99", "p999")},
+}
+_COUNTED = {
+    "total inference requests": "requests",
+    "total iterations": "requests",
+    "runs": "runs",
+    "number of inferences per second": "ips",
+    "avg cpu usage": "cpu",
+    "peak working set size": "peak",
+}
 
 
 class OrtPerfTest(Parsed):
@@ -163,71 +226,62 @@ class OrtPerfTest(Parsed):
     p999_ms: float | None
 
 
-def _ms(value: str, unit: str | None, default_unit: str) -> float:
-    return float(value) * _UNIT_TO_MS.get((unit or default_unit).strip().lower(), 1.0)
+def _label_and_value(line: str) -> tuple[str, str, str] | None:
+    """``Label: 1.5 s`` or ``Label is 1.5 sec`` as (label, number, unit)."""
+    label, separator, rest = line.partition(":")
+    if not separator:
+        label, separator, rest = line.partition(" is ")
+    if not separator or not _LABEL.fullmatch(label.strip()):
+        return None
+    value = _VALUE.fullmatch(rest.strip())
+    if value is None:
+        return None
+    return " ".join(label.lower().split()), value.group(1), value.group(2)
 
 
-def parse_ort_perf_test(text: str) -> OrtPerfTest:
-    """``onnxruntime_perf_test`` output (human lines and the ``-s`` summary lines)."""
+def ort_perf_test_from_lines(raw: Iterable[str]) -> OrtPerfTest:
+    """``onnxruntime_perf_test`` output read line by line (its state is a few numbers)."""
     kind = "ort-perf-test"
-    require_text(kind, text)
+    source = Lines(raw)
     timed: dict[str, float] = {}
     counts: dict[str, float] = {}
-    pattern = re.compile(rf"^\s*([A-Za-z][A-Za-z0-9 ()]*?)\s*:\s*({NUMBER})\s*([a-zA-Zµ%]*)\s*$")
-    for line in clean_lines(text):
-        found = pattern.match(line)
-        if not found:
+    for line in source:
+        found = _label_and_value(line)
+        if found is None:
             continue
-        label, value, unit = found.group(1).lower(), found.group(2), found.group(3)
-        if label == "session creation time cost":
-            timed.setdefault("session", _ms(value, unit, "s"))
-        elif label == "first inference time cost":
-            timed.setdefault("first", _ms(value, unit, "ms"))
-        elif label == "total inference time cost":
-            timed.setdefault("total", _ms(value, unit, "s"))
-        elif label.startswith("average inference time cost"):
-            timed.setdefault("avg", _ms(value, unit, "ms"))
-        elif label == "total inference run time":
-            timed.setdefault("run", _ms(value, unit, "s"))
-        elif label.endswith(" latency") and label.split()[0] in {
-            "min",
-            "max",
-            "p50",
-            "p90",
-            "p95",
-            "p99",
-            "p999",
-        }:
-            timed.setdefault(label.split()[0], _ms(value, unit, "s"))
-        elif label in {"total inference requests", "runs"}:
-            counts.setdefault(label, float(value))
-        elif label == "number of inferences per second":
-            counts.setdefault("ips", float(value))
-        elif label == "avg cpu usage":
-            counts.setdefault("cpu", float(value))
-        elif label == "peak working set size":
-            counts.setdefault("peak", float(value))
-    if "avg" not in timed and "p50" not in timed:
-        raise ParseError(
+        label, value, unit = found
+        number = to_float(value)
+        if number is None:
+            continue
+        if label in _TIMED:
+            key, default_unit = _TIMED[label]
+            scale = _UNIT_TO_MS.get((unit or default_unit).lower())
+            if scale is None or (not unit and isinstance(line, OpenLine)):  # the unit was cut
+                continue
+            timed.setdefault(key, number * scale)
+        elif label in _COUNTED:
+            counts.setdefault(_COUNTED[label], number)
+    if not timed and not counts:
+        raise refusal(
             kind,
-            "no 'Average inference time cost' or 'P50 Latency' line found; "
-            "is this the output of onnxruntime_perf_test?",
+            source,
+            "no 'Average inference time cost', 'P50 Latency' or other summary line; is this the output "
+            "of onnxruntime_perf_test?",
+            "onnxruntime_perf_test -s MODEL.onnx",
         )
     peak = counts.get("peak")
-    requests = counts.get("total inference requests")
-    runs = counts.get("runs")
     return OrtPerfTest(
         session_creation_ms=timed.get("session"),
         first_inference_ms=timed.get("first"),
         total_inference_ms=timed.get("total"),
-        requests=int(requests) if requests is not None else None,
+        requests=round(counts["requests"]) if "requests" in counts else None,
         avg_ms=timed.get("avg"),
         total_run_ms=timed.get("run"),
         inferences_per_s=counts.get("ips"),
         avg_cpu_pct=counts.get("cpu"),
-        peak_working_set_bytes=int(peak) if peak is not None else None,
+        peak_working_set_bytes=round(peak) if peak is not None else None,
         peak_working_set_mb=round(peak / 1e6, 3) if peak is not None else None,
-        runs=int(runs) if runs is not None else None,
+        runs=round(counts["runs"]) if "runs" in counts else None,
         min_ms=timed.get("min"),
         max_ms=timed.get("max"),
         p50_ms=timed.get("p50"),
@@ -236,3 +290,8 @@ def parse_ort_perf_test(text: str) -> OrtPerfTest:
         p99_ms=timed.get("p99"),
         p999_ms=timed.get("p999"),
     )
+
+
+def parse_ort_perf_test(text: str) -> OrtPerfTest:
+    """``onnxruntime_perf_test`` output (human lines and the ``-s`` summary lines)."""
+    return ort_perf_test_from_lines(split_lines(text))
