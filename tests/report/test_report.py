@@ -4,6 +4,7 @@ with data and titled axes, no empty section, no sideways scroll at phone width),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -319,8 +320,14 @@ CHECK_PAGE = """() => {
 }"""
 
 
+WIDTH_SETTLED = """() => document.documentElement.scrollWidth <= window.innerWidth
+  && [...document.querySelectorAll('.js-plotly-plot')].every((el) => el.offsetWidth <= window.innerWidth)"""
+
+
 def open_page(browser, path: Path, shots: Path, name: str) -> dict[int, dict]:
     """The page at desktop width, then narrowed to a phone's (plotly re-lays its charts out)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     requests: list[str] = []
@@ -334,7 +341,10 @@ def open_page(browser, path: Path, shots: Path, name: str) -> dict[int, dict]:
         if width != 1280:
             page.set_viewport_size({"width": width, "height": 900})
             page.wait_for_function(f"window.innerWidth === {width}")
-            page.wait_for_timeout(500)  # plotly's responsive relayout runs on a resize timer
+            # plotly's responsive relayout runs on a resize timer, late on a loaded host; if the
+            # page stays wider than the window, the assertion below names it
+            with contextlib.suppress(PlaywrightTimeout):
+                page.wait_for_function(WIDTH_SETTLED, timeout=30_000)
         result = page.evaluate(CHECK_PAGE)
         result |= {
             "rendered": page.evaluate("window.edgelabChartsRendered"),
