@@ -57,6 +57,8 @@ COLUMNS: dict[str, str] = {
     "latency_max_ms": "Float64",
     "load_ms": "Float64",
     "first_inference_ms": "Float64",
+    "latency_bimodal": "boolean",
+    "speed_reference_ms": "Float64",
     "peak_rss_mb": "Float64",
     "load_peak_rss_mb": "Float64",
     "pss_mb": "Float64",
@@ -140,6 +142,8 @@ def row(run: RunInfo, record: ResultRecord) -> dict[str, Any]:
         "load_ms": record.load_ms,
         "first_inference_ms": record.first_inference_ms,
         "budgets_ok": _budgets_ok(record),
+        "latency_bimodal": record.modes.bimodal if record.modes is not None else None,
+        "speed_reference_ms": None if record.speed_reference is None else record.speed_reference.median_ms,
     }
     if latency is not None:
         values |= {

@@ -11,9 +11,18 @@ import pytest
 from harness import results
 from harness.cli import main
 from harness.errors import ConfigError
+from harness.probes.reference import SpeedReference
 from harness.record import RunInfo
+from harness.stats import ModesCheck
 from harness.store.db import ResultsStore, default_url
 from tests.factories import energy, make_record, write_results
+
+# measured on pixel8 only: energy, the two-modes check and the device's speed reference
+PIXEL8 = {
+    "energy": energy(2.0),
+    "modes": ModesCheck(bimodal=True, reason="two modes"),
+    "speed_reference": SpeedReference("pixel8", "mksh", "epochrealtime", 200, (4.0, 4.2, 4.1), 4.1, 0.05),
+}
 
 
 def three_runs(reports, *, store: bool):
@@ -33,7 +42,7 @@ def three_runs(reports, *, store: bool):
                 median_ms=float(day),
                 seed=day * 10 + index,
                 n=50,
-                **({"energy": energy(2.0)} if device == "pixel8" else {}),
+                **(PIXEL8 if device == "pixel8" else {}),
             )
             for index, (device, model) in enumerate(cells)
         ]
@@ -65,6 +74,9 @@ def test_load_gives_one_row_per_result_with_flat_columns(tmp_path, store):
     assert (frame.loc[pixel8, "energy_mj_per_inference"] == 2.0).all()
     assert frame.loc[~pixel8, "energy_mj_per_inference"].isna().all()
     assert frame["pss_mb"].isna().all() and frame["throttled"].isna().all()
+    assert frame.loc[pixel8, "latency_bimodal"].all() and frame.loc[~pixel8, "latency_bimodal"].isna().all()
+    assert (frame.loc[pixel8, "speed_reference_ms"] == 4.1).all()
+    assert frame.loc[~pixel8, "speed_reference_ms"].isna().all()
     main_only = results.load(reports, branch="main", last=1)
     assert main_only["run_id"].unique().tolist() == ["run-3"] and len(main_only) == 3
 
