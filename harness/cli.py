@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.compare import VerdictPolicy
-from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice, load_fleet
+from harness.config import AdbDevice, AnyDevice, Fleet, LabgridDevice, SshDevice, load_fleet
 from harness.errors import EdgeLabError
 from harness.runners.base import DeviceProbe
 from harness.session import Lab, RunOptions
@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from harness.native_tools import ToolStatus
 
 
-def _address(device: LocalDevice | SshDevice | AdbDevice) -> str:
+def _address(device: AnyDevice) -> str:
+    if isinstance(device, LabgridDevice):
+        return f"labgrid place {device.place} (coordinator {device.coordinator})"
     if isinstance(device, SshDevice):
         return f"{device.user}@{device.host}:{device.port}"
     if isinstance(device, AdbDevice):
@@ -50,7 +52,8 @@ def cmd_devices(arguments: argparse.Namespace) -> int:
         tags = ",".join(device.tags) + (",virtual" if device.virtual and "virtual" not in device.tags else "")
         if health.status(device.name).get("quarantined"):
             tags += ",QUARANTINED"
-        rows.append((device.name, device.kind, _address(device), tags.strip(",") or "-", device.workdir))
+        workdir = device.workdir or "(by what the place turns out to be)"
+        rows.append((device.name, device.kind, _address(device), tags.strip(",") or "-", workdir))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

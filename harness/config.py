@@ -14,7 +14,7 @@ import reprlib
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -109,6 +109,10 @@ def thread_count(text: str) -> int:
 
 class _Device(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: False where another scheduler hands the device out (a labgrid place): EdgeLab's own lease
+    #: (harness.lease) steps aside and that scheduler's queue is the only one.
+    leased_by_edgelab: ClassVar[bool] = True
 
     name: str = ""
     tags: tuple[str, ...] = ()
@@ -269,10 +273,78 @@ class AdbDevice(_Device):
     )
 
 
-AnyDevice = LocalDevice | SshDevice | AdbDevice
-DeviceConfig = Annotated[AnyDevice, Field(discriminator="kind")]
-_DEVICE_ADAPTER: TypeAdapter[LocalDevice | SshDevice | AdbDevice] = TypeAdapter(DeviceConfig)
+class LabgridDevice(_Device):
+    """A place of a labgrid coordinator: labgrid's reservation queue hands it out, and the place's
+    resources say how to reach it (a NetworkService: SSH; an ADB device: adb). The SSH and adb
+    fields below complete what the resource does not carry (keys, host keys, the adb server)."""
 
+    leased_by_edgelab: ClassVar[bool] = False
+
+    kind: Literal["labgrid"]
+    coordinator: str = Field(
+        pattern=r"^\S+$", description="The labgrid coordinator, HOST[:PORT] (port 20408 by default)."
+    )
+    place: str = Field(min_length=1, description="The place's name (or an alias) on that coordinator.")
+    resource: str | None = Field(
+        default=None,
+        description="With several usable resources in the place: the name of the one to use.",
+    )
+    user: str | None = Field(default=None, description="SSH user; default: the NetworkService's username.")
+    key_file: str | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    trust_on_first_use: bool = False
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    keepalive_s: int = Field(default=15, ge=0)
+    adb_host: str = Field(default="127.0.0.1", description="The adb server for a NetworkADBDevice.")
+    adb_port: int = Field(default=5037, ge=1, le=65535)
+
+    def _shared(self, kind: str) -> dict[str, Any]:
+        """The fields every kind has, with the workdir default of the kind the place turned out to be."""
+        shared = self.model_dump(include=set(_Device.model_fields))
+        shared["workdir"] = self.workdir or _DEFAULT_WORKDIR[kind]
+        return shared
+
+    def over_ssh(self, host: str, port: int, user: str) -> SshDevice:
+        """The board a NetworkService points at, with this entry's keys and settings (raises
+        pydantic's ValidationError on a resource's bad address or port)."""
+        return SshDevice(
+            kind="ssh",
+            host=host,
+            port=port,
+            user=user,
+            key_file=self.key_file,
+            known_hosts=self.known_hosts,
+            trust_on_first_use=self.trust_on_first_use,
+            connect_timeout_s=self.connect_timeout_s,
+            keepalive_s=self.keepalive_s,
+            **self._shared("ssh"),
+        )
+
+    def over_adb(self, serial: str, adb_host: str, adb_port: int, *, connect: bool) -> AdbDevice:
+        """The phone an ADB resource names: its serial on an adb server (the exporter's, or this
+        entry's for adbd on TCP)."""
+        return AdbDevice(
+            kind="adb",
+            serial=serial,
+            adb_host=adb_host,
+            adb_port=adb_port,
+            connect=connect,
+            **self._shared("adb"),
+        )
+
+
+AnyDevice = LocalDevice | SshDevice | AdbDevice | LabgridDevice
+DeviceConfig = Annotated[AnyDevice, Field(discriminator="kind")]
+_DEVICE_ADAPTER: TypeAdapter[AnyDevice] = TypeAdapter(DeviceConfig)
+_KINDS: dict[str, type[_Device]] = {
+    "local": LocalDevice,
+    "ssh": SshDevice,
+    "adb": AdbDevice,
+    "labgrid": LabgridDevice,
+}
+
+# A labgrid place has none: whether it is a board or a phone is known once it is acquired, and the
+# transport it resolves to gives the default (harness.transport.device_workdir).
 _DEFAULT_WORKDIR = {
     "local": "~/.cache/edgelab/device",
     "ssh": "~/.cache/edgelab/device",
@@ -280,14 +352,18 @@ _DEFAULT_WORKDIR = {
 }
 
 
+def default_workdir(kind: str) -> str:
+    """The workdir of a device of ``kind`` that devices.yaml gives none."""
+    return _DEFAULT_WORKDIR[kind]
+
+
 def _field_names(kind: str) -> list[str]:
-    models: dict[str, type[BaseModel]] = {"local": LocalDevice, "ssh": SshDevice, "adb": AdbDevice}
-    model = models.get(kind, _Device)
+    model = _KINDS.get(kind, _Device)
     return sorted(model.model_fields)
 
 
 def _explain(source: str, device: str, kind: str, error: Mapping[str, Any]) -> str:
-    location = [str(part) for part in error["loc"] if part not in ("local", "ssh", "adb")]
+    location = [str(part) for part in error["loc"] if part not in _KINDS]
     field = ".".join(location) or "kind"
     where = f"{source}: device '{device}'"
     kind_label = kind or "?"
@@ -302,14 +378,12 @@ def _explain(source: str, device: str, kind: str, error: Mapping[str, Any]) -> s
         case "value_error":  # our own validators: the message names the field itself
             return f"{where}: {error['ctx']['error']}"
         case "union_tag_invalid" | "union_tag_not_found":
-            return f"{where}: field 'kind' must be one of local, ssh, adb (got {kind!r})"
+            return f"{where}: field 'kind' must be one of {', '.join(_KINDS)} (got {kind!r})"
         case _:
             return f"{where}: field '{field}': {error['msg']} (got {short_repr(error.get('input'))})"
 
 
-def parse_device(
-    name: str, raw: object, source: str = DEFAULT_DEVICES_FILE
-) -> LocalDevice | SshDevice | AdbDevice:
+def parse_device(name: str, raw: object, source: str = DEFAULT_DEVICES_FILE) -> AnyDevice:
     """Validate one device entry; ``name`` is its key in the ``devices`` mapping."""
     if not isinstance(raw, Mapping):
         raise ConfigError(
@@ -340,11 +414,11 @@ def parse_device(
 class Fleet:
     """The devices known to this run, by name, in file order (``local`` first if implicit)."""
 
-    def __init__(self, devices: Iterable[LocalDevice | SshDevice | AdbDevice], source: str) -> None:
+    def __init__(self, devices: Iterable[AnyDevice], source: str) -> None:
         self.source = source
-        self.devices: dict[str, LocalDevice | SshDevice | AdbDevice] = {d.name: d for d in devices}
+        self.devices: dict[str, AnyDevice] = {d.name: d for d in devices}
 
-    def __getitem__(self, name: str) -> LocalDevice | SshDevice | AdbDevice:
+    def __getitem__(self, name: str) -> AnyDevice:
         try:
             return self.devices[name]
         except KeyError:
@@ -364,9 +438,9 @@ class Fleet:
             f"Add it to {self.source} or pick a known one."
         )
 
-    def select(self, spec: str) -> list[LocalDevice | SshDevice | AdbDevice]:
+    def select(self, spec: str) -> list[AnyDevice]:
         """Resolve ``--device``: names, comma lists, ``tag:TAG`` and ``all``; order kept, no repeats."""
-        chosen: dict[str, LocalDevice | SshDevice | AdbDevice] = {}
+        chosen: dict[str, AnyDevice] = {}
         terms = [term.strip() for term in spec.split(",") if term.strip()]
         if not terms:
             raise SelectionError("--device is empty: give a device name, a comma list, tag:TAG or all")
@@ -411,7 +485,7 @@ def _check_name(source: str, name: object, raw: object) -> str:
     return name
 
 
-def _read_devices(file: Path, source: str) -> list[LocalDevice | SshDevice | AdbDevice]:
+def _read_devices(file: Path, source: str) -> list[AnyDevice]:
     document = yamlfile.load(file, source, DEVICES_FILE_LIMITS)
     if document is None:
         document = {}

@@ -2,24 +2,26 @@
 and pruned to its size budget (``cache_max_mb``), least recently used first.
 
 Pruning holds the device's lease (harness.lease) for its whole duration, so no run on this host
-(or, with a shared results database, on another one) uses the cache while entries go away.
+(or, with a shared results database, on another one) uses the cache while entries go away; a
+labgrid place is held through labgrid instead, as a run holds it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from harness.config import AdbDevice, Fleet, LocalDevice, SshDevice
+from harness.config import AnyDevice, Fleet
 from harness.deploy import CacheStatus, Deployer, PruneReport, resolve_workdir
 from harness.errors import ConfigError
 from harness.lease import DeviceLease
-from harness.transport import open_transport
+from harness.transport import device_workdir, open_transport
 
-DeviceConfig = LocalDevice | SshDevice | AdbDevice
+DeviceConfig = AnyDevice
 MB = 1 << 20
 
 
@@ -33,10 +35,12 @@ class CacheReport:
 
 
 @contextmanager
-def _deployer(config: DeviceConfig) -> Iterator[Deployer]:
-    transport = open_transport(config)
+def _deployer(
+    config: DeviceConfig, *, wait_s: float | None = None, notify: Callable[[str], None] | None = None
+) -> Iterator[Deployer]:
+    transport = open_transport(config, notify=notify, wait_s=wait_s)
     try:
-        workdir = resolve_workdir(transport, config.workdir)
+        workdir = resolve_workdir(transport, device_workdir(config, transport))
         yield Deployer(transport, workdir, config.python)
     finally:
         transport.close()
@@ -71,10 +75,14 @@ def prune(
 ) -> PruneReport:
     """Remove stale partial files, then entries least recently used first, down to ``max_bytes``,
     holding the device's lease (waits up to ``lease_timeout_s`` for a running session)."""
-    lease = DeviceLease(
-        config.name, run_id=f"edgelab-cache-prune-{os.getpid()}", timeout_s=lease_timeout_s, notify=notify
+    lease = (
+        DeviceLease(
+            config.name, run_id=f"edgelab-cache-prune-{os.getpid()}", timeout_s=lease_timeout_s, notify=notify
+        )
+        if config.leased_by_edgelab
+        else contextlib.nullcontext()  # a labgrid place: acquiring it is the lease
     )
-    with lease, _deployer(config) as deployer:
+    with lease, _deployer(config, wait_s=lease_timeout_s, notify=notify) as deployer:
         return deployer.prune(max_bytes)
 
 

@@ -19,6 +19,11 @@ class SelectionError(EdgeLabError):
     """A --device/--runtime/--precision value names something that does not exist."""
 
 
+class DeviceBusy(EdgeLabError):
+    """Someone else held the device past the wait: an EdgeLab lease (harness.lease) or a labgrid
+    place. Not the device's fault, so it never counts against its health."""
+
+
 class TransportError(EdgeLabError):
     """A device cannot be reached or a transfer failed."""
 
@@ -73,6 +78,11 @@ class ModelError(EdgeLabError):
 
 class AgentError(EdgeLabError):
     """The on-device agent failed or printed something that is not its result document."""
+
+
+class NotMeasurable(EdgeLabError):
+    """The device's runner has no way to measure what was asked (e.g. the outputs of an .onnx model
+    on a phone without Python: ONNX Runtime's tools write none). Tests skip with the reason."""
 
 
 class ParseError(EdgeLabError):

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import EdgeLabError
+from harness.errors import DeviceBusy
 
 POLL_S = 0.5
 
 
-class LeaseTimeout(EdgeLabError):
+class LeaseTimeout(DeviceBusy):
     """The device stayed leased by someone else for longer than --lease-timeout."""
 
 

@@ -107,6 +107,7 @@ class BenchmarkResult:
     agent_phases_ms: dict[str, float] | None = None  # wall time of each step of the agent's run
     placement: CpuPlacement | None = None  # threads, the cores the run was allowed on, their kind
     modes: ModesCheck | None = None  # do the iterations fall into two separated modes?
+    trace_file: str | None = None  # host path of the run's raw trace (a Perfetto trace), if kept
 
     @property
     def peak_rss_mb(self) -> float | None:

@@ -43,10 +43,14 @@ class ToolSpec:
 TOOLS: dict[str, ToolSpec] = {
     spec.name: spec
     for spec in (
-        ToolSpec("benchmark_model", "latency and peak memory of a .tflite model", LITERT_PLATFORMS),
+        ToolSpec(
+            "benchmark_model",
+            "latency and peak memory of a .tflite model; its outputs on given inputs (accuracy)",
+            LITERT_PLATFORMS,
+        ),
         ToolSpec(
             "run_model",
-            "runs a .tflite model on given inputs and writes its outputs (accuracy)",
+            "runs a .tflite model with LiteRT's CompiledModel API (accelerators); prints tensor samples only",
             ("android_arm64",),
             needs=("libLiteRt.so",),
         ),

@@ -20,7 +20,7 @@ import pytest
 from harness.accuracy import AccuracyReport
 from harness.config import Fleet, load_fleet, thread_count
 from harness.datasets.sources import DatasetError
-from harness.errors import DeviceUnhealthy, EdgeLabError
+from harness.errors import DeviceUnhealthy, EdgeLabError, NotMeasurable
 from harness.interleave import run_interleaved
 from harness.measurement import BenchmarkResult, LatencyProtocol, SustainedResult
 from harness.models.recipes import RecipeRefused
@@ -162,8 +162,8 @@ class EdgeTarget:
             measured, report = self.lab.evaluate(
                 self.device, self.variant, corruptions=corruptions, severities=severities, seed=seed
             )
-        except (DatasetError, RecipeRefused) as missing:  # e.g. espeak-ng absent, a refused recipe
-            pytest.skip(str(missing))
+        except (DatasetError, RecipeRefused, NotMeasurable) as missing:  # e.g. espeak-ng absent, a refused
+            pytest.skip(str(missing))  # recipe, .onnx outputs on a phone without Python
         self.measured, self.accuracy, self.kind = measured, report, "accuracy"
         return report
 
@@ -281,7 +281,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--lease-timeout",
         type=float,
         default=600.0,
-        help="Seconds to wait for a device another run holds before its tests error (default: 600).",
+        help="Seconds to wait for a device another run holds (a labgrid place: whoever is ahead in "
+        "labgrid's queue) before its tests error (default: 600).",
     )
     _add_comparison_options(group)
     group.addoption(

@@ -103,6 +103,15 @@ class RunRef(_Frozen):
     ci_job_id: str | None = None
 
 
+class LabgridPlaceRecord(_Frozen):
+    """The labgrid place a device (devices.yaml ``kind: labgrid``) was acquired as for the run."""
+
+    coordinator: str
+    place: str
+    resource: str  # exporter/group/class/name of the resource EdgeLab reached the device through
+    address: str  # host:port over SSH, the adb serial over adb
+
+
 class DeviceFingerprint(_Frozen):
     """Enough to tell two devices (or two OS builds of one device) apart in the history."""
 
@@ -117,6 +126,7 @@ class DeviceFingerprint(_Frozen):
     python: str | None = None
     numpy: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    labgrid: LabgridPlaceRecord | None = None
 
 
 class DeployRecord(_Frozen):
@@ -251,6 +261,7 @@ class ResultRecord(_Frozen):
     cpus: CpuPlacement | None = None
     modes: ModesCheck | None = None
     speed_reference: SpeedReference | None = None
+    trace_file: str | None = None
     sustained: SustainedCurve | None = None
     accuracy: AccuracyRecord | None = None
     deploy: DeployRecord | None = None

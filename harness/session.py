@@ -35,13 +35,15 @@ from harness.errors import (
     CommandFailed,
     CommandTimeout,
     ConfigError,
+    DeviceBusy,
     DeviceUnhealthy,
     EdgeLabError,
     ModelError,
+    NotMeasurable,
     TransportError,
 )
 from harness.interleave import merge, round_protocol, schedule
-from harness.lease import DeviceLease, LeaseTimeout
+from harness.lease import DeviceLease
 from harness.measurement import BenchmarkResult, LatencyProtocol
 from harness.models import artifacts, zoo
 from harness.models.variants import Variant
@@ -53,6 +55,7 @@ from harness.record import (
     DeviceFingerprint,
     InterleavedEvidence,
     Kind,
+    LabgridPlaceRecord,
     ResultIdentity,
     ResultRecord,
     RunInfo,
@@ -68,7 +71,7 @@ from harness.stats import Comparison, compare_rounds
 from harness.store.db import ResultsStore, StoreError
 from harness.store.reconcile import mark_unstored
 from harness.store.results_json import ResultsFile, check_run_id, new_run_id
-from harness.transport import Transport, open_transport
+from harness.transport import Transport, device_workdir, labgrid_place, open_transport
 
 T = TypeVar("T")
 DEFAULT_PROTOCOL = LatencyProtocol()
@@ -160,6 +163,7 @@ class DeviceSession:
         """Enough to tell two devices (or two OS builds of one device) apart in the history; the
         labels are free-form text from devices.yaml, so secrets in them are masked."""
         probe = self.probe
+        place = labgrid_place(self.transport)
         return DeviceFingerprint(
             kind=self.config.kind,
             virtual=self.config.virtual,
@@ -172,6 +176,7 @@ class DeviceSession:
             python=probe.python.version if probe.python else None,
             numpy=probe.numpy,
             labels=redact_fields(self.config.labels),
+            labgrid=LabgridPlaceRecord(**dataclasses.asdict(place)) if place is not None else None,
         )
 
 
@@ -265,6 +270,7 @@ class Lab:
         self._evalsets: dict[str, EvalSet] = {}
         self._leases: dict[str, DeviceLease] = {}
         self._retries: dict[str, list[str]] = {}  # per device, until the measurement that needed them
+        self._raw_names: dict[str, int] = {}
         if self.options.results_db is not None:
             self._store = ResultsStore(self.options.results_db)  # a bad URL fails before any test
         self.baseline = (
@@ -304,7 +310,7 @@ class Lab:
             session = self._connect(config)
         except EdgeLabError as exc:
             self._failures[name] = exc
-            if checks and not isinstance(exc, LeaseTimeout | StoreError | ConfigError):
+            if checks and not isinstance(exc, DeviceBusy | StoreError | ConfigError):
                 health.record(name, False, str(exc))  # only the device's own failures count
             raise
         if checks:
@@ -333,6 +339,8 @@ class Lab:
     def _lease(self, name: str) -> None:
         if self.options.lease_timeout_s is None or name in self._leases:
             return
+        if not self.fleet[name].leased_by_edgelab:
+            return  # a labgrid place: labgrid's reservation queue is the lease (harness.transport.labgrid)
         store = self._store
         advisory = store.advisory_lock if store is not None and store.shared else None
         lease = DeviceLease(
@@ -345,9 +353,9 @@ class Lab:
         self._leases[name] = lease.acquire()
 
     def _connect(self, config: AnyDevice) -> DeviceSession:
-        transport = open_transport(config)
+        transport = open_transport(config, notify=self._tell, wait_s=self.options.lease_timeout_s)
         try:
-            workdir = resolve_workdir(transport, config.workdir)
+            workdir = resolve_workdir(transport, device_workdir(config, transport))
             deployer = Deployer(transport, workdir, config.python)
             stale = deployer.clean_partials()  # left by killed pushes whose writer is gone
             if stale:
@@ -424,6 +432,7 @@ class Lab:
         artifacts.keep(model.local, model.sha256)  # so a later run can measure these bytes again
         input_file = inputs if inputs is not None else self._default_inputs(variant)
         config = self.fleet[device]
+        raw_name = _safe_name(f"{(test_id or variant.id).rsplit('::', 1)[-1]}-{device}-{kind}")
         request = RunRequest(
             model=model,
             inputs=Artifact.from_file(input_file),
@@ -442,6 +451,7 @@ class Lab:
                 else config.cooldown_below_c
             ),
             outputs_to=outputs_to,
+            raw_to=self._raw_path(raw_name),
         )
         notes: tuple[str, ...] = ()
         if self.options.interleave_baseline and self.baseline is not None and test_id is not None:
@@ -459,6 +469,14 @@ class Lab:
         return Measured(
             result, deploy, request.model, kind_of_runner, notes=(*notes, *self._retries.pop(device, []))
         )
+
+    def _raw_path(self, name: str) -> Path:
+        """``reports/<run>/traces/<name>``: where a runner keeps the raw files of a measurement
+        (a Perfetto trace, a failed tool's output), unique within the run."""
+        folder = self.reports_dir / self.run_id / "traces"
+        count = self._raw_names.get(name, 0) + 1
+        self._raw_names[name] = count
+        return folder / (name if count == 1 else f"{name}-{count}")
 
     def _run(self, device: str, request: RunRequest) -> tuple[BenchmarkResult, DeployReport]:
         return self.with_retries(device, lambda: self.device(device).runner.run(request))
@@ -495,8 +513,11 @@ class Lab:
         sides = {"candidate": per_round, "baseline": dataclasses.replace(per_round, model=located)}
         parts: dict[str, list[BenchmarkResult]] = {"candidate": [], "baseline": []}
         deploys: list[DeployReport] = []
-        for side in schedule(list(sides), rounds):
-            result, deploy = self._run(device, sides[side])
+        for number, side in enumerate(schedule(list(sides), rounds), start=1):
+            raw_to = (
+                request.raw_to.with_name(f"{request.raw_to.name}-{side}-{number}") if request.raw_to else None
+            )
+            result, deploy = self._run(device, dataclasses.replace(sides[side], raw_to=raw_to))
             parts[side].append(result)
             if side == "candidate":
                 deploys.append(deploy)
@@ -538,6 +559,9 @@ class Lab:
     ) -> tuple[Measured, AccuracyReport]:
         """Run the variant over its task's real inputs (every slice) on the device, pull the
         outputs back, and score them per slice against the labels and the host fp32 reference."""
+        unsupported = self.device(device).runner.outputs_unsupported(variant.format)
+        if unsupported is not None:
+            raise NotMeasurable(unsupported)  # before building the data set and its reference
         task = task_for(variant.model)
         chosen = tuple(corruptions) if corruptions is not None else task.default_corruptions
         key = evalset_key(variant.model, chosen, severities, seed)
@@ -712,6 +736,7 @@ class Lab:
             sustained=sustained,
             accuracy=accuracy,
             deploy=_deploy_record(measured.deploy) if measured is not None else None,
+            trace_file=_relative(result.trace_file, self.reports_dir / self.run_id) if result else None,
         )
         record = self._compared(record, measured)
         self.results.append(record)
@@ -790,3 +815,11 @@ def _deploy_record(report: DeployReport) -> DeployRecord:
         replaced=tuple(report.replaced),
         present=tuple(report.present),
     )
+
+
+def _relative(path: str | None, folder: Path) -> str | None:
+    """A kept file named relative to the run's folder (as results.json travels with its folder)."""
+    if path is None:
+        return None
+    kept = Path(path)
+    return str(kept.relative_to(folder)) if kept.is_relative_to(folder) else str(kept)

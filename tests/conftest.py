@@ -1,5 +1,6 @@
 """Fixtures shared by the harness's own tests."""
 
+import contextlib
 import os
 import tempfile
 
@@ -11,6 +12,10 @@ import paramiko  # noqa: F401
 import psycopg  # noqa: F401  (the same for psycopg: a second copy's errors escape SQLAlchemy's wrapping)
 import scipy.stats  # noqa: F401
 import sqlalchemy.dialects.postgresql  # noqa: F401
+
+# ...and grpc's (labgrid's client), whose asyncio layer lives on the harness's one event loop.
+with contextlib.suppress(ImportError):
+    import labgrid.remote.client  # noqa: F401
 
 from tests.fixtures.http_server import file_server
 from tests.fixtures.postgres import postgres_url

@@ -22,7 +22,8 @@ def test_devices_lists_the_fleet(tmp_path, capsys):
     path = fleet_file(
         tmp_path,
         "  pixel8: {kind: adb, serial: 38101FDJH00ABC, tags: [android]}\n"
-        "  rpi5: {kind: ssh, host: rpi5.lab, user: pi, tags: [board]}\n",
+        "  rpi5: {kind: ssh, host: rpi5.lab, user: pi, tags: [board]}\n"
+        "  bench3: {kind: labgrid, coordinator: 'lab:20408', place: rpi5-bench3}\n",
     )
     assert main(["--devices-file", path, "devices"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -30,7 +31,10 @@ def test_devices_lists_the_fleet(tmp_path, capsys):
     assert lines[1].split()[:2] == ["local", "local"]
     assert "38101FDJH00ABC (adb server 127.0.0.1:5037)" in lines[2]
     assert lines[3].split()[:3] == ["rpi5", "ssh", "pi@rpi5.lab:22"]
-    assert lines[-1] == f"3 device(s) in {path}"
+    assert lines[4].split()[:2] == ["bench3", "labgrid"]
+    assert "labgrid place rpi5-bench3 (coordinator lab:20408)" in lines[4]
+    assert lines[4].rstrip().endswith("(by what the place turns out to be)")
+    assert lines[-1] == f"4 device(s) in {path}"
 
 
 def test_doctor_local_reports_runtimes(capsys):

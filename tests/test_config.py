@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import AdbDevice, LocalDevice, SshDevice, load_fleet, parse_device
+from harness.config import AdbDevice, LabgridDevice, LocalDevice, SshDevice, load_fleet, parse_device
 from harness.errors import ConfigError, SelectionError
 
 FLEET = """
@@ -81,7 +81,8 @@ def test_unknown_field_suggests_the_close_name(tmp_path):
 def test_bad_kind_lists_the_kinds(tmp_path):
     path = write(tmp_path, "devices:\n  board: {kind: serial}\n")
     with pytest.raises(
-        ConfigError, match=r"device 'board': field 'kind' must be one of local, ssh, adb \(got 'serial'\)"
+        ConfigError,
+        match=r"device 'board': field 'kind' must be one of local, ssh, adb, labgrid \(got 'serial'\)",
     ):
         load_fleet(path)
 
@@ -175,6 +176,8 @@ def test_native_tools_errors_name_the_field_and_the_fix(tools, message):
     with pytest.raises(ConfigError) as failed:
         parse_device("pixel8", {"kind": "adb", "serial": "X", "native_tools": tools})
     assert str(failed.value) == f"devices.yaml: device 'pixel8': {message}"
+
+
 # -- threads and cpus ------------------------------------------------------------------------------
 
 
@@ -243,3 +246,41 @@ def test_more_threads_than_cpus_is_refused():
         "devices.yaml: device 'pixel8': threads (4) is more than the 2 cpus it may run on (6-7): "
         "threads would share cores; lower threads or add cpus"
     )
+
+
+def test_a_labgrid_place_is_a_device_with_its_own_fields_and_no_edgelab_lease(tmp_path):
+    path = write(
+        tmp_path,
+        "devices:\n"
+        "  bench3: {kind: labgrid, coordinator: 'lab.example:20408', place: rpi5-bench3, "
+        "key_file: ~/.ssh/lab, python: /usr/bin/python3, tags: [board]}\n",
+    )
+    bench = load_fleet(path)["bench3"]
+    assert isinstance(bench, LabgridDevice)
+    assert (bench.coordinator, bench.place, bench.user, bench.resource) == (
+        "lab.example:20408",
+        "rpi5-bench3",
+        None,
+        None,
+    )
+    assert bench.workdir == ""  # a board or a phone: known once the place is acquired
+    assert not bench.leased_by_edgelab and parse_device("local", {"kind": "local"}).leased_by_edgelab
+    board = bench.over_ssh("10.0.0.5", 22, "pi")
+    assert (board.kind, board.name, board.key_file, board.python, board.tags) == (
+        "ssh",
+        "bench3",
+        "~/.ssh/lab",
+        "/usr/bin/python3",
+        ("board",),
+    )
+
+
+def test_a_labgrid_place_needs_its_coordinator_and_names_unknown_fields(tmp_path):
+    with pytest.raises(
+        ConfigError, match="device 'bench3': field 'coordinator' is required for kind labgrid"
+    ):
+        load_fleet(write(tmp_path, "devices:\n  bench3: {kind: labgrid, place: p}\n"))
+    with pytest.raises(
+        ConfigError, match=r"unknown field 'plac' for kind labgrid \(did you mean 'place'\?\)"
+    ):
+        load_fleet(write(tmp_path, "devices:\n  bench3: {kind: labgrid, coordinator: c, plac: p}\n"))

@@ -19,6 +19,7 @@ while read -r k v; do
   [ "$k" = "Cpus_allowed_list:" ] && echo "$p allowed $v" >&2
 done < /proc/self/status
 for d in /sys/devices/system/cpu/cpu[0-9]*; do
+  [ -d "$d" ] || continue
   c= f=
   { read -r c < "$d/cpu_capacity"; } 2>/dev/null
   { read -r f < "$d/cpufreq/cpuinfo_max_freq"; } 2>/dev/null

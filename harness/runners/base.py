@@ -79,6 +79,9 @@ class RunRequest:
     energy: str | None = None  # devices.yaml / --energy: auto, none, a source, external
     cooldown_below_c: float | None = None
     outputs_to: Path | None = None  # pull every sample's outputs back here (accuracy)
+    # Where a runner keeps this run's raw files on the host: <raw_to>.perfetto-trace, and the
+    # output of a tool that failed. None: nothing is kept beyond the result.
+    raw_to: Path | None = None
 
 
 class Runner(Protocol):
@@ -90,6 +93,11 @@ class Runner(Protocol):
 
     def run(self, request: RunRequest) -> tuple[BenchmarkResult, DeployReport]:
         """Deploy what the request needs, measure, pull outputs back if asked."""
+        ...
+
+    def outputs_unsupported(self, model_format: str) -> str | None:
+        """Why this runner cannot pull back a model's outputs (accuracy), or None when it can:
+        asked before an accuracy run builds its data."""
         ...
 
     def close(self) -> None:

@@ -1,24 +1,37 @@
 """Waiting from the host for a device to cool, for runners that cannot wait on the device.
 
 The Python agent waits on the device itself (no round trip per poll); a native runner has only
-the device's shell, so the host polls the hottest thermal zone through the transport.
+the device's shell, so the host polls the hottest thermal zone through the transport, or the
+thermal HAL's temperatures (``dumpsys thermalservice``) where the phone hides its zones.
 """
 
 from __future__ import annotations
 
 import time
 
+from harness.errors import ParseError
 from harness.measurement import Cooldown
+from harness.probes.parsers.android import parse_dumpsys_thermalservice
 from harness.probes.thermal import to_celsius
 from harness.transport.base import Transport
 
-ZONES_SCRIPT = "cat /sys/class/thermal/thermal_zone*/temp 2>/dev/null; true"
+# The zones the shell may read; on a phone whose SELinux policy hides them all, the thermal HAL's.
+ZONES_SCRIPT = (
+    "t=$(cat /sys/class/thermal/thermal_zone*/temp 2>/dev/null); "
+    'if [ -n "$t" ]; then echo "$t"; elif command -v dumpsys >/dev/null 2>&1; then '
+    "echo thermalservice; dumpsys thermalservice 2>/dev/null; fi; true"
+)
 COOLDOWN_POLL_S = 2.0
 
 
 def hottest_zone_c(transport: Transport) -> float | None:
     """The hottest readable thermal zone of the device, in C (None when it has none)."""
     result = transport.run(["sh", "-c", ZONES_SCRIPT], timeout=30)
+    if result.stdout.startswith("thermalservice"):
+        try:
+            return parse_dumpsys_thermalservice(result.stdout.split("\n", 1)[1]).hottest_c
+        except (ParseError, IndexError):
+            return None
     values = []
     for token in result.stdout.split():
         try:

@@ -549,6 +549,9 @@ class AgentRunner:
             )
         return source, None
 
+    def outputs_unsupported(self, model_format: str) -> str | None:
+        return None  # the agent saves every runtime's outputs
+
     def run(self, request: RunRequest) -> tuple[BenchmarkResult, DeployReport]:
         artifacts = [request.model] + ([request.inputs] if request.inputs is not None else [])
         with phase("deploy"):

@@ -187,6 +187,8 @@ def test_perfetto_refuses_a_config_it_cannot_record(stock):
 
 
 def test_a_sustained_stand_in_run_throttles_and_the_trace_shows_the_cap(stock, tools):
+    """The lab heats from the CPU time the phone really gets: on a host too loaded for the phone
+    to reach its trip point, the verdict must say "not throttled" and the test says why it skips."""
     assert shell(stock, "setprop debug.tflite.trace 0")[0] == 0
     data, output = record(
         stock,
@@ -199,6 +201,13 @@ def test_a_sustained_stand_in_run_throttles_and_the_trace_shows_the_cap(stock, t
     assert trace.inferences() == []  # debug.tflite.trace is 0: no sections
     thermal = trace.thermal_trace(trace.first_ns)
     verdict = judge(thermal, [], [])
+    assert verdict.max_temp_c is not None
+    if verdict.max_temp_c < 55.0:  # the profile's trip point, not reached on a loaded host
+        assert verdict.throttled is False and not any(r.startswith("frequency cap") for r in verdict.reasons)
+        pytest.skip(
+            f"the phone reached {verdict.max_temp_c:.1f} C: the host (load {os.getloadavg()[0]:.1f}) "
+            "gave it too little CPU time to reach its trip point"
+        )
     assert verdict.throttled
     assert any(reason.startswith("frequency cap: policy") for reason in verdict.reasons)
     assert verdict.max_temp_c is not None and verdict.max_temp_c >= 55.0  # the profile's trip point

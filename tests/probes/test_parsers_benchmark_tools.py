@@ -9,7 +9,11 @@ import pytest
 
 from harness.errors import ParseError
 from harness.probes.parsers import parse
-from harness.probes.parsers.benchmark_tools import parse_ort_perf_test, parse_tflite_benchmark
+from harness.probes.parsers.benchmark_tools import (
+    parse_ort_perf_test,
+    parse_ort_result_file,
+    parse_tflite_benchmark,
+)
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real-outputs"
 
@@ -113,3 +117,37 @@ def test_wrong_or_empty_input_names_the_format(kind, text, message):
     with pytest.raises(ParseError, match=message) as raised:
         parse(kind, text)
     assert str(raised.value).startswith(kind)
+
+
+# Written by hand from PerformanceResult::DumpToFile (ONNX Runtime's performance_runner.h): no
+# public capture of a result file exists. Lines are model,seconds,peak,cpu,index; -s appends the
+# statistics after a blank line.
+ORT_RESULT_FILE = (
+    "yolov8n,0.0826095,78946304,48,0\n"
+    "yolov8n,0.0808129,78946304,48,1\n"
+    "yolov8n,0.0838817,78946304,48,2\n"
+    "\n"
+    "Min Latency is 0.0808129sec\n"
+    "P90 Latency is 0.0838817sec\n"
+)
+
+
+def test_ort_result_file_gives_one_sample_per_run_in_order():
+    times = parse_ort_result_file(ORT_RESULT_FILE)
+    assert times.seconds == (0.0826095, 0.0808129, 0.0838817)
+    assert (times.model, times.peak_working_set_bytes, times.avg_cpu_pct) == ("yolov8n", 78946304, 48)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the input is empty"),
+        ("yolov8n,0.08,1,2,1\n", "run index '1' where 0 was next"),
+        ("yolov8n,0.08,1,2\n", "not 5 comma-separated fields"),
+        ("yolov8n,-0.5,1,2,0\n", "is not a positive number of seconds"),
+        ("\nMin Latency is 0.08sec\n", "no 'name,seconds,peak,cpu,index' line: the tool ran no timed run"),
+    ],
+)
+def test_ort_result_file_refuses_what_is_not_one(text, message):
+    with pytest.raises(ParseError, match=message):
+        parse_ort_result_file(text)

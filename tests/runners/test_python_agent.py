@@ -121,7 +121,9 @@ def test_argv_carries_the_protocol_and_paths_verbatim():
     assert argv[argv.index("--threads") + 1] == "2"
     assert argv[-2:] == ["--inputs", "/w/in.npz"]
     assert "--cpus" not in argv
-    defaults = build_run_argv("python3", "/w/agent.py", "/w/m.onnx", "litert", LatencyProtocol(), cpus=(4, 5, 6, 7))
+    defaults = build_run_argv(
+        "python3", "/w/agent.py", "/w/m.onnx", "litert", LatencyProtocol(), cpus=(4, 5, 6, 7)
+    )
     assert defaults[defaults.index("--threads") + 1] == "1"  # explicit, the same for every runtime
     assert defaults[defaults.index("--cpus") + 1] == "4,5,6,7"
 

@@ -25,6 +25,7 @@ from harness.probes.parsers.android import (
 from harness.probes.parsers.benchmark_tools import (
     ort_perf_test_from_lines,
     parse_ort_perf_test,
+    parse_ort_result_file,
     parse_tflite_benchmark,
 )
 from harness.probes.parsers.boards import (
@@ -40,6 +41,7 @@ from harness.probes.parsers.common import Parsed
 PARSERS: dict[str, Callable[[str], Parsed]] = {
     "tflite-benchmark": parse_tflite_benchmark,
     "ort-perf-test": parse_ort_perf_test,
+    "ort-result-file": parse_ort_result_file,
     "dumpsys-meminfo": parse_dumpsys_meminfo,
     "dumpsys-battery": parse_dumpsys_battery,
     "power-supply": parse_power_supply,

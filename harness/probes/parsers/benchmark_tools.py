@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from harness.errors import ParseError
 from harness.probes.parsers.common import (
     NUMBER,
     Lines,
@@ -295,3 +296,64 @@ def ort_perf_test_from_lines(raw: Iterable[str]) -> OrtPerfTest:
 def parse_ort_perf_test(text: str) -> OrtPerfTest:
     """``onnxruntime_perf_test`` output (human lines and the ``-s`` summary lines)."""
     return ort_perf_test_from_lines(split_lines(text))
+
+
+class OrtRunTimes(Parsed):
+    """onnxruntime_perf_test's result file: one line per timed run (``name,seconds,peak,cpu,index``,
+    PerformanceResult::DumpToFile), in the order the runs happened."""
+
+    model: str
+    seconds: tuple[float, ...]
+    peak_working_set_bytes: int | None
+    avg_cpu_pct: int | None
+
+
+_ORT_RESULT_COMMAND = "onnxruntime_perf_test -m times -r N MODEL.onnx RESULT_FILE"
+_ORT_STATISTICS = re.compile(r"^(?:Min|Max|P\d+) Latency\b")
+
+
+def ort_result_file_from_lines(raw: Iterable[str]) -> OrtRunTimes:
+    """The per-run lines; the statistics ``-s`` appends (``P90 Latency is ...``) are skipped, and so
+    is a last line cut short. A run index out of order or a line of another shape is an error."""
+    kind = "ort-result-file"
+    source = Lines(raw)
+    model = ""
+    seconds: list[float] = []
+    peak: int | None = None
+    cpu: int | None = None
+    for number, line in enumerate(source, start=1):
+        stripped = line.strip()
+        if not stripped or _ORT_STATISTICS.match(stripped) or isinstance(line, OpenLine):
+            continue
+        fields = stripped.rsplit(",", 4)
+        value = to_float(fields[1]) if len(fields) == 5 else None
+        problem = None
+        if len(fields) != 5:
+            problem = "not 5 comma-separated fields"
+        elif to_int(fields[4]) != len(seconds):
+            problem = f"run index {fields[4][:20]!r} where {len(seconds)} was next"
+        elif value is None or not value > 0:
+            problem = f"run time {fields[1][:20]!r} is not a positive number of seconds"
+        if problem is not None:
+            raise ParseError(
+                kind,
+                f"no run line 'name,seconds,peak,cpu,index' at line {number} {stripped[:80]!r} ({problem}); "
+                f"run `{_ORT_RESULT_COMMAND}`",
+            )
+        assert value is not None
+        model = model or fields[0]
+        seconds.append(value)
+        peak, cpu = to_int(fields[2]), to_int(fields[3])
+    if not seconds:
+        raise refusal(
+            kind,
+            source,
+            "no 'name,seconds,peak,cpu,index' line: the tool ran no timed run",
+            _ORT_RESULT_COMMAND,
+        )
+    return OrtRunTimes(model=model, seconds=tuple(seconds), peak_working_set_bytes=peak, avg_cpu_pct=cpu)
+
+
+def parse_ort_result_file(text: str) -> OrtRunTimes:
+    """onnxruntime_perf_test's result file (one line per timed run)."""
+    return ort_result_file_from_lines(split_lines(text))
