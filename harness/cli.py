@@ -1,5 +1,5 @@
 """``edgelab``: the command-line face (devices, doctor, cache, models, tools, lab, parse, report,
-pr-comment).
+pr-comment, export).
 
 Parses arguments and calls the library; every EdgeLabError becomes one clear line and exit 1.
 """
@@ -372,20 +372,22 @@ def _policy(arguments: argparse.Namespace) -> VerdictPolicy | None:
 
 def cmd_report(arguments: argparse.Namespace) -> int:
     from harness.report import write_reports
+    from harness.report.github import default_report_url
     from harness.report.history import write_history
 
     reports_dir = Path(arguments.reports_dir)
-    store = _store(arguments, reports_dir)
     if arguments.history:
-        if store is None:
-            raise EdgeLabError(
-                f"--history needs the results database ({reports_dir}/results.db or --results-db)"
-            )
         path = write_history(
-            store, reports_dir / "history.html", branch=arguments.branch, last=arguments.last
+            reports_dir,
+            reports_dir / "history.html",
+            arguments.results_db,
+            branch=arguments.branch,
+            last=arguments.last,
+            repo_url=arguments.repo_url,
         )
         print(f"history: {path}")
         return 0
+    store = _store(arguments, reports_dir)
     if arguments.merge:
         if store is None:
             raise EdgeLabError("--merge reads the runs from the results database: give --results-db")
@@ -396,7 +398,12 @@ def cmd_report(arguments: argparse.Namespace) -> int:
         return 0
     run_id = arguments.run or _latest_run(reports_dir)
     written = write_reports(
-        reports_dir, run_id, store, baseline=arguments.baseline, policy=_policy(arguments)
+        reports_dir,
+        run_id,
+        store,
+        baseline=arguments.baseline,
+        policy=_policy(arguments),
+        report_url=default_report_url(),
     )
     if written is None:
         raise EdgeLabError(f"run {run_id}: no {reports_dir / run_id / 'results.json'}")
@@ -413,18 +420,19 @@ def _latest_run(reports_dir: Path) -> str:
 
 def cmd_pr_comment(arguments: argparse.Namespace) -> int:
     from harness.report import SUMMARY_FILE, write_reports
-    from harness.report.github import post_comment
+    from harness.report.github import default_report_url, post_comment
 
     reports_dir = Path(arguments.reports_dir)
     run_id = arguments.run or _latest_run(reports_dir)
     summary = reports_dir / run_id / SUMMARY_FILE
-    if arguments.baseline or not summary.exists():
+    if arguments.baseline or arguments.report_url or not summary.exists():
         written = write_reports(
             reports_dir,
             run_id,
             _store(arguments, reports_dir),
             baseline=arguments.baseline,
             policy=_policy(arguments),
+            report_url=arguments.report_url or default_report_url(),
         )
         if written is None:
             raise EdgeLabError(f"run {run_id}: no results.json to summarize")
@@ -438,6 +446,20 @@ def cmd_pr_comment(arguments: argparse.Namespace) -> int:
     if arguments.post:
         action = post_comment(text, pr=arguments.pr, repo=arguments.repo)
         print(f"pr-comment: {action}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(arguments: argparse.Namespace) -> int:
+    from harness import results
+
+    load = results.latency_samples if arguments.samples else results.load
+    frame = load(arguments.reports_dir, arguments.results_db, last=arguments.last, branch=arguments.branch)
+    output = Path(arguments.output) if arguments.output else None
+    text = results.export(frame, arguments.format, output)
+    if text is not None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        print(f"{len(frame)} row(s) -> {output}", file=sys.stderr)
     return 0
 
 
@@ -533,24 +555,8 @@ def _add_lab_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     lab.set_defaults(handler=cmd_lab)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgelab", description="EdgeLab device-lab harness")
-    parser.add_argument("--version", action="version", version=f"edgelab {__version__}")
-    parser.add_argument(
-        "--devices-file", default=None, help="fleet inventory (default: ./devices.yaml, or only 'local')"
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    devices = commands.add_parser("devices", help="list the fleet (quarantined devices are marked)")
-    devices.add_argument("--release", metavar="NAME", default=None, help="take NAME out of quarantine")
-    devices.set_defaults(handler=cmd_devices)
-    doctor = commands.add_parser("doctor", help="connect to a device and report what it has")
-    doctor.add_argument("device")
-    doctor.add_argument("--json", action="store_true", help="print the probe as JSON")
-    doctor.set_defaults(handler=cmd_doctor)
-    _add_cache_parser(commands)
-    _add_models_parser(commands)
-    _add_tools_parser(commands)
-    _add_lab_parser(commands)
+def _add_report_parsers(commands: Any) -> None:
+    """report, pr-comment and export: what a run wrote, shown or handed on."""
     report = commands.add_parser("report", help="write a run's HTML report and summary.md, or the history")
     report.add_argument("run", nargs="?", help="run id (default: reports/latest)")
     report.add_argument("--reports-dir", default="reports")
@@ -572,6 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--branch", default=None, help="with --history: only runs of this branch")
     report.add_argument("--last", type=int, default=30, help="with --history: this many newest runs")
+    report.add_argument(
+        "--repo-url",
+        default=None,
+        help="with --history: link commits, e.g. https://github.com/OWNER/NAME (default: no links)",
+    )
     report.set_defaults(handler=cmd_report)
     comment = commands.add_parser("pr-comment", help="print summary.md; --post puts it on the PR")
     comment.add_argument("run", nargs="?", help="run id (default: reports/latest)")
@@ -587,7 +598,45 @@ def build_parser() -> argparse.ArgumentParser:
     comment.add_argument("--post", action="store_true", help="create or update one comment with the gh CLI")
     comment.add_argument("--pr", type=int, default=None, help="PR number (default: from the GitHub event)")
     comment.add_argument("--repo", default=None, help="OWNER/NAME (default: $GITHUB_REPOSITORY)")
+    comment.add_argument(
+        "--report-url",
+        default=None,
+        help="where readers find the HTML report (default: this GitHub Actions run's page, whose "
+        "artifacts hold it; else the local path)",
+    )
     comment.set_defaults(handler=cmd_pr_comment)
+    export = commands.add_parser(
+        "export", help="results as CSV, Parquet or JSON: one row per result, or --samples in long form"
+    )
+    export.add_argument("--format", choices=["csv", "parquet", "json"], default="csv")
+    export.add_argument("--output", "-o", default=None, help="file to write (default: standard output)")
+    export.add_argument("--samples", action="store_true", help="every latency sample, one row each")
+    export.add_argument("--reports-dir", default="reports")
+    export.add_argument("--results-db", default=None, help="default: sqlite results.db in --reports-dir")
+    export.add_argument("--last", type=int, default=None, help="only the newest N runs (default: all)")
+    export.add_argument("--branch", default=None, help="only runs of this branch")
+    export.set_defaults(handler=cmd_export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgelab", description="EdgeLab device-lab harness")
+    parser.add_argument("--version", action="version", version=f"edgelab {__version__}")
+    parser.add_argument(
+        "--devices-file", default=None, help="fleet inventory (default: ./devices.yaml, or only 'local')"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    devices = commands.add_parser("devices", help="list the fleet (quarantined devices are marked)")
+    devices.add_argument("--release", metavar="NAME", default=None, help="take NAME out of quarantine")
+    devices.set_defaults(handler=cmd_devices)
+    doctor = commands.add_parser("doctor", help="connect to a device and report what it has")
+    doctor.add_argument("device")
+    doctor.add_argument("--json", action="store_true", help="print the probe as JSON")
+    doctor.set_defaults(handler=cmd_doctor)
+    _add_cache_parser(commands)
+    _add_models_parser(commands)
+    _add_tools_parser(commands)
+    _add_lab_parser(commands)
+    _add_report_parsers(commands)
     from harness.probes.parsers import PARSERS
 
     parse = commands.add_parser("parse", help="parse a device tool's output into JSON")
@@ -601,9 +650,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         code: int = arguments.handler(arguments)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
     except EdgeLabError as exc:
         print(f"edgelab: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `edgelab devices | head -1`: the reader has all it wanted. Point stdout at /dev/null so
+        # the interpreter's final flush does not fail again, and exit as a SIGPIPE'd tool would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     return code
 
 

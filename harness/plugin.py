@@ -30,6 +30,7 @@ from harness.models.variants import KNOWN_PRECISIONS, KNOWN_RUNTIMES, Variant, p
 from harness.probes.thermal import SustainedCurve, sustained_curve
 from harness.record import Kind, ResultRecord, test_id_of
 from harness.report import write_reports
+from harness.report.github import default_report_url
 from harness.report.terminal import terminal_lines
 from harness.session import DEFAULT_PROTOCOL, INTERLEAVE_ROUNDS, Lab, Measured, RunOptions
 from harness.stats import NOISE_FLOOR
@@ -59,6 +60,7 @@ LAB_KEY = pytest.StashKey[Lab]()
 SELECTION_KEY = pytest.StashKey[Selection]()
 REPORTS_KEY = pytest.StashKey[tuple[Path, Path]]()
 TARGET_KEY = pytest.StashKey["EdgeTarget"]()
+UNREACHED_KEY = pytest.StashKey[dict[str, str]]()  # device -> the test that reported it
 
 
 class EdgeTarget:
@@ -302,6 +304,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Do not write index.html and summary.md at the end of the run (default: write them).",
     )
+    group.addoption(
+        "--keep-outputs",
+        action="store_true",
+        default=False,
+        help="Keep edge.evaluate()'s raw model outputs in reports/<run>/outputs/ after scoring "
+        "(default: deleted once scored; they can be hundreds of MB).",
+    )
     group.addoption("--run-id", default=None, help="Name of this run (default: UTC time + random suffix).")
     group.addoption(
         "--threads",
@@ -447,6 +456,7 @@ def _options(config: pytest.Config, fleet: Fleet) -> tuple[RunOptions, Selection
         interleave_baseline=option.interleave_baseline,
         interleave_rounds=option.interleave_rounds,
         noise_floor=option.noise_floor,
+        keep_outputs=option.keep_outputs,
         command=tuple(config.invocation_params.args),
         rootdir=config.rootpath,
         models_file=_models_file(config),
@@ -491,6 +501,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"edgelab: {exc}") from None
     lab.notify = _terminal_notice(config)
     controller = not hasattr(config, "workerinput")
+    worker_input: dict[str, Any] = getattr(config, "workerinput", {})
+    lab.started_at = worker_input.get("edgelab_started_at", lab.started_at)  # the controller's start
     if controller and lab.store is not None:
         try:
             added = reconcile(lab.store, options.reports_dir, skip=options.run_id)
@@ -502,7 +514,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[LAB_KEY] = lab
     config.stash[SELECTION_KEY] = selection
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_XdistRunId(options.run_id), "edgelab-xdist")
+        config.pluginmanager.register(_XdistRunId(options.run_id, lab.started_at), "edgelab-xdist")
 
 
 def _terminal_notice(config: pytest.Config) -> Callable[[str], None]:
@@ -525,13 +537,15 @@ def _terminal_notice(config: pytest.Config) -> Callable[[str], None]:
 
 
 class _XdistRunId:
-    """Hands the controller's run id to every worker so they append to one results.json."""
+    """Hands the controller's run id and start to every worker so they append to one results.json."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, started_at: str) -> None:
         self.run_id = run_id
+        self.started_at = started_at
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["edgelab_run_id"] = self.run_id
+        node.workerinput["edgelab_started_at"] = self.started_at
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -539,7 +553,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if lab is not None and not hasattr(session.config, "workerinput"):
         lab.finish()  # the controller marks the run complete once every worker is done
         if not session.config.option.no_report:
-            written = write_reports(lab.reports_dir, lab.run_id, lab.store)
+            written = write_reports(lab.reports_dir, lab.run_id, lab.store, report_url=default_report_url())
             if written is not None:
                 session.config.stash[REPORTS_KEY] = written
 
@@ -627,14 +641,28 @@ def edge(request: pytest.FixtureRequest) -> EdgeTarget:
     lab = request.config.stash[LAB_KEY]
     target = EdgeTarget(lab, param, request.node)
     request.node.stash[TARGET_KEY] = target
+    first = request.config.stash.setdefault(UNREACHED_KEY, {})
     try:
         lab.device(param.device)  # connect in setup: an absent device is an error, not a failure
     except DeviceUnhealthy as unhealthy:
         pytest.skip(str(unhealthy))  # an unhealthy or quarantined device is skipped with the reason
-    return target
+    except EdgeLabError as failure:
+        unreached = f"{type(failure).__name__}: {failure}"
+    else:
+        return target
+    # One error per device, in one line (raised outside the except: no chained traceback); its
+    # later tests would only repeat it.
+    if param.device in first:
+        pytest.skip(f"device '{param.device}' was not reached (see the error of {first[param.device]})")
+    first[param.device] = request.node.nodeid
+    pytest.fail(unreached, pytrace=False)
 
 
 # -- recording -----------------------------------------------------------------------------------
+
+
+def _measured(value: float | None, spec: str) -> str:
+    return "not measured" if value is None else format(value, spec)
 
 
 def _junit_properties(record: ResultRecord) -> list[tuple[str, str]]:
@@ -653,21 +681,40 @@ def _junit_properties(record: ResultRecord) -> list[tuple[str, str]]:
         ]
     if record.runtime_version:
         properties.append(("edgelab.runtime_version", record.runtime_version))
-    if record.memory is not None:
-        properties.append(("edgelab.peak_rss_mb", str(record.memory.peak_rss_mb)))
-        if record.memory.pss_mb is not None:
-            properties.append(("edgelab.pss_mb", str(record.memory.pss_mb)))
-    if record.energy is not None and record.energy.mj_per_inference is not None:
-        properties.append(("edgelab.energy_mj_per_inference", f"{record.energy.mj_per_inference:.6g}"))
+    memory, energy = record.memory, record.energy
+    if record.status == "passed":  # what a passed test did not measure is said, never left out or 0
+        properties += [
+            ("edgelab.peak_rss_mb", _measured(memory.peak_rss_mb if memory else None, ".1f")),
+            ("edgelab.pss_mb", _measured(memory.pss_mb if memory else None, ".1f")),
+            (
+                "edgelab.energy_mj_per_inference",
+                _measured(energy.mj_per_inference if energy else None, ".6g"),
+            ),
+        ]
+        if energy is not None and energy.mj_per_inference is not None:
+            properties.append(("edgelab.energy_source", energy.source))
     if record.throttle is not None:
-        properties.append(("edgelab.throttled", str(record.throttle.throttled)))
+        throttled = record.throttle.throttled
+        properties.append(("edgelab.throttled", "not measured" if throttled is None else str(throttled)))
+        if record.throttle.reasons:
+            properties.append(("edgelab.throttle_reasons", "; ".join(record.throttle.reasons)))
     if record.accuracy is not None:
         drop = record.accuracy.max_drop_vs_fp32_points
         properties.append(("edgelab.accuracy_clean", f"{record.accuracy.clean:.4f}"))
         if drop is not None:
             properties.append(("edgelab.max_drop_vs_fp32_points", f"{drop.points:.2f} ({drop.slice})"))
     if record.comparison is not None:
-        properties.append(("edgelab.verdict", str(record.comparison.verdict)))
+        comparison = record.comparison
+        properties.append(("edgelab.verdict", str(comparison.verdict)))
+        if comparison.baseline_run:
+            properties.append(("edgelab.baseline_run", comparison.baseline_run))
+        for metric in comparison.metrics:
+            ci = ""
+            if metric.ci_low is not None and metric.ci_high is not None:
+                ci = f", 99% CI {metric.ci_low - 1:+.1%}..{metric.ci_high - 1:+.1%}"
+            properties.append(
+                (f"edgelab.verdict.{metric.metric}", f"{metric.verdict} ({metric.ratio - 1:+.1%}{ci})")
+            )
     properties += [("edgelab.retry", note) for note in record.notes if note.startswith("retry ")]
     return properties
 
@@ -685,7 +732,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         status = "error"
     error = None
     if call.excinfo is not None and not report.skipped:
-        error = f"{call.excinfo.typename}: {call.excinfo.value}"
+        failed_by_us = call.excinfo.typename == "Failed"  # pytest.fail(): the message names the error
+        error = str(call.excinfo.value) if failed_by_us else f"{call.excinfo.typename}: {call.excinfo.value}"
     record = target.lab.record(
         test=item.nodeid,
         status=status,  # type: ignore[arg-type]

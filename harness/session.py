@@ -12,6 +12,7 @@ import dataclasses
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -101,6 +102,7 @@ class RunOptions:
     interleave_rounds: int = INTERLEAVE_ROUNDS
     speed_reference: bool = True  # time the device speed reference at each device's start and end
     noise_floor: float | None = None  # --noise-floor: every device (else devices.yaml, else 3%)
+    keep_outputs: bool = False  # --keep-outputs: keep evaluate()'s raw outputs after scoring
     command: tuple[str, ...] = ()
     rootdir: Path | None = None  # where model paths start (None: the working directory)
     models_file: Path | None = None  # the project's models.yaml (None: none)
@@ -218,12 +220,18 @@ def _branch() -> str | None:
     return name
 
 
-def run_info(options: RunOptions, devices: Sequence[str], policy: VerdictPolicy) -> RunInfo:
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def run_info(
+    options: RunOptions, devices: Sequence[str], policy: VerdictPolicy, started_at: str | None = None
+) -> RunInfo:
     """Who ran what, where and on which code: stored once per run and copied into each record."""
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     return RunInfo(
         id=options.run_id,
-        started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        started_at=started_at or utc_now(),
         git_commit=_git("rev-parse", "HEAD"),
         git_branch=_branch(),
         git_dirty=bool(dirty),
@@ -253,6 +261,8 @@ class Lab:
             {name: fleet[name].noise_floor for name in fleet.names()}, self.options.noise_floor
         )
         self.notify: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
+        self.started_at = utc_now()  # the session's start, not its first record's
+        self._latest_pointed = False
         self._devices: dict[str, DeviceSession] = {}
         self._failures: dict[str, EdgeLabError] = {}
         self._results: ResultsFile | None = None
@@ -596,11 +606,19 @@ class Lab:
             outputs_to=outputs_to,
             energy="none",
         )
-        outputs = open_arrays(outputs_to, outputs_to.with_name(outputs_to.name + ".d"))
+        scratch = outputs_to.with_name(outputs_to.name + ".d")
+        outputs = open_arrays(outputs_to, scratch)
         try:
             report = score(task, evalset, outputs, reference, variant.precision, fp32_missing=missing)
         except ValueError as exc:
+            # the outputs stay on disk: they are what explains a failure to score
             raise AgentError(f"device '{device}': {variant.id}: outputs cannot be scored: {exc}") from None
+        if not self.options.keep_outputs:  # hundreds of MB per run; the scores are what is kept
+            del outputs
+            shutil.rmtree(scratch, ignore_errors=True)
+            outputs_to.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                outputs_to.parent.rmdir()
         return measured, report
 
     # -- results -------------------------------------------------------------------------------
@@ -608,7 +626,7 @@ class Lab:
     @property
     def info(self) -> RunInfo:
         if self._info is None:
-            self._info = run_info(self.options, self.selected, self.policy)
+            self._info = run_info(self.options, self.selected, self.policy, self.started_at)
         return self._info
 
     @property
@@ -730,6 +748,9 @@ class Lab:
         record = self._compared(record, measured)
         record = self._budgeted(record, variant, config.tags, measured)
         self.results.append(record)
+        if not self._latest_pointed and (record.latency_ms is not None or record.accuracy is not None):
+            self.results.point_latest()
+            self._latest_pointed = True
         self._store_record(record)
         return record
 

@@ -98,6 +98,26 @@ def test_parse_prints_json_with_units_in_the_keys(tmp_path, capsys):
     assert "missing.txt: cannot read (No such file or directory)" in capsys.readouterr().err
 
 
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`edgelab devices | head -1`: the reader leaves early; no BrokenPipeError traceback."""
+    import subprocess
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before edgelab writes a line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "devices"],
+            check=False,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and done.stderr == ""
+
+
 def _run_folder(reports, run_id, median, branch="main"):
     from harness.record import RunInfo
     from harness.store.db import ResultsStore, default_url
@@ -108,7 +128,9 @@ def _run_folder(reports, run_id, median, branch="main"):
     )
     write_results(reports, run_id, [record], started_at=run_id)
     store = ResultsStore(default_url(reports))
-    store.write_run(RunInfo(id=run_id, git_branch=branch, started_at=run_id, devices=("local",)))
+    store.write_run(
+        RunInfo(id=run_id, git_branch=branch, git_commit="abc", started_at=run_id, devices=("local",))
+    )
     store.write_record(record)
     store.finish_run(run_id)
     store.close()
@@ -118,18 +140,34 @@ def test_report_and_history_and_pr_comment(tmp_path, capsys, monkeypatch):
     reports = tmp_path / "reports"
     _run_folder(reports, "2026-01", 1.0)
     _run_folder(reports, "2026-02", 1.5)
+    for name, value in (
+        ("GITHUB_SERVER_URL", "https://github.com"),
+        ("GITHUB_REPOSITORY", "acme/edge"),
+        ("GITHUB_RUN_ID", "99"),
+    ):
+        monkeypatch.setenv(name, value)
     assert main(["report", "2026-02", "--reports-dir", str(reports), "--baseline", "2026-01"]) == 0
     assert (reports / "2026-02" / "index.html").exists()
     assert "regressed" in (reports / "2026-02" / "summary.md").read_text()
-    assert main(["report", "--history", "--reports-dir", str(reports), "--branch", "main"]) == 0
+    repo = "https://github.com/acme/edge"
+    assert (
+        main(["report", "--history", "--reports-dir", str(reports), "--branch", "main", "--repo-url", repo])
+        == 0
+    )
     history = (reports / "history.html").read_text()
-    assert "2026-01" in history and "2026-02" in history
+    assert "2026-01" in history and "2026-02" in history and f"{repo}/commit/abc" in history
     step_summary = tmp_path / "step.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
     capsys.readouterr()
     assert main(["pr-comment", "2026-02", "--reports-dir", str(reports)]) == 0
-    assert "| 🔺 regressed | local | silero_vad |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "#### 🔺 Regressions (1 result(s))" in out and "| `x[silero_vad]` | local |" in out
+    assert "[HTML report](https://github.com/acme/edge/actions/runs/99)" in out  # the run's artifacts
     assert "<!-- edgelab-summary -->" in step_summary.read_text()
+    url = ["--report-url", "https://r.example/x"]
+    assert main(["pr-comment", "2026-02", "--reports-dir", str(reports), "--baseline", "2026-01", *url]) == 0
+    out = capsys.readouterr().out
+    assert "[HTML report](https://r.example/x)" in out and "🔺 1 regressed" in out
     assert main(["report", "nope", "--reports-dir", str(reports)]) == 1
     assert "run nope: no " in capsys.readouterr().err
 

@@ -71,6 +71,19 @@ def test_end_to_end_writes_results_and_junit_properties(pytester):
         record["latency_ms"]["median"], rel=1e-3
     )
     assert properties["edgelab.variant"] == "silero_vad-onnxruntime-fp32"
+    assert float(properties["edgelab.peak_rss_mb"]) == pytest.approx(record["memory"]["peak_rss_mb"], abs=0.05)
+    # not measured on the host: said so, never left out or 0
+    assert properties["edgelab.energy_mj_per_inference"] == "not measured"
+    assert properties["edgelab.pss_mb"] == (
+        "not measured" if record["memory"]["pss_mb"] is None else f"{record['memory']['pss_mb']:.1f}"
+    )
+    # every file of the run folder is readable by the group and others
+    run_dir = (pytester.path / "reports" / "latest").resolve()
+    modes = {path.name: path.stat().st_mode & 0o777 for path in run_dir.iterdir() if path.is_file()}
+    assert {"results.json", "index.html", "summary.md"} <= set(modes)
+    assert set(modes.values()) == {0o644}, modes
+    # the run's start is the session's, before the test's own record
+    assert document["run"]["started_at"] <= record["finished_at"]
 
 
 def test_second_run_pushes_no_model_bytes(pytester):
@@ -209,12 +222,20 @@ def test_unreachable_device_errors_in_setup_naming_it(pytester):
             f"  board: {{kind: ssh, host: 127.0.0.1, port: {closed_port}, user: pi, connect_timeout_s: 3}}\n"
         ),
     )
-    pytester.makepyfile(test_edge=BENCH_TEST)
-    run = pytester.runpytest(*FAST, "--device=board")
-    run.assert_outcomes(errors=1)
-    (record,) = results_of(pytester)["results"]
-    assert record["status"] == "error"
-    assert "device 'board'" in record["error"] and f"127.0.0.1:{closed_port}" in record["error"]
+    pytester.makepyfile(test_edge=BENCH_TEST + BENCH_TEST.replace("test_latency", "test_again"))
+    run = pytester.runpytest(*FAST, "--device=board", "-ra")
+    # one error for the device, in one line without a traceback; its other test is skipped, saying why
+    run.assert_outcomes(errors=1, skipped=1)
+    output = run.stdout.str()
+    assert output.count("ConnectError: device 'board'") == 2  # the error, and the UNREACHED DEVICE line
+    assert "Traceback" not in output and "harness/transport" not in output
+    run.stdout.fnmatch_lines(["UNREACHED DEVICE board: ConnectError: device 'board'*", "*was not reached (see the error of*"])
+    # the run measured nothing: reports/latest is not moved to it
+    assert not (pytester.path / "reports" / "latest").exists()
+    (folder,) = [p for p in (pytester.path / "reports").iterdir() if p.is_dir()]
+    records = json.loads((folder / "results.json").read_text())["results"]
+    assert [r["status"] for r in records] == ["error", "skipped"]
+    assert "device 'board'" in records[0]["error"] and f"127.0.0.1:{closed_port}" in records[0]["error"]
 
 
 def test_edge_fixture_without_marker_is_a_collection_error(pytester):
@@ -408,7 +429,7 @@ def _verdicts_in_html(path) -> list[str]:
 
     text = path.read_text()
     results = text[text.index('id="results"') :]
-    return re.findall(r'<td><span class="(regressed|improved|unchanged|inconclusive|new)">', results)
+    return re.findall(r'<td class="evidence"><span class="(regressed|improved|unchanged|inconclusive|new)">', results)
 
 
 def test_a_run_compared_with_itself_is_unchanged_everywhere(pytester, monkeypatch):
@@ -434,9 +455,9 @@ def test_sustained(edge):
     assert {r["kind"] for r in records} == {"latency", "sustained"}
     assert _verdicts_in_html(pytester.path / "reports" / "once" / "index.html") == ["unchanged"] * 3
     summary = (pytester.path / "reports" / "once" / "summary.md").read_text()
-    assert "⚪ unchanged: 3" in summary and "regressed" not in summary and "improved" not in summary
+    assert "### EdgeLab: ⚪ 3 unchanged" in summary and "regressed" not in summary and "improved" not in summary
     assert main(["pr-comment", "once", "--baseline", "reports/once/results.json"]) == 0
-    assert "⚪ unchanged: 3" in (pytester.path / "reports" / "once" / "summary.md").read_text()
+    assert "### EdgeLab: ⚪ 3 unchanged" in (pytester.path / "reports" / "once" / "summary.md").read_text()
 
 
 def test_the_same_pair_of_runs_gets_the_same_verdicts_through_every_entry_point(pytester, monkeypatch):
@@ -465,7 +486,7 @@ def test_the_same_pair_of_runs_gets_the_same_verdicts_through_every_entry_point(
     assert html_verdicts == [record["comparison"]["verdict"]]
     assert main(["pr-comment", "second", "--baseline", str(base)]) == 0
     summary = (pytester.path / "reports" / "second" / "summary.md").read_text()
-    assert "| latency_median_ms |" in summary and pytest_verdict in summary
+    assert "| latency |" in summary and pytest_verdict in summary
     # and a floor given on the command line is the one exception, applied to every device
     from harness.compare import VerdictPolicy, compare_runs
     from harness.record import ResultRecord

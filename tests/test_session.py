@@ -181,6 +181,39 @@ def test_options_are_checked_once_with_the_fix():
     assert options.merged_protocol({})["min_iters"] == 7
 
 
+@pytest.mark.parametrize("keep", [False, True], ids=["deleted", "kept"])
+def test_evaluate_deletes_the_raw_outputs_once_scored_unless_kept(tmp_path, keep):
+    from harness.models.variants import variants_for
+    from harness.report import write_reports
+
+    options = RunOptions(
+        reports_dir=tmp_path, devices=("local",), lease_timeout_s=None, health_checks=False, keep_outputs=keep
+    )
+    lab = Lab(load_fleet(None), options)
+    variant = next(v for v in variants_for("ppocr_cls") if v.precision == "fp32")
+    try:
+        measured, report = lab.evaluate("local", variant, corruptions=(), severities=())
+        lab.record(
+            test="t.py::test_accuracy[local-ppocr_cls-onnxruntime-fp32]",
+            status="passed",
+            device="local",
+            variant=variant,
+            kind="accuracy",
+            measured=measured,
+            accuracy=report.record(),
+        )
+    finally:
+        lab.close()
+    assert set(report.slices) == {"clean"} and 0 <= report.value() <= 1
+    outputs = tmp_path / lab.run_id / "outputs"
+    assert write_reports(tmp_path, lab.run_id, None) is not None
+    kept = sorted(p.name for p in outputs.rglob("*") if p.is_file()) if outputs.exists() else []
+    assert kept == (["local-ppocr_cls-onnxruntime-fp32"] if keep else [])
+    run_files = [p for p in (tmp_path / lab.run_id).rglob("*") if p.is_file() and outputs not in p.parents]
+    assert sum(p.stat().st_size for p in run_files) < 5_000_000  # what CI uploads, outputs aside
+    assert (tmp_path / "latest").resolve() == tmp_path / lab.run_id  # it measured: latest moves
+
+
 @pytest.mark.parametrize("bad", ["../../x", "a/b", "..", "", ".hidden", "x" * 65, "a b", "run\n1"])
 def test_a_run_id_cannot_leave_the_reports_folder(bad):
     with pytest.raises(ConfigError, match="--run-id .*: use 1-64 letters"):

@@ -85,6 +85,7 @@ def write_inputs(items: Sequence[InputSpec], destination: Path, *, batch: int = 
     os.close(descriptor)
     try:
         np.savez(temporary, **arrays)  # type: ignore[arg-type]
+        os.chmod(temporary, 0o644)  # mkstemp makes 0600; inputs are no secret
         os.replace(temporary, destination)
     finally:
         with contextlib.suppress(FileNotFoundError):

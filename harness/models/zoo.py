@@ -237,6 +237,7 @@ def _download_member(spec: ModelSpec, destination: Path) -> None:
                     for block in iter(lambda: extracted.read(1 << 20), b""):
                         out.write(block)
                 verify(Path(temporary), spec)
+                os.chmod(temporary, 0o644)  # mkstemp makes 0600; a model is no secret
                 os.replace(temporary, destination)
             finally:
                 with contextlib.suppress(FileNotFoundError):

@@ -1,4 +1,4 @@
-"""Reports of a run: a self-contained HTML page, a markdown table for PR comments, a trend page."""
+"""Reports of a run: a self-contained HTML page, a markdown summary for PR comments, a history page."""
 
 from __future__ import annotations
 
@@ -19,21 +19,23 @@ def write_reports(
     *,
     baseline: str | None = None,
     policy: VerdictPolicy | None = None,
+    report_url: str | None = None,
 ) -> tuple[Path, Path] | None:
     """Write ``index.html`` and ``summary.md`` next to the run's results.json (None: no results).
     With ``baseline`` every result is compared again, under ``policy`` (default: the policy the
     run recorded), exactly as the pytest run would have."""
     from harness.report.data import build
+    from harness.report.files import write_text
     from harness.report.html import write_html
     from harness.report.markdown import render_markdown
 
     file = ResultsFile(reports_dir, run_id)
     if not file.path.exists():
         return None
-    report = build(file.run(), file.records(), baseline=baseline, store=store, policy=policy)
+    run, records = file.load()
+    report = build(run, records, baseline=baseline, store=store, policy=policy, reports_dir=reports_dir)
     html = write_html(report, file.run_dir / HTML_FILE)
-    summary = file.run_dir / SUMMARY_FILE
-    summary.write_text(render_markdown(report), encoding="utf-8")
+    summary = write_text(file.run_dir / SUMMARY_FILE, render_markdown(report, report_url=report_url))
     return html, summary
 
 

@@ -24,6 +24,14 @@ def _pr_from_event() -> int | None:
     return int(number) if number else None
 
 
+def default_report_url() -> str | None:
+    """In GitHub Actions: the workflow run's page, where the uploaded report artifact is listed."""
+    server, repo, run = (
+        os.environ.get(name) for name in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    )
+    return f"{server}/{repo}/actions/runs/{run}" if server and repo and run else None
+
+
 def _gh(*args: str, stdin: str | None = None) -> str:
     completed = subprocess.run(
         ["gh", *args], input=stdin, capture_output=True, text=True, timeout=60, check=False

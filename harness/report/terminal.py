@@ -1,48 +1,94 @@
-"""The results table pytest prints at the end of a run, one line per result."""
+"""The results table pytest prints at the end of a run, one line per result.
+
+Column widths follow the content (``int8-dynamic``, long test names), every column has a header,
+and a device that was never reached or was lost gets one red line of its own.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from harness.record import ResultRecord
+from harness.report.data import grid_test
+from harness.report.html import format_ms
 
-LOST_MARKERS = ("ConnectionLost", "TransportError", "ConnectError", "no answer from")
+LOST_MARKERS = ("ConnectionLost", "TransportError", "no answer from")
+UNREACHED_MARKERS = ("ConnectError", "HostKeyError")
+HEADERS = (
+    "test",
+    "device",
+    "model",
+    "runtime",
+    "precision",
+    "kind",
+    "median ms",
+    "p90 ms",
+    "peak MB",
+    "status",
+)
+RIGHT = {"median ms", "p90 ms", "peak MB"}
+MAX_TEST = 48
+
+
+def _test(record: ResultRecord) -> str:
+    name = grid_test(record).rsplit("::", 1)[-1]
+    return name if len(name) <= MAX_TEST else name[: MAX_TEST - 1] + "…"
+
+
+def _status(record: ResultRecord) -> str:
+    flags: str = record.status
+    throttle = record.throttle
+    if throttle is not None and throttle.throttled:
+        flags += " THROTTLED"
+    elif throttle is not None and throttle.drifted:
+        flags += " DRIFTED"
+    if record.comparison is not None:
+        flags += f" {record.comparison.verdict}"
+    return flags
 
 
 def terminal_lines(records: Sequence[ResultRecord]) -> list[tuple[str, bool]]:
-    """(line, red) pairs: a header, a row per result, and one LOST DEVICE line per device whose
-    connection was lost."""
-    lines = [
-        (
-            f"{'device':<16} {'model':<18} {'runtime':<12} {'precision':<12} "
-            f"{'median ms':>10} {'p90 ms':>9} {'peak MB':>8}  status",
-            False,
-        )
-    ]
+    """(line, red) pairs: a header, a row per result, then one line per device that was never
+    reached (UNREACHED) or whose connection was lost (LOST DEVICE)."""
+    rows = []
     for record in records:
         latency = record.latency_ms
-        median = f"{latency.median:.3f}" if latency else "-"
-        p90 = f"{latency.p90:.3f}" if latency else "-"
         peak = record.peak_rss_mb
-        peak_text = f"{peak:.1f}" if peak is not None else "-"
-        flags = ""
-        if record.throttle is not None and record.throttle.throttled:
-            flags += "  THROTTLED"
-        elif record.throttle is not None and record.throttle.drifted:
-            flags += "  DRIFTED"
-        if record.comparison is not None:
-            flags += f"  {record.comparison.verdict}"
-        lines.append(
+        rows.append(
             (
-                f"{record.device:<16} {record.model:<18} {record.runtime:<12} {record.precision:<12} "
-                f"{median:>10} {p90:>9} {peak_text:>8}  {record.status}{flags}",
-                False,
+                _test(record),
+                record.device,
+                record.model,
+                record.runtime,
+                record.precision,
+                record.kind,
+                format_ms(latency.median) if latency else "-",
+                format_ms(latency.p90) if latency else "-",
+                f"{peak:.1f}" if peak is not None else "-",
+                _status(record),
             )
         )
-    lost: dict[str, str] = {}
+    widths = [max(len(header), *(len(row[i]) for row in rows)) for i, header in enumerate(HEADERS)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if header in RIGHT else cell.ljust(width)
+            for cell, width, header in zip(cells, widths, HEADERS, strict=True)
+        ).rstrip()
+
+    lines = [(line(HEADERS), False)]
+    lines += [
+        (line(row), record.status in ("failed", "error")) for row, record in zip(rows, records, strict=True)
+    ]
+    problems: dict[str, str] = {}
     for record in records:
         error = record.error or ""
-        if record.status in ("error", "failed") and any(marker in error for marker in LOST_MARKERS):
-            lost.setdefault(record.device, error.splitlines()[0][:160])
-    lines += [(f"LOST DEVICE {device}: {error}", True) for device, error in lost.items()]
+        if record.status not in ("error", "failed") or record.device in problems:
+            continue
+        first = error.splitlines()[0][:200] if error else ""
+        if any(marker in error for marker in UNREACHED_MARKERS):
+            problems[record.device] = f"UNREACHED DEVICE {record.device}: {first}"
+        elif any(marker in error for marker in LOST_MARKERS):
+            problems[record.device] = f"LOST DEVICE {record.device}: {first}"
+    lines += [(text, True) for text in problems.values()]
     return lines

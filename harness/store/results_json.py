@@ -24,6 +24,7 @@ from harness.record import SCHEMA_VERSION, ResultRecord, RunInfo
 
 RESULTS_FILE = "results.json"
 LATEST_LINK = "latest"
+PUBLIC = 0o644
 
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -57,8 +58,10 @@ def _locked(lock_path: Path) -> Iterator[None]:
 def _write_atomic(path: Path, document: dict[str, Any]) -> None:
     descriptor, temporary = tempfile.mkstemp(prefix=".results-", dir=path.parent)
     try:
+        os.fchmod(descriptor, PUBLIC)  # mkstemp makes 0600; results are shared (secrets are masked)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=1, allow_nan=False)
+            # compact: 1,000 samples per result make indentation a third of the file (CI artifacts)
+            json.dump(document, handle, separators=(",", ":"), allow_nan=False)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -96,7 +99,9 @@ class ResultsFile:
     @classmethod
     def create(cls, reports_dir: Path, run_id: str, run: RunInfo) -> ResultsFile:
         """The run's document, written empty unless it exists (set aside and written anew when
-        it cannot be read), and ``latest`` pointed at it."""
+        it cannot be read). ``latest`` moves only once the run has measured something
+        (``point_latest``): a run whose devices were all unreachable does not hide the last one
+        that measured."""
         file = cls(reports_dir, run_id)
         file._run = run
         file.run_dir.mkdir(parents=True, exist_ok=True)
@@ -105,8 +110,10 @@ class ResultsFile:
                 _write_atomic(file.path, file._fresh())
             else:
                 file._writable()
-        _point_latest(reports_dir, run_id)
         return file
+
+    def point_latest(self) -> None:
+        _point_latest(self.run_dir.parent, self.run_dir.name)
 
     def _fresh(self) -> dict[str, Any]:
         run = self._run.to_json() if self._run is not None else {"id": self.run_dir.name}
@@ -162,6 +169,13 @@ class ResultsFile:
 
     def run(self) -> RunInfo:
         return RunInfo.model_validate(self._read()["run"])
+
+    def load(self) -> tuple[RunInfo, list[ResultRecord]]:
+        """The run and its records from one read of the file."""
+        document = self._read()
+        return RunInfo.model_validate(document["run"]), [
+            ResultRecord.from_json(r) for r in document["results"]
+        ]
 
     def records(self) -> list[ResultRecord]:
         return [ResultRecord.from_json(r) for r in self._read()["results"]]

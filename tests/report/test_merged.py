@@ -55,7 +55,7 @@ def test_edgelab_report_merge_writes_one_report_from_the_database(tmp_path, caps
     )
     assert code == 0
     summary = (tmp_path / "r1+r2" / "summary.md").read_text()
-    assert "run `r1+r2`" in summary and "2 result(s)" in summary
+    assert "Run `r1+r2`" in summary and "2 result(s)" in summary
     html = (tmp_path / "r1+r2" / "index.html").read_text()
     assert "pixel8-a" in html and "rpi5-b" in html
     assert "report:" in capsys.readouterr().out
