@@ -43,6 +43,9 @@ class AccuracyDrop:
 
 BudgetState = Literal["ok", "failed", "unjudged", "none"]
 
+# Without an accuracy budget, the most a variant may lose against fp32 and still be marked best.
+UNBUDGETED_DROP_POINTS = 1.0
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -377,6 +380,14 @@ def matrices(report: RunReport) -> list[Grid]:
     return grids
 
 
+def _eligible(cell: Cell) -> bool:
+    if cell.budget == "failed":
+        return False
+    if cell.budget != "none" or cell.accuracy is None:
+        return True
+    return cell.accuracy.points <= UNBUDGETED_DROP_POINTS
+
+
 def _fill_speedups(grid: Grid) -> None:
     for key, cell in list(grid.cells.items()):
         record = cell.record
@@ -401,22 +412,30 @@ def _fill_speedups(grid: Grid) -> None:
 
 
 def _mark_best(grid: Grid) -> None:
-    """Per row, the lowest median among the cells within their budgets; rows without budgets:
-    the lowest median, and the grid says so."""
+    """Per row, the lowest median among the cells within their budgets. A cell that lost more
+    than UNBUDGETED_DROP_POINTS of accuracy against fp32 is never the best when no budget says
+    what the team accepts: a fast variant that is wrong is no candidate. The grid says the rule."""
     any_budgets = any(cell.budget != "none" for cell in grid.cells.values())
-    grid.best_rule = (
-        "★ fastest median among the cells within every budget of models.yaml (a budget not judged "
-        "does not count against a cell)"
-        if any_budgets
-        else "★ fastest median (no budgets in models.yaml for these models)"
-    )
+    any_accuracy = any(cell.accuracy is not None for cell in grid.cells.values())
+    if any_budgets:
+        grid.best_rule = (
+            "★ fastest median among the cells within every budget of models.yaml (a budget not "
+            "judged does not count against a cell)"
+        )
+    elif any_accuracy:
+        grid.best_rule = (
+            f"★ fastest median among the cells within {UNBUDGETED_DROP_POINTS:g} point of fp32's "
+            "accuracy (no budgets in models.yaml for these models)"
+        )
+    else:
+        grid.best_rule = "★ fastest median (no budgets in models.yaml for these models)"
     for model in grid.models:
         row = [
             (key, cell)
             for key, cell in grid.cells.items()
             if key[0] == model and cell.record.status == "passed" and cell.record.median_ms is not None
         ]
-        eligible = [(key, cell) for key, cell in row if cell.budget != "failed"]
+        eligible = [(key, cell) for key, cell in row if _eligible(cell)]
         if not eligible:
             continue
         key, cell = min(eligible, key=lambda pair: pair[1].record.median_ms or 0.0)

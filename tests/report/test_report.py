@@ -78,6 +78,12 @@ def test_matrix_is_per_device_test_and_kind_with_speedups_budgets_and_accuracy(l
     assert drop is not None and drop.points == pytest.approx(3.5)
     assert drop.ci_low < 3.5 < drop.ci_high  # a binomial CI around the drop, in points
     assert "not budgets" not in accuracy.best_rule and "no budgets" in accuracy.best_rule
+    # without an accuracy budget, a variant that lost 3.5 points is never starred, however fast
+    assert "within 1 point of fp32's accuracy" in accuracy.best_rule
+    row = {column: cell for (model, column), cell in accuracy.cells.items() if model == "ppocr_cls"}
+    assert not row["onnxruntime/int8-static"].best
+    (best,) = [cell for cell in row.values() if cell.best]
+    assert best.accuracy is not None and best.accuracy.points <= 1.0
 
 
 def test_matrix_never_mixes_two_tests_of_one_variant(tmp_path):
