@@ -142,9 +142,16 @@ def _same_measurement(record: ResultRecord) -> MetricComparison:
     )
 
 
-def _modes_blockers(baseline: ModesCheck | None, candidate: ModesCheck | None) -> list[str]:
+def _modes_blockers(
+    baseline: ModesCheck | None,
+    candidate: ModesCheck | None,
+    medians: tuple[float | None, float | None],
+    floor: float,
+) -> list[str]:
     """A run whose iterations fall into two separated modes (a thread pool that parks on a busy
-    core) has no single latency to compare."""
+    core) has no single latency to compare, unless the change is larger than the modes: every
+    candidate centre beyond every baseline centre by the floor, the same way, whichever mode a
+    median fell in."""
     found = []
     for side, check in (("baseline", baseline), ("candidate", candidate)):
         if check is not None and check.bimodal:
@@ -153,7 +160,22 @@ def _modes_blockers(baseline: ModesCheck | None, candidate: ModesCheck | None) -
                 f"{side} run has two latency modes ({modes}; separation {check.separation or 0:.1f}): "
                 "no single latency to compare"
             )
+    if not found:
+        return []
+    before, after = (
+        _centres(check, median) for check, median in zip((baseline, candidate), medians, strict=True)
+    )
+    ratios = [a / b for a in after for b in before]
+    if ratios and (all(r > 1 + floor for r in ratios) or all(r < 1 - floor for r in ratios)):
+        return []
     return found
+
+
+def _centres(check: ModesCheck | None, median: float | None) -> list[float]:
+    """Where a run's latency sits: its two mode centres, or its median (none when unknown)."""
+    if check is not None and check.bimodal:
+        return [m.centre_ms for m in check.modes if m.centre_ms > 0]
+    return [median] if median is not None and median > 0 else []
 
 
 def _reference_blocker(baseline: ResultRecord, candidate: ResultRecord, floor: float) -> list[str]:
@@ -314,7 +336,8 @@ def compare_runs(
             base_samples, cand_samples, noise_floor=floor, alpha=policy.alpha, confidence=policy.confidence
         )
         evidence = _latency_evidence(result, floor, "noise")
-        blockers = _modes_blockers(baseline.modes, candidate.modes) + _reference_blocker(
+        medians = (baseline.median_ms, candidate.median_ms)
+        blockers = _modes_blockers(baseline.modes, candidate.modes, medians, floor) + _reference_blocker(
             baseline, candidate, floor
         )
         metrics.append(_latency_metric(result, evidence, _flag_caveats(baseline, candidate), blockers))
@@ -335,7 +358,8 @@ def compare_interleaved(
     (``result`` from harness.stats.compare_rounds): drift falls on both alike."""
     floor = policy.interleaved_floor
     text = _latency_evidence(result, floor, "interleaved")
-    blockers = _modes_blockers(evidence.baseline_modes, candidate.modes)  # as measured in these rounds
+    medians = (evidence.baseline_latency_ms.median, candidate.median_ms)
+    blockers = _modes_blockers(evidence.baseline_modes, candidate.modes, medians, floor)  # these rounds
     metrics = [_latency_metric(result, text, (), blockers)]
     metrics += _once_per_run_metrics(baseline, candidate, floor, policy)
     return _finish("interleaved", baseline, candidate, metrics, [], interleaved=evidence)

@@ -613,9 +613,9 @@ class Lab:
         except ValueError as exc:
             # the outputs stay on disk: they are what explains a failure to score
             raise AgentError(f"device '{device}': {variant.id}: outputs cannot be scored: {exc}") from None
+        del outputs
+        shutil.rmtree(scratch, ignore_errors=True)  # the arrays unpacked to be memory-mapped
         if not self.options.keep_outputs:  # hundreds of MB per run; the scores are what is kept
-            del outputs
-            shutil.rmtree(scratch, ignore_errors=True)
             outputs_to.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 outputs_to.parent.rmdir()

@@ -175,3 +175,18 @@ def test_a_run_with_two_latency_modes_is_inconclusive_with_the_modes_as_evidence
     latency = compare_runs(cand, base, VerdictPolicy()).metrics[0]
     assert latency.verdict == Verdict.INCONCLUSIVE
     assert "candidate run has two latency modes (" in latency.evidence and "ms (50%)" in latency.evidence
+
+
+def test_two_modes_do_not_block_a_change_larger_than_the_modes():
+    rng = np.random.default_rng(0)
+    mixed = np.concatenate([rng.normal(2.0, 0.05, 300), rng.normal(3.9, 0.1, 300)])
+    check = detect_modes((mixed * 1e6).astype(np.int64))
+    assert check.bimodal
+    # the baseline is 10x faster than either mode: regressed whichever mode the median fell in
+    base = make_record("base", median_ms=0.2, seed=1)
+    cand = make_record("cand", median_ms=4.0, seed=2, modes=check)
+    latency = compare_runs(cand, base, VerdictPolicy()).metrics[0]
+    assert latency.verdict == Verdict.REGRESSED, latency.evidence
+    assert "two latency modes" not in latency.evidence
+    # and the other way round: improved
+    assert compare_runs(base, cand, VerdictPolicy()).metrics[0].verdict == Verdict.IMPROVED
