@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from harness.config import AdbDevice, AnyDevice, LabgridDevice, SshDevice, default_workdir
-from harness.transport.base import CommandResult, RunningCommand, Stream, Transport
+from harness.transport.base import CommandResult, RunningCommand, Stream, Transport, WrappedTransport
 
 if TYPE_CHECKING:
     from harness.transport.labgrid import LabgridTransport, PlaceInfo
@@ -66,6 +66,6 @@ def _labgrid(transport: Transport) -> LabgridTransport | None:
 
     # a persistent channel or shell wraps the device's own transport as ``base``
     found: object = transport
-    while not isinstance(found, LabgridTransport) and hasattr(found, "base"):
+    while isinstance(found, WrappedTransport):
         found = found.base
     return found if isinstance(found, LabgridTransport) else None

@@ -117,3 +117,53 @@ class Transport(Protocol):
     def close(self) -> None:
         """Release the connection; safe to call twice."""
         ...
+
+
+class WrappedTransport:
+    """A Transport that sends some of its work another way (a persistent channel, a persistent
+    shell) and hands everything else to the device's own transport, ``base``. Subclasses
+    override what they carry and call ``base_run`` for what they do not."""
+
+    def __init__(self, base: Transport) -> None:
+        self.base = base
+        self.integrity_in_transit = base.integrity_in_transit
+
+    @property
+    def device(self) -> str:
+        return self.base.device
+
+    def base_run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        check: bool = False,
+        stdin: bytes | None = None,
+        cwd: str | None = None,
+        stdin_file: Path | None = None,
+        stdin_progress: Callable[[int], None] | None = None,
+    ) -> CommandResult:
+        return self.base.run(
+            argv,
+            timeout=timeout,
+            check=check,
+            stdin=stdin,
+            cwd=cwd,
+            stdin_file=stdin_file,
+            stdin_progress=stdin_progress,
+        )
+
+    def push(self, local: Path, remote: str) -> int:
+        return self.base.push(local, remote)
+
+    def pull(self, remote: str, local: Path) -> int:
+        return self.base.pull(remote, local)
+
+    def spawn(self, argv: Sequence[str], *, cwd: str | None = None) -> RunningCommand:
+        return self.base.spawn(argv, cwd=cwd)
+
+    def open_stream(self, argv: Sequence[str]) -> Stream:
+        return self.base.open_stream(argv)
+
+    def close(self) -> None:
+        self.base.close()

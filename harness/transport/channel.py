@@ -31,7 +31,7 @@ from harness.errors import (
     EdgeLabError,
     TransportError,
 )
-from harness.transport.base import CommandResult, RunningCommand, Stream, Transport
+from harness.transport.base import CommandResult, Stream, Transport, WrappedTransport
 
 PROTOCOL = 1
 HEARTBEAT_S = 0.5  # ping period while a request is pending
@@ -399,19 +399,14 @@ def run_over(
     return _result(tuple(shown if shown is not None else args), answer, started)
 
 
-class ChannelTransport:
+class ChannelTransport(WrappedTransport):
     """A Transport whose commands and small-file pulls go over a persistent channel; pushes and
     streamed input keep the device's own transport, as does everything once the channel is given
     up. Everything above it (deploy, health checks, runners) is unchanged."""
 
     def __init__(self, base: Transport, channel: PersistentChannel) -> None:
-        self.base = base
+        super().__init__(base)
         self.channel = channel
-        self.integrity_in_transit = base.integrity_in_transit
-
-    @property
-    def device(self) -> str:
-        return self.base.device
 
     def run(
         self,
@@ -429,7 +424,7 @@ class ChannelTransport:
             body = {"cwd": cwd, "stdin": base64.b64encode(stdin).decode("ascii") if stdin else None}
             result = run_over(self.channel, "exec", argv, timeout=timeout, body=body)
         if result is None:
-            return self.base.run(
+            return self.base_run(
                 argv,
                 timeout=timeout,
                 check=check,
@@ -457,18 +452,9 @@ class ChannelTransport:
         Path(local).write_bytes(data)
         return len(data)
 
-    def push(self, local: Path, remote: str) -> int:
-        return self.base.push(local, remote)
-
-    def spawn(self, argv: Sequence[str], *, cwd: str | None = None) -> RunningCommand:
-        return self.base.spawn(argv, cwd=cwd)
-
-    def open_stream(self, argv: Sequence[str]) -> Stream:
-        return self.base.open_stream(argv)
-
     def close(self) -> None:
         self.channel.close()
-        self.base.close()
+        super().close()
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.errors import CommandFailed, CommandTimeout, TransportError
-from harness.transport.base import CommandResult, RunningCommand, Stream, Transport
+from harness.transport.base import CommandResult, Stream, Transport, WrappedTransport
 
 # $M: the marker. The command's stdout, then "\n$M <exit code>\n", then its stderr, then "\n$M\n".
 _FRAME = (
@@ -105,18 +105,13 @@ class PersistentShell:
             self._drop()
 
 
-class ShellTransport:
+class ShellTransport(WrappedTransport):
     """A Transport whose commands go through a persistent shell; input, files and streams keep
     the device's own transport."""
 
     def __init__(self, base: Transport, shell: PersistentShell) -> None:
-        self.base = base
+        super().__init__(base)
         self.shell = shell
-        self.integrity_in_transit = base.integrity_in_transit
-
-    @property
-    def device(self) -> str:
-        return self.base.device
 
     def run(
         self,
@@ -130,7 +125,7 @@ class ShellTransport:
         stdin_progress: Callable[[int], None] | None = None,
     ) -> CommandResult:
         if stdin or stdin_file is not None:  # empty input is the shell's own </dev/null
-            return self.base.run(
+            return self.base_run(
                 argv,
                 timeout=timeout,
                 check=check,
@@ -144,21 +139,9 @@ class ShellTransport:
             raise CommandFailed(self.device, shlex.join(result.argv), result.exit_code, result.stderr)
         return result
 
-    def push(self, local: Path, remote: str) -> int:
-        return self.base.push(local, remote)
-
-    def pull(self, remote: str, local: Path) -> int:
-        return self.base.pull(remote, local)
-
-    def spawn(self, argv: Sequence[str], *, cwd: str | None = None) -> RunningCommand:
-        return self.base.spawn(argv, cwd=cwd)
-
-    def open_stream(self, argv: Sequence[str]) -> Stream:
-        return self.base.open_stream(argv)
-
     def close(self) -> None:
         self.shell.close()
-        self.base.close()
+        super().close()
 
 
 def persistent_shell(
