@@ -9,10 +9,30 @@ on the same device and shell (both are recorded).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from harness.errors import EdgeLabError
-from harness.transport.base import Transport
+
+
+class _Output(Protocol):
+    @property
+    def exit_code(self) -> int: ...
+    @property
+    def stdout(self) -> str: ...
+    @property
+    def stderr(self) -> str: ...
+
+
+class _Device(Protocol):
+    """What the probe needs of a transport (probes sit below harness.transport): a name and a
+    command run to completion."""
+
+    @property
+    def device(self) -> str: ...
+    def run(self, argv: Sequence[str], *, timeout: float) -> _Output: ...
+
 
 # The workload: ITERATIONS rounds of a 16-bit multiply-add-modulo per repetition, the same
 # everywhere. mksh (Android's sh) computes in 32 bits, so every value stays below 2**31; the
@@ -142,7 +162,7 @@ def parse_reference(
 
 
 def measure_reference(
-    transport: Transport,
+    transport: _Device,
     *,
     shell: str = "sh",
     iterations: int = ITERATIONS,
