@@ -190,3 +190,30 @@ def test_two_modes_do_not_block_a_change_larger_than_the_modes():
     assert "two latency modes" not in latency.evidence
     # and the other way round: improved
     assert compare_runs(base, cand, VerdictPolicy()).metrics[0].verdict == Verdict.IMPROVED
+
+
+def test_a_speed_reference_that_scattered_says_the_device_was_busy():
+    policy = VerdictPolicy()
+    steady = reference(80.0)
+    # one repetition fast, the rest 20% slower: the device was not at one speed while timed
+    busy = dataclasses.replace(steady, times_ms=(66.0, 80.0, 80.0, 80.0, 81.0, 82.0, 95.0))
+    base = make_record("base", median_ms=10.0, seed=1, speed_reference=steady)
+    cand = make_record("cand", median_ms=11.5, seed=2, speed_reference=busy)
+    latency = compare_runs(cand, base, policy).metrics[0]
+    assert latency.verdict == Verdict.INCONCLUSIVE
+    assert "the candidate run's speed reference scattered (median 80 ms, fastest 66 ms, +21%)" in latency.evidence
+    # a scatter of a few percent is a steady device: the verdict stands
+    calm = dataclasses.replace(steady, times_ms=(78.0, 79.0, 80.0, 80.0, 81.0, 82.0, 83.0))
+    calm_cand = make_record("cand", median_ms=11.5, seed=2, speed_reference=calm)
+    assert compare_runs(calm_cand, base, policy).metrics[0].verdict == Verdict.REGRESSED
+
+
+def test_scatter_alone_is_no_move_between_runs():
+    policy = VerdictPolicy()
+    # medians 10% apart but the repetitions overlap: not "moved"
+    before = dataclasses.replace(reference(80.0), times_ms=(76.0, 78.0, 79.0, 80.0, 82.0, 84.0, 90.0))
+    after = dataclasses.replace(reference(88.0), times_ms=(82.0, 85.0, 87.0, 88.0, 88.0, 89.0, 90.0))
+    base = make_record("base", median_ms=10.0, seed=1, speed_reference=before)
+    cand = make_record("cand", median_ms=13.0, seed=2, speed_reference=after)
+    latency = compare_runs(cand, base, policy).metrics[0]
+    assert "speed reference moved" not in latency.evidence and latency.verdict == Verdict.REGRESSED
