@@ -173,6 +173,15 @@ class SshRunning:
         self._drain.join(timeout=max(deadline - time.monotonic(), 1.0))
         code = self._channel.recv_exit_status()
         self._channel.close()
+        if code == -1 and not self._answers():
+            # -1: no exit status came. With the server still answering that is a command killed by a
+            # signal (exit-signal); with the connection gone it is sshd killed or the board rebooted,
+            # which --retries must see as a lost device, not as the command's result.
+            raise ConnectionLost(
+                self._device,
+                f"the connection closed without an exit status during {shlex.join(self._argv)} "
+                "(sshd gone or the device rebooted)",
+            )
         return CommandResult(
             argv=self._argv,
             exit_code=code,
