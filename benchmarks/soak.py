@@ -15,8 +15,8 @@ fault is injected while the run uses the device, rotating through:
   ``VirtualLab.restart`` (a reboot: same serial);
 - ``sshd-killed``: the board's sshd and every session under it are SIGKILLed; restored likewise;
 - ``link-cut``: the board's veth is set down for 10 s, then up again;
-- ``db-locked``: another connection holds ``BEGIN EXCLUSIVE`` on the results database, for 40 s
-  (beyond SQLite's 30-s busy wait: results stay in results.json) or 8 s (the run waits);
+- ``db-locked``: another connection holds ``BEGIN EXCLUSIVE`` on the results database for the
+  whole run (beyond SQLite's 30-s busy wait: results stay in results.json) or for 8 s (writes wait);
 - ``disk-full``: the device's workdir is filled before the run (the health check refuses), or its
   cache is emptied and the disk fills as the first push starts (the push fails).
 
@@ -66,7 +66,6 @@ PHONE, BOARD = "virtual-pixel8", "virtual-rpi5"
 WORKDIR_MB = 224  # above the health check's 200 MB floor, small enough to fill in a moment
 RUN_TIMEOUT_S = 600.0  # a run that takes longer is a hang: killed and counted
 LINK_CUT_S = 10.0
-DB_LOCK_LONG_S = 40.0  # beyond SQLite's 30-s busy timeout
 DB_LOCK_SHORT_S = 8.0
 
 TARGET = """
@@ -262,20 +261,25 @@ class Soak:
         return f"{link.host_interface} down for {LINK_CUT_S:g} s, {delay:.1f} s after the lease"
 
     def _lock_db(self, process: subprocess.Popen[bytes]) -> str:
+        """Every other time the lock lasts the whole run, so the first write waits out SQLite's busy
+        timeout and fails (results stay in results.json); otherwise DB_LOCK_SHORT_S (writes wait)."""
         self._db_lock_count += 1
-        hold = DB_LOCK_LONG_S if self._db_lock_count % 2 else DB_LOCK_SHORT_S
+        whole_run = self._db_lock_count % 2 == 1
         if not self._when_in_use(PHONE, process, 0.0):
             return "run ended before it used a device"
         connection = sqlite3.connect(self.db, timeout=60, isolation_level=None)
+        held = time.monotonic()
         try:
             connection.execute("BEGIN EXCLUSIVE")
-            deadline = time.monotonic() + hold
+            deadline = held + (RUN_TIMEOUT_S if whole_run else DB_LOCK_SHORT_S)
             while time.monotonic() < deadline and process.poll() is None:
                 time.sleep(0.1)
             connection.execute("ROLLBACK")
         finally:
             connection.close()
-        return f"BEGIN EXCLUSIVE held for {hold:g} s from the phone's lease"
+        return f"BEGIN EXCLUSIVE held {time.monotonic() - held:.0f} s from the phone's lease" + (
+            " (to the end of the run)" if whole_run else ""
+        )
 
     def _fill_disk_before(self, name: str) -> Callable[[subprocess.Popen[bytes]], str]:
         device = self._device(name)
@@ -352,12 +356,17 @@ class Soak:
 
                 thread = threading.Thread(target=inject, daemon=True)
                 thread.start()
+            interrupted = False
             try:
                 exit_code: int | None = process.wait(RUN_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
                 exit_code = None
+            except KeyboardInterrupt:  # pytest ends the test it is in, records it and exits
+                interrupted = True
+                process.send_signal(signal.SIGINT)
+                exit_code = process.wait(RUN_TIMEOUT_S)
             if thread is not None:
                 thread.join(120)
             detail = "; ".join(details)
@@ -367,6 +376,8 @@ class Soak:
         outcome = RunOutcome(index, run_id, fault, detail, exit_code, round(wall, 2))
         outcome.outcomes = _junit_outcomes(self.reports / "junit" / f"{run_id}.xml")
         self.outcomes.append(outcome)
+        if interrupted:
+            raise KeyboardInterrupt
         return outcome
 
     def run_all(self, runs: int, every: int, deadline: float | None = None) -> None:
@@ -379,7 +390,11 @@ class Soak:
             if index % every == 0:
                 fault = FAULTS[faults % len(FAULTS)]
                 faults += 1
-            outcome = self.run_once(index, fault)
+            try:
+                outcome = self.run_once(index, fault)
+            except KeyboardInterrupt:  # stop early, but settle and count what ran
+                self.log(f"interrupted during run {index}")
+                break
             self.log(
                 f"run {index:4d} {fault or '-':12s} exit {outcome.exit_code} {outcome.wall_s:6.1f} s "
                 f"{dict(Counter(outcome.outcomes.values()))} {outcome.fault_detail}"
