@@ -613,6 +613,9 @@ def main() -> int:
     if os.geteuid() != 0:
         print("the soak needs root (the virtual lab: namespaces, cgroups, veth links)", file=sys.stderr)
         return 2
+    # Started in the background, SIGINT may be ignored: SIGINT and SIGTERM both stop after the run.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     deadline = None
     if arguments.deadline:
         deadline = datetime.fromisoformat(arguments.deadline.replace("Z", "+00:00")).timestamp()
