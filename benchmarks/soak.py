@@ -475,7 +475,9 @@ class Soak:
                     figures.leftover_processes.append(f"{device.name}: pid {pid} {_cmdline(pid)}")
             listing = self._in_namespace(
                 device,
-                'cd "$1" && find . \\( -name "*.partial-*" -o -name "call-*" -o -name "*.tmp" \\) -print',
+                'cd "$1" || exit 0; '
+                'find . \\( -name "*.partial-*" -o -name "call-*" -o -name "*.tmp" \\) -print; '
+                "ls -d servers/* 2>/dev/null",  # no session runs now: no warm agent folder may be left
                 check=False,
             )
             figures.leftover_files += [f"{device.name}: {line}" for line in listing.split()]
