@@ -240,6 +240,10 @@ def test_sshd_killed_mid_command_is_a_lost_connection_not_an_exit_code(tmp_path)
         ):
             transport.run(["sleep", "20"], timeout=60)
         killer.join()
+        with pytest.raises(
+            ConnectionLost, match=r"device 'board': the connection to 127.0.0.1:\d+ closed \(sshd"
+        ):
+            transport.run(["true"], timeout=30)  # the next command: lost too (retried), with the reason
     finally:
         transport.close()
         stop_sshd(server)
