@@ -257,6 +257,7 @@ def _board_whose_first_probe_drops_the_connection(
                 "workdir": tmp_path / "workdir",
                 "python": python,
                 "keepalive_s": 3,
+                "persistent_channel": "false",  # the probe then runs as its own command, as it drops
             }.items()
         )
     )
