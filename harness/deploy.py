@@ -12,6 +12,7 @@ bar on a terminal (harness/progress.py).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.cachefile import sha256_file
-from harness.errors import DeployError
+from harness.errors import DeployError, EdgeLabError
 from harness.progress import byte_progress
 from harness.transport.base import Transport
 
@@ -364,19 +365,25 @@ class Deployer:
 
     def _push_verified(self, artifacts: Sequence[Artifact], report: DeployReport) -> None:
         staging = {a: f"{self.remote_path(a)}.partial-{os.getpid()}-{HOST_TAG}" for a in artifacts}
-        for artifact, partial in staging.items():
-            digest, size = self._receive(artifact, partial)
-            report.bytes_pushed += size
-            report.pushed.append(artifact.name)
-            if size != artifact.size_bytes or digest not in ("-", artifact.sha256):
-                self.transport.run(["rm", "-f", *staging.values()], timeout=60)
-                got = digest if digest != "-" else "not hashed, the link checks integrity"
-                raise DeployError(
-                    f"device '{self.transport.device}': {artifact.name} arrived corrupted "
-                    f"(sha256 expected {artifact.sha256}, got {got}; {size} of "
-                    f"{artifact.size_bytes} bytes written); check free space on the device and "
-                    "the link, then rerun"
-                )
+        try:
+            for artifact, partial in staging.items():
+                digest, size = self._receive(artifact, partial)
+                report.bytes_pushed += size
+                report.pushed.append(artifact.name)
+                if size != artifact.size_bytes or digest not in ("-", artifact.sha256):
+                    got = digest if digest != "-" else "not hashed, the link checks integrity"
+                    raise DeployError(
+                        f"device '{self.transport.device}': {artifact.name} arrived corrupted "
+                        f"(sha256 expected {artifact.sha256}, got {got}; {size} of "
+                        f"{artifact.size_bytes} bytes written); check free space on the device and "
+                        "the link, then rerun"
+                    )
+        except EdgeLabError:
+            # A failed push (a full disk, a lost link) must not keep the space it took: remove its
+            # partial files now; when the device is gone, the next session's clean_partials does.
+            with contextlib.suppress(EdgeLabError):
+                self.transport.run(["rm", "-f", "--", *staging.values()], timeout=60)
+            raise
         moves = [p for a, partial in staging.items() for p in (partial, self.remote_path(a))]
         self.transport.run(["sh", "-c", _FINALIZE_SCRIPT, "edgelab-finalize", *moves], timeout=60, check=True)
         self._verified.update(self.remote_path(a) for a in artifacts)

@@ -36,6 +36,7 @@ from harness.errors import (
     CommandFailed,
     CommandTimeout,
     ConfigError,
+    ConnectionLost,
     DeviceBusy,
     DeviceUnhealthy,
     EdgeLabError,
@@ -311,7 +312,7 @@ class Lab:
                 )
         try:
             self._lease(name)
-            session = self._connect(config)
+            session = self._connect_with_retries(config)
         except EdgeLabError as exc:
             self._failures[name] = exc
             if checks and not isinstance(exc, DeviceBusy | StoreError | ConfigError):
@@ -355,6 +356,25 @@ class Lab:
             notify=self.notify,
         )
         self._leases[name] = lease.acquire()
+
+    def _connect_with_retries(self, config: AnyDevice) -> DeviceSession:
+        """``--retries N`` covers the setup too: a device that stops answering while it is being
+        connected, deployed to or probed (a link blip, sshd restarted) is connected again; one that
+        answers with a failure is not."""
+        attempts = self.options.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._connect(config)
+            except (CommandFailed, CommandTimeout):
+                raise
+            except ConnectionLost as lost:
+                if attempt == attempts:
+                    raise
+                note = f"retry {attempt} of {self.options.retries} after: {lost}"
+                self._retries.setdefault(config.name, []).append(note)
+                self.notify(f"device '{config.name}': {note}")
+                time.sleep(min(10.0, 2.0 * attempt))
+        raise AssertionError("unreachable")
 
     def _connect(self, config: AnyDevice) -> DeviceSession:
         transport = open_transport(config, notify=self._tell, wait_s=self.options.lease_timeout_s)

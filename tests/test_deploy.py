@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -317,3 +318,21 @@ def test_a_push_off_a_terminal_draws_nothing_and_sends_no_progress(artifacts, tm
     Deployer(Recording("local"), str(tmp_path / "device")).ensure(artifacts)
     assert listened == [None, None]  # nobody watches: the transports keep their silent path
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+@pytest.mark.parametrize("integrity", [True, False])
+def test_a_push_into_a_full_disk_fails_naming_the_space_and_leaves_no_partial(artifacts, tmp_path, integrity):
+    """The device's disk fills during the push (ENOSPC): the push fails and removes what it wrote,
+    so the failed push does not keep the space it took."""
+    device = tmp_path / "device"
+    device.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "edgelab-test", str(device)], check=True)
+    try:
+        link = LocalTransport("local")
+        link.integrity_in_transit = integrity  # size check (ssh) or streamed hash (adb)
+        with pytest.raises(DeployError, match=r"device 'local': .*model one.tflite.*check free space"):
+            Deployer(link, str(device)).ensure(artifacts)
+        assert not list(device.rglob("*.partial-*"))
+    finally:
+        subprocess.run(["umount", str(device)], check=True)

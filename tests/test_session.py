@@ -4,7 +4,9 @@ baseline's own model file measured in ABBA rounds beside the candidate (--interl
 from __future__ import annotations
 
 import math
+import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from harness.config import load_fleet
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ConnectionLost
 from harness.measurement import LatencyProtocol
 from harness.models import zoo
 from harness.models.variants import Variant
@@ -219,3 +221,77 @@ def test_a_run_id_cannot_leave_the_reports_folder(bad):
     with pytest.raises(ConfigError, match="--run-id .*: use 1-64 letters"):
         RunOptions(run_id=bad)
     assert RunOptions(run_id="pr-42.nightly_1").run_id == "pr-42.nightly_1"
+
+
+def _board_whose_first_probe_drops_the_connection(
+    sshd, tmp_path: Path, retries: int
+) -> tuple[Lab, list[str]]:
+    """A board (a real sshd) whose first agent probe SIGKILLs the sshd session serving it: the
+    connection closes mid-setup, as when sshd restarts or the link blips."""
+    marker = tmp_path / "dropped-once"
+    python = tmp_path / "python-that-drops-once"
+    python.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$2" = probe ] && [ ! -e "{marker}" ]; then\n'
+        f'  : > "{marker}"; p=$PPID\n'
+        f'  while [ "$p" != {sshd.pid} ] && [ "$p" -gt 1 ]; do\n'
+        "    next=$(cut -d' ' -f4 /proc/$p/stat); kill -KILL $p; p=$next\n"
+        "  done\n"
+        "  exit 1\n"
+        "fi\n"
+        f'exec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    devices = tmp_path / "devices.yaml"
+    devices.write_text(
+        "devices:\n  board:\n"
+        + "".join(
+            f"    {key}: {value}\n"
+            for key, value in {
+                "kind": "ssh",
+                "host": sshd.host,
+                "port": sshd.port,
+                "user": sshd.user,
+                "key_file": sshd.client_key,
+                "known_hosts": sshd.known_hosts,
+                "workdir": tmp_path / "workdir",
+                "python": python,
+                "keepalive_s": 3,
+                "persistent_channel": "false",  # the probe then runs as its own command, as it drops
+            }.items()
+        )
+    )
+    options = RunOptions(
+        reports_dir=tmp_path / "reports",
+        devices=("board",),
+        lease_timeout_s=None,
+        health_checks=False,
+        speed_reference=False,
+        retries=retries,
+    )
+    lab = Lab(load_fleet(devices), options)
+    told: list[str] = []
+    lab.notify = told.append
+    return lab, told
+
+
+def test_retries_cover_a_connection_lost_while_the_device_is_set_up(sshd, tmp_path):
+    lab, told = _board_whose_first_probe_drops_the_connection(sshd, tmp_path, retries=1)
+    try:
+        session = lab.device("board")
+        assert session.probe.python is not None and session.probe.python.version == platform.python_version()
+    finally:
+        lab.close()
+    assert len(told) == 1
+    assert told[0].startswith("device 'board': retry 1 of 1 after: device 'board': the connection closed")
+    assert "probe" in told[0]
+
+
+def test_without_retries_a_connection_lost_in_setup_fails_the_device(sshd, tmp_path):
+    lab, told = _board_whose_first_probe_drops_the_connection(sshd, tmp_path, retries=0)
+    try:
+        with pytest.raises(ConnectionLost, match=r"device 'board': the connection closed .*probe"):
+            lab.device("board")
+    finally:
+        lab.close()
+    assert told == []

@@ -63,6 +63,7 @@ class LabDevice:
     metered: bool = False  # inside a cgroup: CPU time metered and capped
     namespace: str | None = None
     link_delay_ms: float = 0.0  # held each way by the supervisor's relay (no netem here)
+    tau_s: float | None = None  # the thermal time constant it was started with (None: the profile's)
 
     @property
     def serial(self) -> str:
@@ -249,6 +250,7 @@ class VirtualLab:
                     cgroup=f"{self.lab_id}/{name}",
                     board_index=0 if profile.kind == "android" else used_indexes.pop(0),
                     link_delay_ms=link_delay_ms,
+                    tau_s=tau_s,
                 )
                 state.devices.append(device)
                 state.save(self.state_file)
@@ -304,7 +306,36 @@ class VirtualLab:
         state.save(self.state_file)
         _wait_port(port, READY_TIMEOUT_S, "the lab's adb server", process.pid, log)
 
-    def _start_device(self, device: LabDevice, tau_s: float | None) -> None:
+    def restart(self, name: str) -> LabDevice:
+        """Bring one device back after its supervisor or its server (adbd, sshd) died, as a reboot
+        would: stop what is left of it, kill every process still in its cgroup, and start it again
+        at the same address (same serial, same board address and host key), so the devices file
+        and known_hosts stay valid. Its files and its mount namespace are kept."""
+        state = self.state()
+        if state is None:
+            raise LabError(f"no lab in {self.root}; run `edgelab lab up` first")
+        device = next((d for d in state.devices if d.name == name), None)
+        if device is None:
+            known = ", ".join(d.name for d in state.devices)
+            raise LabError(f"lab restart: no device '{name}' in this lab (it has {known})")
+        _stop(device.pid)
+        _cgroup(device).destroy()  # orphans of a killed supervisor (agents, shells) die with it
+        if device.kind == "ssh" and device.board_index:
+            network.destroy(network.BoardLink(device.board_index))
+        same_port = device.port if device.kind == "adb" and not device.link_delay_ms else 0
+        self._start_device(device, device.tau_s, port=same_port)
+        state.save(self.state_file)
+        if device.kind == "adb":
+            import adbutils
+
+            client = adbutils.AdbClient(host="127.0.0.1", port=state.adb_port, socket_timeout=20)
+            with contextlib.suppress(adbutils.AdbError):
+                client.disconnect(device.serial)  # the server's offline entry would not reconnect soon
+            self._connect(state, device)
+        self._write_devices_file(state)
+        return device
+
+    def _start_device(self, device: LabDevice, tau_s: float | None, *, port: int = 0) -> None:
         state_dir = Path(device.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         ready = state_dir / "ready.json"
@@ -330,6 +361,8 @@ class VirtualLab:
             command += ["--authorized-keys", str(self.client_key.with_suffix(".pub"))]
         if tau_s is not None:
             command += ["--tau-s", str(tau_s)]
+        if port:
+            command += ["--port", str(port)]
         if device.link_delay_ms:
             command += ["--link-delay-ms", str(device.link_delay_ms)]
         with log.open("ab") as sink:

@@ -50,6 +50,32 @@ kill -0 "$pid" 2>/dev/null || exit 86
 """
 
 
+# $1: the servers folder. Removes the directory of every server that no longer runs (its device
+# pid is dead; or it has no pid file and has not been touched for a minute: not one starting now)
+# and prints each removed name. A session's own servers remove theirs on stop; these are the ones
+# of sessions that were killed, or whose device was.
+_CLEAN_SCRIPT = r"""
+cd "$1" 2>/dev/null || exit 0
+for d in *; do
+  [ -d "$d" ] || continue
+  p=$(cat "$d/pid" 2>/dev/null)
+  if [ -n "$p" ]; then kill -0 "$p" 2>/dev/null && continue
+  else [ -n "$(find "$d" -maxdepth 0 -mmin +1 2>/dev/null)" ] || continue
+  fi
+  rm -rf "$d" && echo "$d"
+done
+true
+"""
+
+
+def clean_stale_servers(transport: Transport, workdir: str) -> list[str]:
+    """Remove what warm agents of killed sessions left under ``<workdir>/servers``; returns their
+    directory names. Leases keep other sessions off the device, so nothing there is in use."""
+    folder = posixpath.join(workdir, "servers")
+    result = transport.run(["sh", "-c", _CLEAN_SCRIPT, "edgelab-clean", folder], timeout=60, check=True)
+    return result.stdout.split()
+
+
 class ServerGone(EdgeLabError):
     """The warm agent is not (or no longer) listening; the caller runs cold."""
 

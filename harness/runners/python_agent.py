@@ -36,7 +36,7 @@ from harness.probes.environment import thermal_status
 from harness.probes.environment import warnings as environment_warnings
 from harness.probes.parsers.android import parse_dumpsys_meminfo
 from harness.probes.thermal import ThermalTrace, judge
-from harness.runners.agent_server import AgentServer, ServerGone
+from harness.runners.agent_server import AgentServer, ServerGone, clean_stale_servers
 from harness.runners.base import DeviceProbe, RunRequest, phase
 from harness.runners.cooldown import COOLDOWN_POLL_S
 from harness.stats import detect_modes, summarize_latency
@@ -527,6 +527,12 @@ class AgentRunner:
             self.transport = ChannelTransport(transport, self._control)
             deployer.transport = self.transport
         self.probe = probe(self.transport, config.python, self.agent_path, self._control)
+        if config.warm_agent:
+            stale = clean_stale_servers(self.transport, deployer.workdir)
+            if stale:
+                notify(
+                    f"device '{config.name}': removed {len(stale)} warm-agent folder(s) of killed sessions"
+                )
         self._servers: dict[str, AgentServer | None] = {}
         self._cold_reasons: dict[str, str] = {}
 

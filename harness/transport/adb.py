@@ -22,7 +22,7 @@ from pathlib import Path
 import adbutils
 
 from harness.config import AdbDevice
-from harness.errors import CommandFailed, CommandTimeout, ConnectError, TransportError
+from harness.errors import CommandFailed, CommandTimeout, ConnectError, ConnectionLost, TransportError
 from harness.transport.base import CommandResult
 
 # Shell protocol packet ids (AOSP adb shell_protocol.h).
@@ -168,12 +168,12 @@ class ShellV2Session:
             raise CommandTimeout(self.device, shlex.join(self.argv), timeout) from None
         except OSError as exc:
             self.close()
-            raise TransportError(
+            raise ConnectionLost(
                 self.device, f"connection lost during {shlex.join(self.argv)}: {exc}"
             ) from None
         self.close()
-        if self.exit_code is None:
-            raise TransportError(
+        if self.exit_code is None:  # adbd died, or the phone rebooted: --retries reconnects
+            raise ConnectionLost(
                 self.device,
                 f"shell closed without an exit code during {shlex.join(self.argv)} (device gone?)",
             )

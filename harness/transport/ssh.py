@@ -173,6 +173,15 @@ class SshRunning:
         self._drain.join(timeout=max(deadline - time.monotonic(), 1.0))
         code = self._channel.recv_exit_status()
         self._channel.close()
+        if code == -1 and not self._answers():
+            # -1: no exit status came. With the server still answering that is a command killed by a
+            # signal (exit-signal); with the connection gone it is sshd killed or the board rebooted,
+            # which --retries must see as a lost device, not as the command's result.
+            raise ConnectionLost(
+                self._device,
+                f"the connection closed without an exit status during {shlex.join(self._argv)} "
+                "(sshd gone or the device rebooted)",
+            )
         return CommandResult(
             argv=self._argv,
             exit_code=code,
@@ -332,14 +341,19 @@ class SshTransport:
 
     def _open_channel(self) -> paramiko.Channel:
         transport = self._client.get_transport()
+        closed = (
+            f"the connection to {self.config.host}:{self.config.port} closed (sshd gone, the device "
+            "rebooted or the link cut)"
+        )
         if transport is None or not transport.is_active():
-            raise TransportError(
-                self._device, f"connection to {self.config.host}:{self.config.port} is closed"
-            )
+            raise ConnectionLost(self._device, closed)
         try:
             return transport.open_session(timeout=self.config.connect_timeout_s)
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise TransportError(self._device, f"cannot open a channel: {exc}") from None
+            if not transport.is_active():  # it closed while the channel was being opened
+                raise ConnectionLost(self._device, closed) from None
+            reason = str(exc) or type(exc).__name__
+            raise TransportError(self._device, f"cannot open a channel: {reason}") from None
 
     @staticmethod
     def _wrap(argv: Sequence[str], cwd: str | None) -> str:

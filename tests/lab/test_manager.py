@@ -17,6 +17,7 @@ from harness.errors import ConfigError
 from harness.lab import network
 from harness.lab.manager import LabError, VirtualLab
 from harness.lab.sensors import DeviceCgroup
+from harness.transport import open_transport
 from harness.transport.ssh import SshTransport
 from tests.lab.conftest import lab_root
 
@@ -86,6 +87,42 @@ def test_down_cleans_up_after_a_killed_supervisor():
         cleaned = lab.down(purge=True)
     assert any("netns" in line for line in cleaned)
     assert_nothing_left(lab, [board.pid], [board.namespace or ""], [board.cgroup])
+    shutil.rmtree(lab.root, ignore_errors=True)
+
+
+@needs_root
+def test_restart_brings_a_killed_device_back_at_the_same_address():
+    """A reboot: the phone's supervisor (its adbd) and the board's sshd SIGKILLed; ``restart`` kills
+    what they left running, and each device answers again at the address the devices file gives."""
+    lab = VirtualLab(lab_root("restart"))
+    try:
+        state = lab.up(["pixel8", "rpi5"])
+        phone, board = state.devices
+        devices_file = lab.devices_file.read_text()
+        known_hosts = lab.known_hosts.read_text()
+        orphan = subprocess.Popen(["sleep", "300"], preexec_fn=DeviceCgroup(phone.cgroup).enter)  # noqa: PLW1509
+        os.kill(phone.pid, signal.SIGKILL)  # an agent the phone ran stays behind in its cgroup
+        sshd = int((Path(board.state_dir) / "ssh" / "sshd.pid").read_text().split()[0])
+        os.kill(sshd, signal.SIGKILL)
+        lab.restart("virtual-pixel8")
+        lab.restart("virtual-rpi5")
+        assert orphan.wait(10) == -signal.SIGKILL
+        restarted = {device.name: device for device in lab.state().devices}
+        assert restarted["virtual-pixel8"].pid != phone.pid and restarted["virtual-pixel8"].port == phone.port
+        assert lab.devices_file.read_text() == devices_file and lab.known_hosts.read_text() == known_hosts
+        assert {row.name: row.connection for row in lab.status()} == {
+            "virtual-pixel8": "device",
+            "virtual-rpi5": "listening",
+        }
+        fleet = lab.fleet()
+        for name in ("virtual-pixel8", "virtual-rpi5"):
+            transport = open_transport(fleet[name])
+            assert transport.run(["echo", "back"], timeout=30, check=True).stdout == "back\n"
+            transport.close()
+        with pytest.raises(LabError, match="no device 'virtual-jetson' in this lab .*virtual-pixel8"):
+            lab.restart("virtual-jetson")
+    finally:
+        lab.down(purge=True)
     shutil.rmtree(lab.root, ignore_errors=True)
 
 

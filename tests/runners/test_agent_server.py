@@ -20,7 +20,7 @@ from onnx import TensorProto, helper
 from harness.errors import CommandTimeout
 from harness.measurement import LatencyProtocol
 from harness.runners import python_agent
-from harness.runners.agent_server import AgentServer, ServerGone
+from harness.runners.agent_server import AgentServer, ServerGone, clean_stale_servers
 from harness.transport.local import LocalTransport
 
 FAST = ["--warmup-iters", "2", "--warmup-s", "0", "--min-iters", "20", "--min-s", "0"]
@@ -186,9 +186,13 @@ def test_a_workdir_with_a_newline_and_spaces_is_served(tmp_path, model):
     waited for a reply that never came (180 s, the run's timeout)."""
     transport = LocalTransport("local")
     workdir = tmp_path / "work\nwith newline\n 123 call-1 and spaces"
-    started = AgentServer.start(transport, sys.executable, str(python_agent.AGENT_FILE), str(workdir), "onnxruntime")
+    started = AgentServer.start(
+        transport, sys.executable, str(python_agent.AGENT_FILE), str(workdir), "onnxruntime"
+    )
     try:
-        served = started.call(argv("run", "--model", str(model), "--runtime", "onnxruntime", *FAST), timeout=60)
+        served = started.call(
+            argv("run", "--model", str(model), "--runtime", "onnxruntime", *FAST), timeout=60
+        )
         assert served.exit_code == 0, served.stderr
         assert json.loads(served.stdout)["kind"] == "run"
     finally:
@@ -203,3 +207,53 @@ def test_a_forged_request_line_is_ignored_and_the_server_keeps_serving(server, t
         control.write(f"{os.getpid()} {outside}\n123 call-456\nnot a request\n")
     assert json.loads(server.call(argv("probe"), timeout=60).stdout)["kind"] == "probe"
     assert not Path(f"{outside}.err").exists()
+
+
+def test_folders_of_warm_agents_that_were_killed_with_their_session_are_removed(tmp_path):
+    """A session killed with its device (or SIGKILLed) cannot remove its warm agent's folder; the
+    next session on the device does, and keeps a running server's and one starting now."""
+    servers = tmp_path / "device" / "servers"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        for name, pid in (("1-aaaa-onnxruntime", dead.pid), ("2-bbbb-onnxruntime", alive.pid)):
+            (servers / name).mkdir(parents=True)
+            (servers / name / "pid").write_text(str(pid))
+            os.mkfifo(servers / name / "control")
+        (servers / "3-cccc-litert").mkdir()  # starting: no pid file yet
+        old = servers / "4-dddd-litert"
+        old.mkdir()  # died before writing its pid, long ago
+        os.utime(old, (time.time() - 300, time.time() - 300))
+        removed = clean_stale_servers(LocalTransport("local"), str(tmp_path / "device"))
+        assert sorted(removed) == ["1-aaaa-onnxruntime", "4-dddd-litert"]
+        assert sorted(p.name for p in servers.iterdir()) == ["2-bbbb-onnxruntime", "3-cccc-litert"]
+        assert clean_stale_servers(LocalTransport("local"), str(tmp_path / "nowhere")) == []
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_new_session_removes_the_folder_a_killed_session_left(tmp_path):
+    from harness.config import load_fleet
+    from harness.session import Lab, RunOptions
+
+    stale = tmp_path / "device" / "servers" / "999-eeee-onnxruntime"
+    stale.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (stale / "pid").write_text(str(dead.pid))
+    devices = tmp_path / "devices.yaml"
+    devices.write_text(f"devices:\n  host:\n    kind: local\n    workdir: {tmp_path / 'device'}\n")
+    options = RunOptions(
+        reports_dir=tmp_path / "r", devices=("host",), health_checks=False, speed_reference=False
+    )
+    lab = Lab(load_fleet(devices, lab_file=tmp_path / "no-lab.yaml"), options)
+    told: list[str] = []
+    lab.notify = told.append
+    try:
+        lab.device("host")
+    finally:
+        lab.close()
+    assert not stale.exists()
+    assert told == ["device 'host': removed 1 warm-agent folder(s) of killed sessions"]

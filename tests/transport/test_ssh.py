@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -11,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import CommandFailed, CommandTimeout, ConnectError, HostKeyError
+from harness.errors import CommandFailed, CommandTimeout, ConnectError, ConnectionLost, HostKeyError
 from harness.transport.ssh import SshTransport
+from tests.fixtures.sshd import start_sshd, stop_sshd
 
 HOSTILE = ["a b", "it's", '"quoted"', "$(touch PWNED)", "x; touch PWNED", "ünïcødé ✓", "`touch PWNED`", "*"]
 
@@ -197,3 +200,50 @@ def test_silent_host_times_out(sshd):
         listener.close()
         for connection, _ in accepted:
             connection.close()
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def test_sshd_killed_mid_command_is_a_lost_connection_not_an_exit_code(tmp_path):
+    """sshd and its sessions SIGKILLed (a crash, a reboot): the command has no exit status. That is
+    a lost connection (retried with --retries), never a result with exit code -1."""
+    server = start_sshd(tmp_path / "sshd")
+    transport = SshTransport(server.device(keepalive_s=30))
+    try:
+        transport.run(["true"], timeout=30, check=True)
+
+        def crash() -> None:
+            time.sleep(1.0)
+            for pid in [server.pid, *_descendants(server.pid)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+        killer = threading.Thread(target=crash)
+        killer.start()
+        with pytest.raises(
+            ConnectionLost, match=r"device 'board': .*closed without an exit status.*sleep 20"
+        ):
+            transport.run(["sleep", "20"], timeout=60)
+        killer.join()
+        with pytest.raises(
+            ConnectionLost, match=r"device 'board': the connection to 127.0.0.1:\d+ closed \(sshd"
+        ):
+            transport.run(["true"], timeout=30)  # the next command: lost too (retried), with the reason
+    finally:
+        transport.close()
+        stop_sshd(server)
