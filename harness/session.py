@@ -854,6 +854,8 @@ def _reference(transport: Transport) -> tuple[SpeedReference | None, str | None]
         return measure_reference(transport), None
     except SpeedReferenceError as exc:
         return None, f"speed reference: not measured ({exc})"
+    except ConnectionLost as exc:  # the first measurement reconnects (--retries); no reason to fail here
+        return None, f"speed reference: not measured (the connection was lost: {exc})"
 
 
 def _ms(samples_ns: tuple[int, ...]) -> tuple[float, ...] | None:

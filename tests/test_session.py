@@ -295,3 +295,18 @@ def test_without_retries_a_connection_lost_in_setup_fails_the_device(sshd, tmp_p
     finally:
         lab.close()
     assert told == []
+
+
+def test_a_connection_lost_while_timing_the_speed_reference_is_a_note_not_a_failure():
+    from harness.errors import ConnectionLost
+    from harness.session import _reference
+
+    class Gone:
+        device = "board"
+
+        def run(self, argv, *, timeout):
+            raise ConnectionLost("board", "the SSH connection closed (sshd killed?)")
+
+    reference, note = _reference(Gone())
+    assert reference is None
+    assert note is not None and note.startswith("speed reference: not measured (the connection was lost: ")
