@@ -227,7 +227,9 @@ def test_unreachable_device_errors_in_setup_naming_it(pytester):
     # one error for the device, in one line without a traceback; its other test is skipped, saying why
     run.assert_outcomes(errors=1, skipped=1)
     output = run.stdout.str()
-    assert output.count("ConnectError: device 'board'") == 2  # the error, and the UNREACHED DEVICE line
+    # the error and the UNREACHED DEVICE line; pytest's -ra summary line repeats it when the
+    # terminal is wide enough not to cut it (CI's is)
+    assert output.count("ConnectError: device 'board'") in (2, 3)
     assert "Traceback" not in output and "harness/transport" not in output
     run.stdout.fnmatch_lines(["UNREACHED DEVICE board: ConnectError: device 'board'*", "*was not reached (see the error of*"])
     # the run measured nothing: reports/latest is not moved to it
@@ -292,7 +294,7 @@ def test_interleaved_rounds_are_merged_and_every_variant_recorded(pytester):
     assert records["face_detection"]["latency_ms"]["median"] > records["silero_vad"]["latency_ms"]["median"]
 
 
-def test_two_runs_in_a_row_compare_as_unchanged_unless_one_was_flagged_and_the_store_has_both(pytester):
+def test_two_runs_in_a_row_are_judged_by_the_run_policy_and_the_store_has_both(pytester):
     from harness.stats import compare
     from harness.store.db import ResultsStore
 
@@ -318,30 +320,23 @@ def test_two_runs_in_a_row_compare_as_unchanged_unless_one_was_flagged_and_the_s
         pytest.approx(expected.ci_low),
         pytest.approx(expected.ci_high),
     )
-    flagged = [r for r in (baseline, record) if (r["throttle"] or {}).get("drifted") or (r["throttle"] or {}).get("throttled")]
-    bimodal = [r for r in (baseline, record) if (r["modes"] or {}).get("bimodal")]
-    before, after = baseline["speed_reference"], record["speed_reference"]
-    moves = (
-        (after["median_ms"] / before["median_ms"], min(after["times_ms"]) / min(before["times_ms"]))
-        if before and after
-        else (1.0, 1.0)
+    # The verdict is the run's policy applied to the two stored records, whatever the host did
+    # between them: two runs seconds apart on a shared CI host once differed by 20% with neither
+    # flagged, which no floor tells from a change. Interleaved rounds are the answer to that
+    # (tests/test_session.py); here the plumbing must say the same as the policy.
+    from harness.compare import VerdictPolicy, compare_runs
+    from harness.record import ResultRecord
+
+    again = compare_runs(
+        ResultRecord.from_json(record), ResultRecord.from_json(baseline), VerdictPolicy(noise_floor=0.08)
     )
-    host_moved = all(m > 1.08 for m in moves) or all(m < 1 - 0.08 for m in moves)
-    host_moved |= any(r and r["median_ms"] / min(r["times_ms"]) > 1.10 for r in (before, after))  # busy
-    if not (flagged or bimodal or host_moved):
-        assert latency["verdict"] == expected.verdict == "unchanged", latency["evidence"]
-    else:
-        # A shared CI host once sped up by 31% within the second run, and another's speed
-        # reference moved +19% between the runs: a change measured across that is no verdict,
-        # and the evidence names the reasons.
-        assert latency["verdict"] in ("unchanged", "inconclusive"), latency["evidence"]
-        for side in flagged:
-            assert "; ".join(side["throttle"]["reasons"]) in latency["evidence"]
-        if latency["verdict"] == "inconclusive":
-            assert any(
-                phrase in latency["evidence"]
-                for phrase in ("throttled", "drifted", "two latency modes", "speed reference moved", "was busy")
-            ), latency["evidence"]
+    assert latency["verdict"] == again.metrics[0].verdict, (latency["evidence"], again.metrics[0].evidence)
+    assert latency["evidence"] == again.metrics[0].evidence
+    if latency["verdict"] in ("regressed", "improved"):  # only past the floor with the whole CI
+        assert min(abs(latency["ci_low"] - 1), abs(latency["ci_high"] - 1)) > 0.08
+    flagged = [r for r in (baseline, record) if (r["throttle"] or {}).get("throttled")]
+    for side in flagged:
+        assert "; ".join(side["throttle"]["reasons"]) in latency["evidence"]
     summary = (pytester.path / "reports" / "second" / "summary.md").read_text()
     assert latency["verdict"] in summary and (pytester.path / "reports" / "second" / "index.html").exists()
     store = ResultsStore(f"sqlite:///{pytester.path / 'reports' / 'results.db'}")

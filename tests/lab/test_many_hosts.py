@@ -189,4 +189,4 @@ def test_two_hosts_share_leases_and_results_and_make_one_merged_report(hosts):
     assert together.run.devices == ("virtual-pixel8",)
     assert {r.run_id for r in together.records} == {r.run.id for r in reports}
     summary = render_markdown(together)
-    assert f"run `{together.run.id}`" in summary and "2 result(s)" in summary
+    assert f"Run `{together.run.id}`" in summary and "2 result(s)" in summary
