@@ -269,6 +269,11 @@ def _explain(source: str, model: str, error: Mapping[str, Any]) -> str:
             return f"{where}: {error['ctx']['error']}"
         case "literal_error":
             return f"{where}: field '{field}': {error['msg']} (got {error.get('input')!r})"
+        case "string_type" if isinstance(error.get("input"), bool):
+            return (
+                f"{where}: field '{field}': {error['msg']} (got {error.get('input')!r}: YAML reads "
+                'yes/no/on/off/true/false as booleans; quote it, e.g. "yes")'
+            )
         case _:
             return f"{where}: field '{field}': {error['msg']} (got {error.get('input')!r})"
 
