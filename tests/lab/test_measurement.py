@@ -92,12 +92,19 @@ def test_a_slower_device_is_measured_with_direction_and_size_and_not_called_a_mo
     # 2.6x, 3.3x on a CI machine).
     assert 1.6 < latency.ratio < 4.0, latency.evidence
     assert latency.ci_low > 1.03
-    # Each record carries the device's speed reference, timed at connect: the board's is slower,
+    # Each record carries the device's speed reference, timed at connect: the board's is slower
+    # (and, on half a core, scattered: a repetition that meets the end of the CFS budget waits),
     # so the comparison cannot blame the model and says why.
     assert base.speed_reference is not None and cand.speed_reference is not None
     assert cand.speed_reference.median_ms > 1.3 * base.speed_reference.median_ms
     assert comparison.verdict == "inconclusive" and latency.verdict == "inconclusive", latency.evidence
-    assert "the device's speed reference moved +" in latency.evidence
+    assert (
+        "the device's speed reference moved +" in latency.evidence
+        or "the candidate run's speed reference scattered" in latency.evidence
+    ), latency.evidence
     reverse = compare_runs(base, cand, VerdictPolicy()).metrics[0]
     assert reverse.ratio < 1 / 1.6 and reverse.verdict == "inconclusive"
-    assert "the device's speed reference moved -" in reverse.evidence
+    assert (
+        "the device's speed reference moved -" in reverse.evidence
+        or "the baseline run's speed reference scattered" in reverse.evidence
+    ), reverse.evidence
