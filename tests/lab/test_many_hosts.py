@@ -182,7 +182,15 @@ def test_two_hosts_share_leases_and_results_and_make_one_merged_report(hosts):
     by_host = {r.run.host: r for r in reports}
     held, waited = by_host["lab-host-a"], by_host["lab-host-b"]
     # the first host measured while it held the device; the second only after it let it go
-    assert held.records[0].finished_at <= released_at <= waited.records[0].finished_at
+    # (timestamps in whole seconds, each truncated on its own clock read: one second of slack)
+    from datetime import datetime, timedelta
+
+    def at(stamp: str) -> datetime:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+    second = timedelta(seconds=1)
+    assert at(held.records[0].finished_at) <= at(released_at) + second
+    assert at(released_at) <= at(waited.records[0].finished_at) + second
     together = merged(reports)
     assert together.run.id == "+".join(r.run.id for r in reports)
     assert set(together.run.host.split(", ")) == {"lab-host-a", "lab-host-b"}  # type: ignore[union-attr]

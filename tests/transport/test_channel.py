@@ -193,7 +193,12 @@ def test_an_agent_that_cannot_start_leaves_the_per_command_path(tmp_path):
     persistent = opener(transport, ["/bin/false"])
     channels = ChannelTransport(transport, persistent)
     assert channels.run(["echo", "still"], timeout=30).stdout == "still\n"
-    assert persistent.given_up is not None and "ended before answering" in persistent.given_up
+    # it ends before answering; on a loaded host the start's timeout may come first: either way
+    # the channel is given up with the reason and the fix, and commands go one by one
+    assert persistent.given_up is not None and (
+        "ended before answering" in persistent.given_up or "did not answer in time" in persistent.given_up
+    ), persistent.given_up
+    assert "could not start" in persistent.given_up
     assert "persistent_channel: false" in persistent.given_up
     channels.close()
 
