@@ -166,21 +166,20 @@ def test_random_documents(tmp_path, document):
     load_within_bounds(tmp_path, yaml.safe_dump(document, allow_unicode=True).encode("utf-8"))
 
 
-@FUZZ
-@given(
-    base=st.sampled_from(REAL_DOCUMENTS),
-    edits=st.lists(
+def edits_of(pieces: list[str]) -> st.SearchStrategy[list[tuple[float, str, str]]]:
+    """Up to 8 edits of a document: where (a fraction of its length), what, and which piece."""
+    return st.lists(
         st.tuples(
             st.floats(0, 1),
             st.sampled_from(["insert", "delete", "replace", "repeat"]),
-            st.sampled_from(PIECES),
+            st.sampled_from(pieces),
         ),
         min_size=1,
         max_size=8,
-    ),
-)
-def test_mutated_real_documents(tmp_path, base, edits):
-    text = base
+    )
+
+
+def mutate(text: str, edits: list[tuple[float, str, str]]) -> bytes:
     for where, action, piece in edits:
         at = int(where * len(text))
         if action == "insert":
@@ -189,10 +188,16 @@ def test_mutated_real_documents(tmp_path, base, edits):
             text = text[:at] + text[at + len(piece) :]
         elif action == "replace":
             text = text[:at] + piece + text[at + len(piece) :]
-        else:  # a slice written again: duplicate keys, devices and anchors
+        else:  # a slice written again: duplicate keys, entries and anchors
             line_start = text.rfind("\n", 0, at) + 1
             text = text[:line_start] + text[line_start:at] * 2 + text[at:]
-    load_within_bounds(tmp_path, text.encode("utf-8", errors="surrogatepass"))
+    return text.encode("utf-8", errors="surrogatepass")
+
+
+@FUZZ
+@given(base=st.sampled_from(REAL_DOCUMENTS), edits=edits_of(PIECES))
+def test_mutated_real_documents(tmp_path, base, edits):
+    load_within_bounds(tmp_path, mutate(base, edits))
 
 
 @FUZZ

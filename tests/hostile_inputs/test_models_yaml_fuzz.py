@@ -18,6 +18,8 @@ from tests.hostile_inputs.test_devices_yaml_fuzz import (
     MEMORY_FIXED,
     MEMORY_PER_INPUT_BYTE,
     PIECES,
+    edits_of,
+    mutate,
     scalars,
     values,
 )
@@ -109,31 +111,9 @@ def test_random_documents(tmp_path, document):
 
 
 @FUZZ
-@given(
-    edits=st.lists(
-        st.tuples(
-            st.floats(0, 1),
-            st.sampled_from(["insert", "delete", "replace", "repeat"]),
-            st.sampled_from(MODEL_PIECES),
-        ),
-        min_size=1,
-        max_size=8,
-    ),
-)
+@given(edits=edits_of(MODEL_PIECES))
 def test_mutated_real_document(tmp_path, edits):
-    text = MODELS_FILE
-    for where, action, piece in edits:
-        at = int(where * len(text))
-        if action == "insert":
-            text = text[:at] + piece + text[at:]
-        elif action == "delete":
-            text = text[:at] + text[at + len(piece) :]
-        elif action == "replace":
-            text = text[:at] + piece + text[at + len(piece) :]
-        else:  # a slice written again: duplicate keys and models
-            line_start = text.rfind("\n", 0, at) + 1
-            text = text[:line_start] + text[line_start:at] * 2 + text[at:]
-    load_within_bounds(tmp_path, text.encode("utf-8", errors="surrogatepass"))
+    load_within_bounds(tmp_path, mutate(MODELS_FILE, edits))
 
 
 @FUZZ
