@@ -10,6 +10,7 @@ import contextlib
 import os
 import posixpath
 import shlex
+import socket
 import stat
 import threading
 import time
@@ -337,6 +338,10 @@ class SshTransport:
         transport = client.get_transport()
         if transport is not None and config.keepalive_s > 0:
             transport.set_keepalive(config.keepalive_s)
+        if transport is not None and isinstance(transport.sock, socket.socket):
+            # small requests and answers go out at once: with Nagle on, a request written while
+            # the previous segment waits for its (delayed, up to 40 ms) ACK waits with it
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return client
 
     def _open_channel(self) -> paramiko.Channel:
