@@ -230,10 +230,33 @@ class ResultsStore:
             if version == 1:
                 _upgrade_from_v1(connection)
             metadata.create_all(connection)
+            self._add_new_columns(connection)
             if connection.execute(select(schema_info.c.version)).first() is None:
                 connection.execute(insert(schema_info).values(version=SCHEMA_VERSION))
             if version == 1:
                 _copy_v1_rows(connection)
+
+    def _add_new_columns(self, connection: Any) -> None:
+        """A field added to the record since the database was created is a new nullable column:
+        added in place (ALTER TABLE ... ADD COLUMN), so the database keeps its runs as baselines.
+        A missing column that must have a value cannot be made up: refused, naming it."""
+        existing = inspect(connection)
+        for table in metadata.sorted_tables:
+            have = {column["name"] for column in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                if not column.nullable:
+                    raise StoreError(
+                        f"results database {self.label}: table {table.name} has no column {column.name}, "
+                        "which every record needs: it was not written by this EdgeLab; give another "
+                        "--results-db (the runs stay in their results.json)"
+                    )
+                kind = column.type.compile(dialect=connection.dialect)
+                guard = "IF NOT EXISTS " if connection.dialect.name == "postgresql" else ""
+                connection.execute(
+                    text(f'ALTER TABLE {table.name} ADD COLUMN {guard}"{column.name}" {kind}')
+                )
 
     @contextlib.contextmanager
     def _begin(self, action: str) -> Iterator[Any]:

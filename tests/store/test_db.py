@@ -193,3 +193,36 @@ def test_a_schema_1_database_is_upgraded_and_its_runs_stay_baselines(tmp_path):
     assert identity == upgraded.identity()
     assert store.latest_run_with(branch="main", identity=identity) == "old"
     store.close()
+
+
+def test_a_field_added_to_the_record_since_the_database_was_made_becomes_a_column(store):
+    """A results.db from before the record had ``cpus`` (schema 2 all along) refused every write
+    with "no column named cpus": the column is added in place and the old rows stay baselines."""
+    from sqlalchemy import text
+
+    store.write_run(run("old"))
+    old = record("old")
+    store.write_record(old)
+    with store.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE measurements DROP COLUMN cpus"))
+    store.close()
+    reopened = ResultsStore(store.url)
+    reopened.write_run(run("new"))
+    new = record("new", median=12.0)
+    reopened.write_record(new)
+    assert [r.latency_ms for r in reopened.records("old")] == [old.latency_ms]
+    assert [(r.latency_ms, r.cpus) for r in reopened.records("new")] == [(new.latency_ms, new.cpus)]
+    ResultsStore(store.url).close()  # opening again adds nothing twice
+
+
+def test_a_missing_column_every_record_needs_is_refused_by_name(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "results.db"
+    ResultsStore(f"sqlite:///{path}").close()
+    connection = sqlite3.connect(path)
+    connection.execute("ALTER TABLE measurements DROP COLUMN device_kind")
+    connection.commit()
+    connection.close()
+    with pytest.raises(StoreError, match=r"table measurements has no column device_kind, .*another --results-db"):
+        ResultsStore(f"sqlite:///{path}")
