@@ -770,6 +770,9 @@ class NativeRunner:
             thermal, battery = sampled.thermal_trace(origin), sampled.battery
         if thermal is not None and not thermal.zones and not thermal.policies:
             thermal = None
+        status = results.status_samples(output, origin)
+        if thermal is not None and status:
+            thermal = dataclasses.replace(thermal, status_kind="android", status=status)
         if thermal is None:
             return (
                 None,

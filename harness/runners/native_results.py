@@ -243,6 +243,23 @@ def environment(output: ScriptOutput, virtual: bool) -> dict[str, object]:
     }
 
 
+def status_samples(output: ScriptOutput, origin_ns: int) -> tuple[tuple[float, int], ...]:
+    """Android's thermal status as the script read it while the tool ran: (seconds from
+    ``origin_ns`` on the boot clock, status 0-6); lines without a status (dumpsys refused, no
+    thermal HAL) are left out."""
+    found = []
+    for line in (output.section("status.txt") or "").split("\n"):
+        fields = line.split()
+        if len(fields) != 2 or not fields[1].isdigit():
+            continue
+        try:
+            at_ns = round(float(fields[0]) * 1e9)
+        except ValueError:
+            continue
+        found.append(((at_ns - origin_ns) / 1e9, int(fields[1])))
+    return tuple(found)
+
+
 def status_reason(output: ScriptOutput) -> str | None:
     """Android's thermal status rose during the run (dumpsys thermalservice before and after)."""
     before = thermal_status(output.section("thermal-before.txt"))
@@ -263,7 +280,7 @@ def verdict(
     notes: tuple[str, ...] = ()
     if thermal is None:
         notes = ("throttling: not judged (no thermal trace); latency drift judged from the samples",)
-    else:
+    elif not thermal.status:  # no status read during the run: the one before and the one after
         status = status_reason(output)
         if status is not None:
             judged = dataclasses.replace(judged, throttled=True, reasons=(*judged.reasons, status))

@@ -2,8 +2,9 @@
 reader of what it prints: one device command per measurement, no Python on the device.
 
 It takes the TraceConfig on stdin, starts Perfetto (or the sysfs sampler), sleeps the idle
-window, runs the tool once (``once``) or once per sample (``samples``), snapshots the tool's
-memory with ``dumpsys meminfo`` while it runs, stops the recording and prints every file it
+window, runs the tool once (``once``) or once per sample (``samples``), reads Android's thermal
+status every ``status_period_s`` and snapshots the tool's memory with ``dumpsys meminfo`` while
+it runs, stops the recording and prints every file it
 produced between marker lines. Limits: uptime marks have /proc/uptime's 10 ms steps; printed
 files are cut at SECTION_MAX_BYTES.
 """
@@ -23,13 +24,16 @@ Mode = Literal["once", "samples"]
 Tracing = Literal["perfetto", "sysfs", "none"]
 
 # Positional arguments: token, run dir, mode, idle s, tracing, trace path, sampler period,
-# pss (1/0), tflite sections (1/0), samples, then "links" pairs (file, path in the run dir: a hard
-# link, else a copy; a tool resolves its data beside the path it was given, not a symlink's target),
+# pss (1/0), tflite sections (1/0), Android thermal status period, samples, then "links" pairs
+# (file, path in the run dir: a hard link, else a copy; a tool resolves its data beside the path it
+# was given, not a symlink's target),
 # then per-sample inputs as triples (sample-major file, bytes per sample, file the tool reads),
 # then "--" and the tool's argv. Every line the script prints itself starts with the token.
 _BODY = r"""
 t=$1 d=$2 mode=$3 idle=$4 tracing=$5 trace=$6 period=$7 pss=$8 sections=$9
 shift 9
+status_s=$1
+shift
 samples=$1 n=$2
 shift 2
 mkdir -p "$d" || { echo "$t failed mkdir $d"; exit 0; }
@@ -86,6 +90,19 @@ mark idle-start
 [ "$idle" = 0 ] || sleep "$idle"
 mark idle-end
 cpustat idle-end
+spid2=
+if [ -n "$android" ]; then
+  (
+    while :; do
+      read -r up rest < /proc/uptime
+      v=$(dumpsys thermalservice 2> /dev/null |
+        sed -n 's/^[[:space:]]*Thermal Status:[[:space:]]*\([0-9][0-9]*\).*/\1/p')
+      echo "$up ${v%%[!0-9]*}"
+      sleep "$status_s"
+    done
+  ) > "$d/status.txt" 2> /dev/null < /dev/null &
+  spid2=$!
+fi
 rc=0
 if [ "$mode" = once ]; then
   mark tool-start
@@ -139,9 +156,10 @@ if [ "$tracing" = perfetto ]; then
 elif [ "$tracing" = sysfs ]; then
   kill "$spid" 2> /dev/null
 fi
+[ -n "$spid2" ] && kill "$spid2" 2> /dev/null
 [ -n "$android" ] && dumpsys thermalservice > "$d/thermal-after.txt" 2>&1
 echo "$t rc $rc"
-for f in tool.out tool.err result.csv sysfs.txt power.txt thermal-before.txt thermal-after.txt; do
+for f in tool.out tool.err result.csv sysfs.txt status.txt power.txt thermal-before.txt thermal-after.txt; do
   [ -f "$d/$f" ] && section "$f" "$d/$f"
 done
 for f in "$d"/meminfo.*; do [ -f "$f" ] && section "${f##*/}" "$f"; done
@@ -169,6 +187,7 @@ class ScriptArgs:
     tflite_sections: bool
     tool_argv: tuple[str, ...]
     samples: int = 0
+    status_period_s: float = 1.0  # Android's thermal status (dumpsys thermalservice) while the tool runs
     links: tuple[tuple[str, str], ...] = ()  # (target, path relative to the run dir)
     inputs: tuple[tuple[str, int, str], ...] = ()  # (sample-major file, bytes per sample, tool's file)
 
@@ -185,6 +204,7 @@ class ScriptArgs:
             f"{self.period_s:g}",
             "1" if self.pss else "0",
             "1" if self.tflite_sections else "0",
+            f"{self.status_period_s:g}",
             str(self.samples),
             str(len(self.links)),
         ]

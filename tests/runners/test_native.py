@@ -15,6 +15,8 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +32,11 @@ from harness.probes.parsers.benchmark_tools import (
     parse_ort_perf_test,
     parse_tflite_benchmark,
 )
+from harness.probes.thermal import ThermalTrace
+from harness.runners import native_results as results
 from harness.runners.base import RunRequest
 from harness.runners.native import NativeRunner, parse_native_probe
-from harness.runners.native_results import ort_report, tflite_report
+from harness.runners.native_results import Timing, ort_report, tflite_report
 from harness.runners.native_script import ScriptArgs, parse_script_output, run_script
 from harness.runners.tensor_files import TensorFileError, TensorSpec, load_batch, split_outputs
 from harness.session import Lab, RunOptions
@@ -46,6 +50,8 @@ ORT_CAPTURE = "ort_perf_test/spacemit_k1_yolov8n_int8.txt"
 
 
 # -- the tools' own summaries --------------------------------------------------------------------
+
+MS = 1_000_000
 
 
 def test_tflite_capture_maps_with_stated_stand_ins():
@@ -131,7 +137,9 @@ def test_script_output_is_read_by_its_token_only():
     assert output.marks == {"idle-start": 1_234_500_000_000, "tool-end": 1_240_010_000_000}
     assert (output.pid, output.exit_code, output.done) == (4242, 0, True)
     assert output.governors == {"policy0": "schedutil"} and output.battery == (81, "Discharging")
-    assert output.section("tool.out") == f"INFO: count=3 curr=7\n{token} mark not-a-mark-inside-a-section 1.0\n"
+    assert (
+        output.section("tool.out") == f"INFO: count=3 curr=7\n{token} mark not-a-mark-inside-a-section 1.0\n"
+    )
     assert output.idle_busy_pct() == pytest.approx(100 * 20 / 100)  # 20 busy jiffies of 100
     with pytest.raises(ParseError, match="printed none of its lines"):
         parse_script_output("sh: edgelab-native-run.sh: not found\n", token)
@@ -176,6 +184,55 @@ def test_script_arguments_round_trip_through_a_real_sh(tmp_path):
         "sample-1",
         "sample-2",
     ]
+
+
+def test_android_thermal_status_is_read_while_the_tool_runs_in_the_phones_shell(tmp_path):
+    """The status loop under mksh (Android's /system/bin/sh), with a dumpsys whose status rises by
+    one per call (the real tool's "Thermal Status: N" line): read during the run, not only around it."""
+    shell = shutil.which("mksh")
+    if shell is None:
+        pytest.skip("mksh is not installed (apt-get install -y mksh)")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    count = tmp_path / "calls"
+    (bin_dir / "dumpsys").write_text(
+        "#!/bin/sh\n"
+        f"n=$(cat {count} 2>/dev/null || echo 0); echo $((n + 1)) > {count}\n"
+        'echo "IsStatusOverride: false"; echo "  Thermal Status: $((n / 2))"; echo "HAL Ready: true"\n'
+    )
+    (bin_dir / "dumpsys").chmod(0o755)
+    script = tmp_path / "run.sh"
+    script.write_text(run_script())
+    run_dir = tmp_path / "run"
+    args = ScriptArgs(
+        "tok9",
+        str(run_dir),
+        "once",
+        0.0,
+        "none",
+        None,
+        0.25,
+        False,
+        False,
+        ("sleep", "1.5"),
+        status_period_s=0.1,
+    )
+    argv = [shell, *args.argv(str(script))[1:]]
+    environment = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run(argv, input=b"", capture_output=True, timeout=60, env=environment, check=True)
+    output = parse_script_output(done.stdout.decode(), "tok9")
+    origin = output.marks["tool-start"]
+    status = results.status_samples(output, origin)
+    assert len(status) >= 3, output.section("status.txt")  # 1.5 s at 0.1 s, each dumpsys a fork or two
+    assert [value for _, value in status] == sorted(value for _, value in status)  # the rising status
+    assert status[-1][1] >= 1 and all(-1.0 < at < 3.0 for at, _ in status)
+    trace = ThermalTrace(period_s=0.25, zones=(), policies=(), cpuinfo_max_khz=(), samples=())
+    timing = Timing((), (), summarize_latency([MS] * 3), (origin, output.marks["tool-end"]))
+    judged, _ = results.verdict(
+        dataclasses.replace(trace, status_kind="android", status=status), timing, output
+    )
+    assert judged is not None and judged.throttled is True
+    assert judged.reasons[-1].startswith("thermal status: ") and " at " in judged.reasons[-1]
 
 
 # -- model inputs and outputs as files -----------------------------------------------------------
