@@ -1,6 +1,8 @@
 """Real data available offline, with exact labels, and the user's own data.
 
 - photos: scikit-image's bundled images (astronaut, coffee, chelsea, rocket, camera, page, text);
+- faces: scikit-image's bundled LFW subset (100 face crops from Labeled Faces in the Wild, 100
+  crops of other things; 25 x 25 grey), labels from the dataset's own order;
 - text lines: words rendered with a real TrueType font (Pillow's bundled FreeType font), labels
   exact by construction; pages of such lines with their text mask for detection;
 - speech: sentences spoken by ``espeak-ng`` at 16 kHz between silences, labels per 512-sample
@@ -56,6 +58,29 @@ def photos() -> list[tuple[str, np.ndarray]]:
             image = np.stack([image] * 3, axis=-1)
         found.append((name, image[..., :3].astype(np.uint8)))
     return found
+
+
+LFW_FACES = 100  # lfw_subset(): the first 100 crops are faces, the other 100 are not
+
+
+def faces(count: int, part: int, seed: int = 0) -> list[tuple[bool, np.ndarray]]:
+    """``count`` (face?, 25 x 25 uint8 grey crop) pairs, half faces, drawn by ``seed`` from one half
+    of each class: ``part`` 0 or 1, so an evaluation (0) and a calibration (1) never share a crop."""
+    try:
+        from skimage import data
+    except ModuleNotFoundError:
+        raise DatasetError("faces need scikit-image: pip install scikit-image") from None
+    crops = (np.asarray(data.lfw_subset()) * 255).round().astype(np.uint8)
+    half = LFW_FACES // 2
+    if count > 2 * half or part not in (0, 1):
+        raise DatasetError(f"faces: at most {2 * half} crops per part (0 or 1), asked {count} of part {part}")
+    rng = np.random.default_rng(seed)
+    chosen: list[tuple[bool, np.ndarray]] = []
+    for is_face, start in ((True, 0), (False, LFW_FACES)):
+        pool = start + part * half + rng.permutation(half)[: (count + (not is_face)) // 2]
+        chosen += [(is_face, crops[int(i)]) for i in pool]
+    order = rng.permutation(len(chosen))  # faces and others mixed
+    return [chosen[int(i)] for i in order]
 
 
 def _font(size: int) -> Any:

@@ -11,6 +11,7 @@ slice, and against the host's fp32 reference outputs for the same inputs.
 | ppocr_det | text detection on rendered pages | IoU of text map and text boxes | IoU with fp32 |
 | ppocr_cls | text orientation (0 / 180 degrees) | top-1 accuracy | same class |
 | silero_vad | voice activity in espeak-ng speech | F1 (precision, recall) | same decision |
+| face_detection | face or not, LFW crops (scikit-image) | accuracy (recall, false alarms) | same decision |
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class Task:
     metric = ""
     kind = "image"
     default_corruptions: tuple[str, ...] = ()
-    lower_is_better: frozenset[str] = frozenset({"cer"})
+    lower_is_better: frozenset[str] = frozenset({"cer", "false_positive_rate"})
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -166,10 +167,10 @@ def _fit_line(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return canvas.transpose(2, 0, 1)
 
 
-def _minus_one_to_one() -> dict[str, np.ndarray]:
+def _minus_one_to_one(name: str = "x") -> dict[str, np.ndarray]:
     return {
-        "x" + AFFINE_SCALE: np.array(2 / 255, np.float32),
-        "x" + AFFINE_OFFSET: np.array(-1.0, np.float32),
+        name + AFFINE_SCALE: np.array(2 / 255, np.float32),
+        name + AFFINE_OFFSET: np.array(-1.0, np.float32),
     }
 
 
@@ -408,11 +409,94 @@ class VoiceActivity(Task):
         return float(np.mean(self._speech(outputs) == self._speech(reference)))
 
 
+# -- face detection ---------------------------------------------------------------------------------
+
+FACE_CANVAS, FACE_SIZE = 128, 64  # the model's input; a crop scaled to half of it, centred on grey
+FACE_THRESHOLD = 0.5  # MediaPipe's default min_detection_confidence
+
+
+class FaceDetection(Task):
+    """Is there a face? MediaPipe's short-range face detector on LFW crops (faces) and the subset's
+    other crops (not faces): the best anchor's score against MediaPipe's default threshold."""
+
+    name = "face_detection"
+    metric = "accuracy"
+    default_corruptions = ("gaussian_noise", "motion_blur", "low_light", "jpeg", "contrast")
+    crops = 24
+
+    def _samples(self, count: int, part: int, seed: int) -> tuple[list[bool], list[np.ndarray]]:
+        from PIL import Image
+
+        labels, images = [], []
+        for is_face, crop in sources.faces(count, part, seed):
+            scaled = np.asarray(
+                Image.fromarray(crop).resize((FACE_SIZE, FACE_SIZE), Image.Resampling.BILINEAR)
+            )
+            canvas = np.full((FACE_CANVAS, FACE_CANVAS), 128, np.uint8)
+            start = (FACE_CANVAS - FACE_SIZE) // 2
+            canvas[start : start + FACE_SIZE, start : start + FACE_SIZE] = scaled
+            labels.append(is_face)
+            images.append(np.repeat(canvas[..., None], 3, axis=2))
+        return labels, images
+
+    def _evalset(
+        self,
+        labels: list[bool],
+        images: list[np.ndarray],
+        corruptions: Sequence[str],
+        severities: Sequence[int],
+        seed: int,
+    ) -> EvalSet:
+        names, slice_labels, stacked = [], [], []
+        for name, index, image in _slices(images, corruptions, severities, seed):
+            names.append(name)
+            slice_labels.append(labels[index])
+            stacked.append(image[None])  # NHWC, as the model takes it
+        inputs = {"input": np.stack(stacked), **_minus_one_to_one("input")}
+        return EvalSet(self.spec.name, self.name, inputs, names, slice_labels)
+
+    def build(self, corruptions: Sequence[str], severities: Sequence[int], seed: int) -> EvalSet:
+        self._check(corruptions)
+        labels, images = self._samples(self.crops, 0, seed)
+        return self._evalset(labels, images, corruptions, severities, seed)
+
+    def calibration_set(self, seed: int) -> EvalSet:
+        labels, images = self._samples(self.crops * 2, 1, seed)  # the other half of the crops
+        return self._evalset(labels, images, [], (), seed)
+
+    @staticmethod
+    def _faces(outputs: dict[str, np.ndarray]) -> np.ndarray:
+        logits = outputs.get("classificators")
+        if logits is None:  # one score per anchor: the output with one value per anchor
+            logits = min(outputs.values(), key=lambda values: np.asarray(values).shape[-1])
+        logits = np.asarray(logits, dtype=np.float64)
+        best = logits.reshape(logits.shape[0], -1).max(axis=1)
+        return np.asarray(1 / (1 + np.exp(-best)) >= FACE_THRESHOLD)
+
+    def score(
+        self,
+        outputs: dict[str, np.ndarray],
+        labels: list[Any],
+        reference: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, float]:
+        found, truth = self._faces(outputs), np.asarray(labels, dtype=bool)
+        faces, others = int(truth.sum()), int((~truth).sum())
+        return {
+            "accuracy": float(np.mean(found == truth)),
+            "recall": float(np.sum(found & truth) / faces) if faces else 1.0,
+            "false_positive_rate": float(np.sum(found & ~truth) / others) if others else 0.0,
+        }
+
+    def agreement(self, outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> float:
+        return float(np.mean(self._faces(outputs) == self._faces(reference)))
+
+
 TASKS: dict[str, type[Task]] = {
     "ppocr_rec": OcrRecognition,
     "ppocr_cls": TextOrientation,
     "ppocr_det": TextDetection,
     "silero_vad": VoiceActivity,
+    "face_detection": FaceDetection,
 }
 
 

@@ -254,9 +254,7 @@ class ResultsStore:
                     )
                 kind = column.type.compile(dialect=connection.dialect)
                 guard = "IF NOT EXISTS " if connection.dialect.name == "postgresql" else ""
-                connection.execute(
-                    text(f'ALTER TABLE {table.name} ADD COLUMN {guard}"{column.name}" {kind}')
-                )
+                connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN {guard}"{column.name}" {kind}'))
 
     @contextlib.contextmanager
     def _begin(self, action: str) -> Iterator[Any]:

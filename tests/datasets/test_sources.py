@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from harness.datasets import sources
 from harness.datasets.sources import photos, speech, text_lines, text_pages
 
 
@@ -45,3 +46,15 @@ def test_speech_has_labels_per_chunk():
     assert 0.2 < clip.labels.mean() < 0.8  # speech and silence both present
     energy = np.sqrt((clip.audio.reshape(-1, 512) ** 2).mean(axis=1))
     assert energy[clip.labels].mean() > 5 * energy[~clip.labels].mean()
+
+
+def test_faces_are_half_faces_and_evaluation_never_shares_a_crop_with_calibration():
+    evaluation = sources.faces(24, part=0, seed=3)
+    calibration = sources.faces(100, part=1, seed=3)
+    assert sum(is_face for is_face, _ in evaluation) == 12 and len(calibration) == 100
+    assert evaluation[0][1].shape == (25, 25) and evaluation[0][1].dtype == np.uint8
+    seen = {crop.tobytes() for _, crop in calibration}
+    assert not any(crop.tobytes() in seen for _, crop in evaluation)
+    assert [c.tobytes() for _, c in sources.faces(24, 0, 3)] == [c.tobytes() for _, c in evaluation]
+    with pytest.raises(sources.DatasetError, match="at most 100 crops per part"):
+        sources.faces(101, part=0)

@@ -9,6 +9,7 @@ from harness.accuracy import score, split
 from harness.datasets.tasks import (
     CLEAN,
     EvalSet,
+    FaceDetection,
     OcrRecognition,
     TaskError,
     TextDetection,
@@ -67,6 +68,39 @@ def test_orientation_detection_and_vad_metrics():
     assert (metrics["precision"], metrics["recall"], metrics["f1"]) == pytest.approx((2 / 3, 2 / 3, 2 / 3))
 
 
+def test_face_detection_decides_on_the_best_anchor_at_mediapipe_threshold():
+    task = task_for("face_detection")
+    assert isinstance(task, FaceDetection)
+    logits = np.full((4, 896, 1), -8.0, np.float32)
+    logits[0, 17, 0] = 3.0  # one anchor sure of a face
+    logits[1, 5, 0] = 0.1  # sigmoid 0.525: a face at MediaPipe's 0.5
+    logits[3, 900 % 896, 0] = 2.0  # a face where there is none
+    boxes = np.zeros((4, 896, 16), np.float32)
+    metrics = task.score({"regressors": boxes, "classificators": logits}, [True, True, True, False])
+    assert metrics == pytest.approx({"accuracy": 0.5, "recall": 2 / 3, "false_positive_rate": 1.0})
+    flipped = np.full_like(logits, -8.0)
+    flipped[2, 0, 0] = 5.0  # every decision the other way round
+    assert task.agreement({"classificators": logits}, {"classificators": flipped}) == 0.0
+    assert task.agreement({"classificators": logits}, {"classificators": logits}) == 1.0
+    assert "false_positive_rate" in task.lower_is_better
+
+
+def test_face_evaluation_runs_the_real_detector_on_real_faces():
+    from harness.accuracy import host_runner
+
+    task = task_for("face_detection")
+    evalset = task.build(["low_light"], (5,), seed=0)
+    assert evalset.inputs["input"].shape == (task.crops * 2, 1, 128, 128, 3)
+    assert sum(evalset.labels[: task.crops]) == task.crops // 2  # half faces
+    run = host_runner(zoo.fetch(zoo.get("face_detection")), "tflite")
+    outputs = [run(evalset.float_inputs(i)) for i in range(evalset.size)]
+    stacked = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+    report = score(task, evalset, stacked, None, "fp16", fp32_missing="shipped in fp16")
+    # MediaPipe's short-range detector finds LFW faces and rejects the subset's other crops
+    assert report.value() >= 0.85 and report.slices[CLEAN].metrics["recall"] >= 0.9
+    assert report.max_drop_vs_fp32() is None and report.record().fp32_missing == "shipped in fp16"
+
+
 def test_evalset_matches_the_model_inputs_and_slices():
     task = task_for("ppocr_cls")
     evalset = task.build(["gaussian_noise", "jpeg"], (1, 5), seed=0)
@@ -84,8 +118,8 @@ def test_evalset_matches_the_model_inputs_and_slices():
 def test_wrong_corruptions_and_unknown_models_are_clear_errors():
     with pytest.raises(TaskError, match=r"do not apply to image \(use: gaussian_noise"):
         task_for("ppocr_rec").build(["reverb"], (1,), 0)
-    with pytest.raises(TaskError, match="no evaluation task for 'face_detection'"):
-        task_for("face_detection")
+    with pytest.raises(TaskError, match="no evaluation task for 'hand_landmark'"):
+        task_for("hand_landmark")
 
 
 def test_accuracy_report_drop_and_worst_slice():

@@ -224,5 +224,7 @@ def test_a_missing_column_every_record_needs_is_refused_by_name(tmp_path):
     connection.execute("ALTER TABLE measurements DROP COLUMN device_kind")
     connection.commit()
     connection.close()
-    with pytest.raises(StoreError, match=r"table measurements has no column device_kind, .*another --results-db"):
+    with pytest.raises(
+        StoreError, match=r"table measurements has no column device_kind, .*another --results-db"
+    ):
         ResultsStore(f"sqlite:///{path}")
