@@ -112,8 +112,8 @@ def test_a_model_without_a_dataset_has_no_evaluation_and_says_how_to_add_one(pro
     with pytest.raises(NoEvaluation, match=r"model 'okay_nabu' has no dataset to evaluate on: declare the file .*"
                        r"okay_nabu\.tflite in models\.yaml with dataset: \{path, format\} and metric:"):
         catalog.evaluation(variant, project / "cache")
-    with pytest.raises(NoEvaluation, match="no evaluation task for 'face_detection'"):
-        catalog.evaluation(catalog.variants("face_detection")[0], project / "cache")
+    with pytest.raises(NoEvaluation, match="no evaluation task for 'hand_landmark'"):
+        catalog.evaluation(catalog.variants("hand_landmark")[0], project / "cache")
     fp32, why = catalog.fp32_variant(variant)
     assert fp32 is None and why.startswith("okay_nabu ships int8 tflite and has no fp32 variant")
     (classifier_fp32, _) = catalog.fp32_variant(catalog.variants("models/classifier.onnx")[2])
