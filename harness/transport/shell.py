@@ -2,9 +2,11 @@
 
 One ``sh`` stays open over one stream (an adb shell v2 stream, an SSH channel) and runs each
 command in a subshell, framed by a per-session random marker with its exit code and its stderr,
-so a command costs one round trip instead of a new adb shell. Limits: no heartbeat (a silent link
-is noticed by the command's timeout, after which the shell is reopened), no stdin for commands
-(those take the device's own transport), and one command at a time per shell.
+so a command costs one round trip instead of a new adb shell. While a command runs, a subshell
+prints a heartbeat line every HEARTBEAT_S (its output goes to a file, printed after it ends): a
+device that falls silent for LOST_AFTER_S is a lost connection (the shell is reopened next time),
+not a wait until the command's timeout. Limits: no stdin for commands (those take the device's own
+transport), and one command at a time per shell.
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness.errors import CommandFailed, CommandTimeout, TransportError
+from harness.errors import CommandFailed, CommandTimeout, ConnectionLost, TransportError
 from harness.transport.base import CommandResult, Stream, Transport, WrappedTransport
 
-# $M: the marker. The command's stdout, then "\n$M <exit code>\n", then its stderr, then "\n$M\n".
+HEARTBEAT_S = 0.5
+LOST_AFTER_S = 2.0
+
+# $M: the marker. "$M .\n" heartbeats while the command runs, then its stdout, then
+# "\n$M <exit code>\n", then its stderr, then "\n$M\n". The heartbeat subshell is waited for
+# after its kill, so no beat lands inside the output.
 _FRAME = (
-    '( {cd}{command} ) </dev/null 2>"$E"; r=$?; printf \'\\n%s %s\\n\' "$M" "$r"; '
-    'cat "$E" 2>/dev/null; printf \'\\n%s\\n\' "$M"\n'
+    "( while :; do sleep {beat}; printf '%s .\\n' \"$M\"; done ) </dev/null & h=$!; "
+    '( {cd}{command} ) </dev/null >"$O" 2>"$E"; r=$?; kill "$h" 2>/dev/null; wait "$h" 2>/dev/null; '
+    'cat "$O" 2>/dev/null; printf \'\\n%s %s\\n\' "$M" "$r"; cat "$E" 2>/dev/null; printf \'\\n%s\\n\' "$M"\n'
 )
 
 
@@ -42,8 +50,11 @@ class PersistentShell:
         if self._stream is None:
             marker = f"EDGELAB-{secrets.token_hex(8)}"
             stream = self._transport.open_stream([self._shell])
-            errors = f"{self._tmpdir}/.edgelab-shell-{marker}.err"
-            stream.send(f"M={marker}; E={shlex.quote(errors)}; trap 'rm -f \"$E\"' EXIT\n".encode())
+            files = f"{self._tmpdir}/.edgelab-shell-{marker}"
+            stream.send(
+                f"M={marker}; O={shlex.quote(files + '.out')}; E={shlex.quote(files + '.err')}; "
+                'trap \'rm -f "$O" "$E"\' EXIT\n'.encode()
+            )
             self._stream, self._marker = stream, marker.encode()
         return self._stream
 
@@ -55,18 +66,30 @@ class PersistentShell:
         with self._lock:
             stream = self._open()
             cd = f"cd {shlex.quote(cwd)} && " if cwd else ""
-            stream.send(_FRAME.format(cd=cd, command=shlex.join(args)).encode("utf-8"))
+            stream.send(_FRAME.format(beat=HEARTBEAT_S, cd=cd, command=shlex.join(args)).encode("utf-8"))
             output = bytearray()
             end = b"\n" + self._marker + b"\n"
             deadline = started + timeout
+            heard = time.monotonic()
             try:
                 while not output.endswith(end):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                    now = time.monotonic()
+                    if now >= deadline:
                         raise TimeoutError
-                    data = stream.recv(remaining)
+                    if now - heard > LOST_AFTER_S:
+                        self._drop()
+                        raise ConnectionLost(
+                            self._transport.device,
+                            f"no heartbeat from the device shell for {now - heard:.1f} s during "
+                            f"{shlex.join(args)} (the link, adbd or the device is gone)",
+                        )
+                    try:
+                        data = stream.recv(min(deadline - now, LOST_AFTER_S - (now - heard) + 0.05))
+                    except TimeoutError:
+                        continue
                     if not data:
                         raise OSError("the device closed the shell")
+                    heard = time.monotonic()
                     output.extend(data)
             except TimeoutError:
                 self._drop()
@@ -79,6 +102,9 @@ class PersistentShell:
         return self._parse(args, bytes(output), started)
 
     def _parse(self, args: tuple[str, ...], output: bytes, started: float) -> CommandResult:
+        beat = self._marker + b" .\n"
+        while output.startswith(beat):
+            output = output[len(beat) :]
         head, found, rest = output.partition(b"\n" + self._marker + b" ")
         code_text, _, stderr = rest.partition(b"\n")
         stderr = stderr[: -len(b"\n" + self._marker + b"\n")]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
+import threading
 from pathlib import Path
 
 import pytest
 
-from harness.errors import CommandFailed, CommandTimeout
+from harness.errors import CommandFailed, CommandTimeout, ConnectionLost
 from harness.transport.local import LocalTransport
-from harness.transport.shell import persistent_shell
+from harness.transport.shell import LOST_AFTER_S, persistent_shell
 
 HOSTILE = ["a b", "it's", '"quoted"', "$(touch PWNED)", "x; touch PWNED", "ünïcødé ✓", "line\nbreak", "*", ""]
 SHELLS = ["sh", *(["mksh"] if shutil.which("mksh") else [])]
@@ -56,3 +60,30 @@ def test_input_goes_the_device_transport_s_way_and_empty_input_stays_in_the_shel
     kept = shell.run(session, timeout=30).stdout
     assert shell.run(session, timeout=30, stdin=b"").stdout == kept  # the native runner's script call
     assert shell.run(session, timeout=30, stdin=b"x").stdout != kept
+
+
+def test_a_command_longer_than_the_silence_limit_is_kept_alive_by_the_heartbeat(shell):
+    result = shell.run(["sh", "-c", f"sleep {LOST_AFTER_S + 1}; echo done"], timeout=60)
+    assert (result.exit_code, result.stdout) == (0, "done\n")  # no heartbeat line in the output
+    assert shell.run(["printf", "%s .\\n", "x"], timeout=30).stdout == "x .\n"
+
+
+def test_a_device_that_falls_silent_is_a_lost_connection_before_the_commands_timeout(tmp_path):
+    """Every process of the device's shell stopped (a hung device, a cut link that sends nothing):
+    the heartbeat is missed, so the command is lost within LOST_AFTER_S, not after its 600 s."""
+    transport = persistent_shell(LocalTransport("phone"), tmpdir=str(tmp_path))
+    pidfile = tmp_path / "pid"
+    try:
+        transport.run(["sh", "-c", f"echo $PPID > {pidfile}"], timeout=30)  # the command's subshell
+        group = os.getpgid(int(pidfile.read_text()))
+        stopper = threading.Timer(0.5, os.killpg, (group, signal.SIGSTOP))
+        stopper.start()
+        with pytest.raises(ConnectionLost, match=r"no heartbeat from the device shell for 2\.\d s during sleep 30"):
+            transport.run(["sleep", "30"], timeout=600)
+        stopper.join()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGCONT)
+        transport.close()
+    assert transport.run(["echo", "reopened"], timeout=30).stdout == "reopened\n"
+    transport.close()
