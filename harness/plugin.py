@@ -464,9 +464,14 @@ def _options(config: pytest.Config, fleet: Fleet) -> tuple[RunOptions, Selection
     return options, Selection(devices, runtimes, precisions)
 
 
-@pytest.hookimpl(optionalhook=True)
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """``-n auto``: one worker per selected device (runs before configure: select here)."""
+    """``-n auto``: one worker per selected device (runs before configure: select here). First of
+    the hook's answers: xdist's own (the CPU count) would otherwise win whenever pytest registers
+    xdist after this plugin, and 8 devices ran two at a time on a 2-core host.
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
     try:
         return max(1, len(_fleet(config).select(config.option.device)))
     except EdgeLabError:

@@ -71,7 +71,9 @@ def test_end_to_end_writes_results_and_junit_properties(pytester):
         record["latency_ms"]["median"], rel=1e-3
     )
     assert properties["edgelab.variant"] == "silero_vad-onnxruntime-fp32"
-    assert float(properties["edgelab.peak_rss_mb"]) == pytest.approx(record["memory"]["peak_rss_mb"], abs=0.05)
+    assert float(properties["edgelab.peak_rss_mb"]) == pytest.approx(
+        record["memory"]["peak_rss_mb"], abs=0.05
+    )
     # not measured on the host: said so, never left out or 0
     assert properties["edgelab.energy_mj_per_inference"] == "not measured"
     assert properties["edgelab.pss_mb"] == (
@@ -231,7 +233,9 @@ def test_unreachable_device_errors_in_setup_naming_it(pytester):
     # terminal is wide enough not to cut it (CI's is)
     assert output.count("ConnectError: device 'board'") in (2, 3)
     assert "Traceback" not in output and "harness/transport" not in output
-    run.stdout.fnmatch_lines(["UNREACHED DEVICE board: ConnectError: device 'board'*", "*was not reached (see the error of*"])
+    run.stdout.fnmatch_lines(
+        ["UNREACHED DEVICE board: ConnectError: device 'board'*", "*was not reached (see the error of*"]
+    )
     # the run measured nothing: reports/latest is not moved to it
     assert not (pytester.path / "reports" / "latest").exists()
     (folder,) = [p for p in (pytester.path / "reports").iterdir() if p.is_dir()]
@@ -354,7 +358,9 @@ def test_fail_on_regression_fails_the_test_with_the_evidence(pytester):
     fast["speed_reference"] = None  # the fabricated baseline says nothing of the host's speed then
     fast["modes"] = None  # nor of its latency modes
     base.write_text(json.dumps(document))
-    run = pytester.runpytest(*FAST, "--min-iters=60", "--run-id=cand", f"--baseline={base}", "--fail-on-regression")
+    run = pytester.runpytest(
+        *FAST, "--min-iters=60", "--run-id=cand", f"--baseline={base}", "--fail-on-regression"
+    )
     run.assert_outcomes(failed=1)
     run.stdout.fnmatch_lines(["*EdgeLab regression vs base: median * ms (+*%, 99% CI*Mann-Whitney*"])
     (record,) = results_of(pytester)["results"]
@@ -424,6 +430,28 @@ def test_latency(edge):
     assert len(document["results"]) == 6 and len({r["run_id"] for r in document["results"]}) == 1
 
 
+def test_the_worker_count_is_the_devices_whichever_plugin_registered_last(pytester, tmp_path, monkeypatch):
+    """xdist's own answer (the CPU count) must not win when pytest registers xdist after this
+    plugin: a lab of 8 phones on a 2-core host ran two at a time, 3.7x one phone's wall time."""
+    import xdist.plugin
+
+    from harness import plugin
+
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    pytester.makefile(
+        ".yaml",
+        devices="devices:\n"
+        + "".join(f"  d{i}: {{kind: local, workdir: {tmp_path / str(i)}}}\n" for i in range(5)),
+    )
+    config = pytester.parseconfig("--device=d0,d1,d2,d3,d4", "-n", "auto")
+    hook = config.hook.pytest_xdist_auto_num_workers
+    order = [impl.plugin for impl in reversed(hook.get_hookimpls())]  # the order pluggy calls them
+    assert order.index(plugin) < order.index(xdist.plugin)  # tryfirst: before xdist, registered when it may
+    assert hook(config=config) == 5
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")  # the user's override still decides
+    assert hook(config=config) == 3
+
+
 def test_loading_the_plugin_leaves_scipy_for_when_it_is_needed():
     # pytest loads the plugin in every run and in every xdist worker: scipy's signal and ndimage
     # (1.3 s to import here) wait until a corruption is applied, scipy.stats until a comparison.
@@ -440,7 +468,9 @@ def _verdicts_in_html(path) -> list[str]:
 
     text = path.read_text()
     results = text[text.index('id="results"') :]
-    return re.findall(r'<td class="evidence"><span class="(regressed|improved|unchanged|inconclusive|new)">', results)
+    return re.findall(
+        r'<td class="evidence"><span class="(regressed|improved|unchanged|inconclusive|new)">', results
+    )
 
 
 def test_a_run_compared_with_itself_is_unchanged_everywhere(pytester, monkeypatch):
@@ -466,7 +496,9 @@ def test_sustained(edge):
     assert {r["kind"] for r in records} == {"latency", "sustained"}
     assert _verdicts_in_html(pytester.path / "reports" / "once" / "index.html") == ["unchanged"] * 3
     summary = (pytester.path / "reports" / "once" / "summary.md").read_text()
-    assert "### EdgeLab: ⚪ 3 unchanged" in summary and "regressed" not in summary and "improved" not in summary
+    assert (
+        "### EdgeLab: ⚪ 3 unchanged" in summary and "regressed" not in summary and "improved" not in summary
+    )
     assert main(["pr-comment", "once", "--baseline", "reports/once/results.json"]) == 0
     assert "### EdgeLab: ⚪ 3 unchanged" in (pytester.path / "reports" / "once" / "summary.md").read_text()
 
@@ -488,7 +520,10 @@ def test_the_same_pair_of_runs_gets_the_same_verdicts_through_every_entry_point(
     run.assert_outcomes(passed=1)
     (record,) = json.loads((pytester.path / "reports" / "second" / "results.json").read_text())["results"]
     pytest_verdict = record["comparison"]["metrics"][0]["verdict"]
-    assert pytest_verdict in ("unchanged", "inconclusive") and "floor 60%" in record["comparison"]["metrics"][0]["evidence"]
+    assert (
+        pytest_verdict in ("unchanged", "inconclusive")
+        and "floor 60%" in record["comparison"]["metrics"][0]["evidence"]
+    )
     monkeypatch.chdir(pytester.path)
     # devices.yaml is gone: the policy comes from the run, not from the folder the command runs in
     (pytester.path / "devices.yaml").unlink()
