@@ -14,8 +14,11 @@ Host CPU is what the harness's own processes used: pytest, its xdist workers and
 (transport, channel readers), and the adb server that relays every ADB byte (getrusage of the
 reaped pytest tree, /proc of the adb server). ``startup`` is the same command with
 ``--collect-only`` (interpreters, imports, collection), so ``measuring`` is what driving the
-devices costs. Per device-minute: CPU seconds / (devices x wall minutes). Writes
-benchmarks/results/scaling-<profile>.json with the host's CPU count and load.
+devices costs. Per device-minute: CPU seconds / (devices x wall minutes). ``host_cores`` says where
+the host's cores went during the run (/proc/stat): the devices' own processes (their cgroups'
+cpuacct, capped by the quota), the lab's device processes outside the quota (the virtual adbd,
+sshd, the sensor loops: what a real lab does not spend on its host), the harness, and the rest.
+Writes benchmarks/results/scaling-<profile>.json with the host's CPU count and load.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.lab.manager import VirtualLab
+from harness.lab.sensors import DeviceCgroup
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +55,31 @@ def _process_cpu_s(pid: int) -> float:
     except (OSError, IndexError):
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _host_busy_s() -> float:
+    """CPU seconds all cores spent not idle since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid`` and its descendants now alive (a lab device: its server, its sensor
+    loop, the commands run on it), their reaped children included."""
+    total, stack, seen = 0.0, [pid], set()
+    while stack:
+        current = stack.pop()
+        if current in seen or current <= 0:
+            continue
+        seen.add(current)
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(") ", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (OSError, IndexError):
+            continue
+        total += sum(int(v) for v in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
+        stack += [int(child) for child in children]
+    return total
 
 
 def _pytest(
@@ -84,8 +113,15 @@ def run_on(count: int, profile: str, min_s: float, min_iters: int) -> dict[str, 
         _, startup_cpu = _pytest(names, min_s, min_iters, environment, collect_only=True)
         adb_before = _process_cpu_s(state.adb_pid) if state.adb_pid else 0.0
         load_before = os.getloadavg()[0]
+        cgroups = [DeviceCgroup(device.cgroup) for device in state.devices if device.cgroup]
+        devices_before = sum(group.usage_ns() for group in cgroups) / 1e9
+        lab_before = sum(_tree_cpu_s(device.pid) for device in state.devices)
+        busy_before = _host_busy_s()
         wall, cpu = _pytest(names, min_s, min_iters, environment, collect_only=False)
         adb = (_process_cpu_s(state.adb_pid) - adb_before) if state.adb_pid else 0.0
+        busy = _host_busy_s() - busy_before
+        devices_cpu = sum(group.usage_ns() for group in cgroups) / 1e9 - devices_before
+        lab_cpu = sum(_tree_cpu_s(device.pid) for device in state.devices) - lab_before - devices_cpu
         device_minutes = count * wall / 60
         measuring = max(cpu - startup_cpu, 0.0) + adb
         return {
@@ -100,6 +136,13 @@ def run_on(count: int, profile: str, min_s: float, min_iters: int) -> dict[str, 
                 "measuring": round(measuring / (count * wall), 4),
             },
             "host_cpu_s_per_device_minute": round((cpu + adb) / device_minutes, 3),
+            "host_cores": {
+                "busy": round(busy / wall, 3),
+                "devices_in_quota": round(devices_cpu / wall, 3),
+                "lab_outside_quota": round(max(lab_cpu, 0.0) / wall, 3),
+                "harness": round((cpu + adb) / wall, 3),
+                "of": os.cpu_count(),
+            },
             "load_1m_before": load_before,
         }
     finally:

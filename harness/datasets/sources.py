@@ -70,7 +70,7 @@ def faces(count: int, part: int, seed: int = 0) -> list[tuple[bool, np.ndarray]]
         from skimage import data
     except ModuleNotFoundError:
         raise DatasetError("faces need scikit-image: pip install scikit-image") from None
-    crops = (np.asarray(data.lfw_subset()) * 255).round().astype(np.uint8)
+    crops = (np.asarray(data.lfw_subset()) * 255).round().astype(np.uint8)  # type: ignore[no-untyped-call]
     half = LFW_FACES // 2
     if count > 2 * half or part not in (0, 1):
         raise DatasetError(f"faces: at most {2 * half} crops per part (0 or 1), asked {count} of part {part}")

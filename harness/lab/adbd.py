@@ -63,8 +63,8 @@ DUMPSYS = """#!/bin/sh
 # dumpsys for the virtual device: battery and thermalservice as the sensor model renders them;
 # meminfo PID|NAME computed from the process's real /proc/PID/smaps, in Android 14's layout.
 service=$1
-file=/data/vendor/edgelab/dumpsys/$service
-if [ -z "$service" ]; then ls /data/vendor/edgelab/dumpsys; echo meminfo; exit 0; fi
+file=/sys/edgelab/dumpsys/$service
+if [ -z "$service" ]; then ls /sys/edgelab/dumpsys; echo meminfo; exit 0; fi
 if [ "$service" = meminfo ]; then
   shift
   while [ "${1#-}" != "$1" ]; do shift; done
@@ -144,7 +144,7 @@ def provision(root: DeviceRoot, profile: DeviceProfile) -> None:
         path.write_text(text)
         path.chmod(0o755)
     data = root.state_dir / "data"
-    for folder in ("local/tmp", "media/0", "vendor/edgelab/dumpsys"):
+    for folder in ("local/tmp", "media/0"):
         (data / folder).mkdir(parents=True, exist_ok=True)
     sdcard = root.rootfs / "sdcard"
     if not sdcard.is_symlink():

@@ -153,9 +153,7 @@ class Supervisor:
             self.profile, self.state, preexec=self.cgroup.enter if self.cgroup else None
         )
         _, port = await self.reachable_at("127.0.0.1", await device.start(self.arguments.port))
-        model = SensorModel(
-            self.profile, self.state / "sys", self.state / "data/vendor/edgelab/dumpsys", self.cgroup
-        )
+        model = SensorModel(self.profile, self.state / "sys", self.state / "sys/edgelab/dumpsys", self.cgroup)
         services = None
         if self.profile.stock:  # its perfetto and stand-in tools call the lab: no Python there
             services = DeviceServices(self.profile, device.root, self.cgroup, self.state / "sys")

@@ -536,6 +536,8 @@ class VirtualLab:
             if root.host_mounts():
                 root.destroy()
                 done.append(f"removed mount namespace of {device.name}")
+            if root.release_memory():
+                done.append(f"removed the in-memory /sys of {device.name}")
             if device.board_index:
                 link = network.BoardLink(device.board_index)
                 if network.exists(link):

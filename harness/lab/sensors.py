@@ -124,6 +124,7 @@ class SensorModel:
         self.state.energy_uws = {rail: 0.0 for rail in profile.power_rails}
         self._last_usage = cgroup.usage_ns() if cgroup else 0
         self._last_time = time.monotonic()
+        self._written: dict[Path, str] = {}
         self.write_static()
         self.write_dynamic()
 
@@ -174,6 +175,13 @@ class SensorModel:
 
     # -- files ---------------------------------------------------------------------------------
 
+    def _put(self, path: Path, text: str) -> None:
+        """Write a changing value, skipping it when it is what this model last wrote there (ten
+        times a second for ~30 files a device: most of them stay put between steps)."""
+        if self._written.get(path) != text:
+            _write(path, text)
+            self._written[path] = text
+
     def write_static(self) -> None:
         base = self.sysfs
         cpus = sum(_count_cpus(policy.cpus) for policy in self.profile.cpu_policies) or 1
@@ -212,12 +220,12 @@ class SensorModel:
         for index, _zone in enumerate(self.profile.thermal_zones):
             factor = ZONE_FACTORS[index % len(ZONE_FACTORS)]
             zone_temp = ambient + (state.temp_c - ambient) * factor
-            _write(base / f"class/thermal/thermal_zone{index}/temp", f"{int(zone_temp * 1000)}\n")
+            self._put(base / f"class/thermal/thermal_zone{index}/temp", f"{int(zone_temp * 1000)}\n")
         for policy in self.profile.cpu_policies:
             current = policy.throttled_khz if state.throttled else policy.max_khz
             folder = base / f"devices/system/cpu/cpufreq/{policy.name}"
-            _write(folder / "scaling_max_freq", f"{current}\n")
-            _write(folder / "scaling_cur_freq", f"{current}\n")
+            self._put(folder / "scaling_max_freq", f"{current}\n")
+            self._put(folder / "scaling_cur_freq", f"{current}\n")
         current_ua = int(state.power_w / (BATTERY_VOLTAGE_UV / 1e6) * 1e6)
         if self.profile.kind == "android":
             self.write_android(current_ua)
@@ -225,11 +233,11 @@ class SensorModel:
             hwmon = base / "bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon1"
             for channel, _rail in enumerate(self.profile.power_rails, start=1):
                 share = state.power_w / len(self.profile.power_rails)
-                _write(hwmon / f"in{channel}_input", "5000\n")
-                _write(hwmon / f"curr{channel}_input", f"{int(share / 5.0 * 1000)}\n")
+                self._put(hwmon / f"in{channel}_input", "5000\n")
+                self._put(hwmon / f"curr{channel}_input", f"{int(share / 5.0 * 1000)}\n")
         if self.has_rapl:
-            _write(base / "class/powercap/intel-rapl:0/energy_uj", f"{int(state.rapl_uj)}\n")
-        _write(base / "edgelab/state", self.describe())
+            self._put(base / "class/powercap/intel-rapl:0/energy_uj", f"{int(state.rapl_uj)}\n")
+        self._put(base / "edgelab/state", self.describe())
 
     def write_android(self, current_ua: int) -> None:
         state, base = self.state, self.sysfs
@@ -237,10 +245,10 @@ class SensorModel:
         lines = [f"t={uptime_ms}"]
         for channel, (rail, energy) in enumerate(state.energy_uws.items()):
             lines.append(f"CH{channel}(T={uptime_ms})[{rail}], {int(energy)}")
-        _write(base / "bus/iio/devices/iio:device0/energy_value", "\n".join(lines) + "\n")
+        self._put(base / "bus/iio/devices/iio:device0/energy_value", "\n".join(lines) + "\n")
         battery_temp = int((self.model.ambient_c + (state.temp_c - self.model.ambient_c) * 0.5) * 10)
         supply = base / "class/power_supply/battery"
-        _write(supply / "type", "Battery\n")
+        self._put(supply / "type", "Battery\n")
         values = {
             "capacity": state.battery_level,
             "status": "Discharging",
@@ -250,13 +258,13 @@ class SensorModel:
             "charge_counter": int(self.profile.battery_mah * 1000 * state.battery_level / 100),
         }
         for name, value in values.items():
-            _write(supply / name, f"{value}\n")
-        _write(supply / "uevent", "".join(f"POWER_SUPPLY_{k.upper()}={v}\n" for k, v in values.items()))
+            self._put(supply / name, f"{value}\n")
+        self._put(supply / "uevent", "".join(f"POWER_SUPPLY_{k.upper()}={v}\n" for k, v in values.items()))
         if self.dumpsys is not None:
-            _write(self.dumpsys / "battery", self.render_battery(battery_temp))
-            _write(self.dumpsys / "thermalservice", self.render_thermalservice())
+            self._put(self.dumpsys / "battery", self.render_battery(battery_temp))
+            self._put(self.dumpsys / "thermalservice", self.render_thermalservice())
             # A lab phone sits with its screen off, as a benchmark wants it.
-            _write(
+            self._put(
                 self.dumpsys / "power",
                 "POWER MANAGER (dumpsys power)\n  mWakefulness=Asleep\nDisplay Power: state=OFF\n",
             )

@@ -98,7 +98,7 @@ def provision_stock(root: DeviceRoot, profile: DeviceProfile, props_text: str) -
     elif perfetto.exists():
         perfetto.unlink()
     data = root.state_dir / "data"
-    for folder in ("local/tmp", "media/0", "misc/perfetto-traces", "vendor/edgelab/dumpsys"):
+    for folder in ("local/tmp", "media/0", "misc/perfetto-traces"):
         (data / folder).mkdir(parents=True, exist_ok=True)
     for folder in (RPC_DIR, STANDIN_DIR):
         path = root.host_path(folder)
@@ -150,7 +150,7 @@ DUMPSYS = f"""#!/system/bin/sh
 # renders them; meminfo PID|NAME from the process's /proc/PID/smaps_rollup and status (rows
 # split PSS and RSS into anon, file and shmem; the private and swap columns are totals only).
 service=$1
-dir=/data/vendor/edgelab/dumpsys
+dir=/sys/edgelab/dumpsys
 if [ -z "$service" ]; then ls "$dir"; echo meminfo; exit 0; fi
 if [ "$service" != meminfo ]; then
   if [ -f "$dir/$service" ]; then cat "$dir/$service"; exit 0; fi

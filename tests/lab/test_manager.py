@@ -16,6 +16,7 @@ from harness.config import load_fleet
 from harness.errors import ConfigError
 from harness.lab import network
 from harness.lab.manager import LabError, VirtualLab
+from harness.lab.sandbox import MEMORY_ROOT
 from harness.lab.sensors import DeviceCgroup
 from harness.transport import open_transport
 from harness.transport.ssh import SshTransport
@@ -57,11 +58,17 @@ def test_up_status_down_leaves_nothing():
         namespaces = [device.namespace for device in state.devices if device.namespace]
         cgroups = [device.cgroup for device in state.devices]
         assert namespaces and all(DeviceCgroup(name).cpu.exists() for name in cgroups)
+        # each device's /sys in memory (tmpfs), as a kernel's: the sensor values and dumpsys there
+        memory = [(Path(device.state_dir) / "sys").resolve() for device in state.devices]
+        assert all(folder.parent == MEMORY_ROOT for folder in memory)
+        assert all((folder / "edgelab" / "state").is_file() for folder in memory)
+        assert (memory[0] / "edgelab" / "dumpsys" / "thermalservice").is_file()  # the phone's
         with pytest.raises(LabError, match="already up in .*; run `edgelab lab down` first"):
             lab.up(["pixel8"])
     finally:
         lab.down(purge=True)
     assert_nothing_left(lab, pids, namespaces, cgroups)
+    assert not [folder for folder in memory if folder.exists()]
     shutil.rmtree(lab.root, ignore_errors=True)
 
 
