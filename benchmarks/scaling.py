@@ -12,12 +12,14 @@ wall time, and <= 0.02 core of host CPU per device.
 
 Host CPU is what the harness's own processes used: pytest, its xdist workers and their threads
 (transport, channel readers), and the adb server that relays every ADB byte (getrusage of the
-reaped pytest tree, /proc of the adb server). ``startup`` is the same command with
-``--collect-only`` (interpreters, imports, collection), so ``measuring`` is what driving the
-devices costs. Per device-minute: CPU seconds / (devices x wall minutes). ``host_cores`` says where
-the host's cores went during the run (/proc/stat): the devices' own processes (their cgroups'
-cpuacct, capped by the quota), the lab's device processes outside the quota (the virtual adbd,
-sshd, the sensor loops: what a real lab does not spend on its host), the harness, and the rest.
+reaped pytest tree, /proc of the adb server). ``startup`` is the same command selecting no test
+(the same workers start, import and collect: 2-7 s of CPU each, more where
+PYTHONDONTWRITEBYTECODE keeps pytest from caching its rewritten modules), so ``measuring`` is
+what driving the devices costs. Per device-minute: CPU seconds / (devices x wall minutes).
+``host_cores`` says where the host's cores went during the run (/proc/stat): the devices' own
+processes (their cgroups' cpuacct, capped by the quota), the lab's device processes outside the
+quota (each device's supervisor: the virtual adbd and the sensor loop, what a real lab does not
+spend on its host), the harness, and the rest.
 Writes benchmarks/results/scaling-<profile>.json with the host's CPU count and load.
 """
 
@@ -63,25 +65,6 @@ def _host_busy_s() -> float:
     return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
 
 
-def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds of ``pid`` and its descendants now alive (a lab device: its server, its sensor
-    loop, the commands run on it), their reaped children included."""
-    total, stack, seen = 0.0, [pid], set()
-    while stack:
-        current = stack.pop()
-        if current in seen or current <= 0:
-            continue
-        seen.add(current)
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(") ", 1)[1].split()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except (OSError, IndexError):
-            continue
-        total += sum(int(v) for v in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
-        stack += [int(child) for child in children]
-    return total
-
-
 def _pytest(
     names: str, min_s: float, min_iters: int, environment: dict[str, str], collect_only: bool
 ) -> tuple[float, float]:
@@ -91,12 +74,12 @@ def _pytest(
         "-n", "auto", "-q", "-p", "no:cacheprovider", "--no-report", "--results-db=none",
         f"--min-s={min_s:g}", f"--min-iters={min_iters}",
     ]  # fmt: skip
-    if collect_only:
-        command.append("--collect-only")
+    if collect_only:  # every worker starts, imports and collects; no test is selected
+        command += ["-k", "edgelab_scaling_selects_no_test"]
     cpu = _children_cpu_s()
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=environment, check=False, capture_output=True, text=True)
-    if done.returncode != 0:
+    if done.returncode != (5 if collect_only else 0):  # 5: no test ran
         raise SystemExit(
             f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-6000:]}{done.stderr[-2000:]}"
         )
@@ -114,14 +97,19 @@ def run_on(count: int, profile: str, min_s: float, min_iters: int) -> dict[str, 
         adb_before = _process_cpu_s(state.adb_pid) if state.adb_pid else 0.0
         load_before = os.getloadavg()[0]
         cgroups = [DeviceCgroup(device.cgroup) for device in state.devices if device.cgroup]
+        deadline = time.monotonic() + 30  # each device makes its cgroup as it starts
+        while not all((group.cpuacct / "cpuacct.usage").exists() for group in cgroups):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the devices' cgroups did not appear: {[str(g.cpuacct) for g in cgroups]}")
+            time.sleep(0.2)
         devices_before = sum(group.usage_ns() for group in cgroups) / 1e9
-        lab_before = sum(_tree_cpu_s(device.pid) for device in state.devices)
+        lab_before = sum(_process_cpu_s(device.pid) for device in state.devices)
         busy_before = _host_busy_s()
         wall, cpu = _pytest(names, min_s, min_iters, environment, collect_only=False)
         adb = (_process_cpu_s(state.adb_pid) - adb_before) if state.adb_pid else 0.0
         busy = _host_busy_s() - busy_before
         devices_cpu = sum(group.usage_ns() for group in cgroups) / 1e9 - devices_before
-        lab_cpu = sum(_tree_cpu_s(device.pid) for device in state.devices) - lab_before - devices_cpu
+        lab_cpu = sum(_process_cpu_s(device.pid) for device in state.devices) - lab_before
         device_minutes = count * wall / 60
         measuring = max(cpu - startup_cpu, 0.0) + adb
         return {
@@ -139,7 +127,7 @@ def run_on(count: int, profile: str, min_s: float, min_iters: int) -> dict[str, 
             "host_cores": {
                 "busy": round(busy / wall, 3),
                 "devices_in_quota": round(devices_cpu / wall, 3),
-                "lab_outside_quota": round(max(lab_cpu, 0.0) / wall, 3),
+                "lab_outside_quota": round(lab_cpu / wall, 3),
                 "harness": round((cpu + adb) / wall, 3),
                 "of": os.cpu_count(),
             },
