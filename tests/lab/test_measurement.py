@@ -94,9 +94,11 @@ def test_a_slower_device_is_measured_with_direction_and_size_and_not_called_a_mo
     assert latency.ci_low > 1.03
     # Each record carries the device's speed reference, timed at connect: the board's is slower
     # (and, on half a core, scattered: a repetition that meets the end of the CFS budget waits),
-    # so the comparison cannot blame the model and says why.
+    # so the comparison cannot blame the model and says why. How much slower depends on what else
+    # the host ran at each connect (a fork-heavy shell loop: 1.25x in one CI run, 2x on a quiet
+    # host), so only the direction is asserted here; the evidence below names the move or scatter.
     assert base.speed_reference is not None and cand.speed_reference is not None
-    assert cand.speed_reference.median_ms > 1.3 * base.speed_reference.median_ms
+    assert cand.speed_reference.median_ms > base.speed_reference.median_ms
     assert comparison.verdict == "inconclusive" and latency.verdict == "inconclusive", latency.evidence
     assert (
         "the device's speed reference moved +" in latency.evidence
