@@ -119,8 +119,8 @@ class DeviceRoot:
     def _sys_in_memory(self) -> None:
         """A device's /sys lives in memory, as a kernel's does: its folder is a link to a folder
         under /dev/shm (tmpfs) when the host has one. The sensor model rewrites its values ten
-        times a second; on the lab folder's disk every rewrite went through the journal (eight
-        phones: 6 MB/s written, the host's time mostly in the kernel and the devices waiting)."""
+        times a second; on the lab folder's disk each replace forced a block write (eight phones:
+        6 MB/s written, the host's time mostly in the kernel and the devices waiting)."""
         folder = self.state_dir / "sys"
         if folder.is_symlink():
             if folder.resolve().is_dir():
