@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -92,7 +93,21 @@ class DeviceRoot:
             _run(["mount", "--bind", str(self.nsdir), str(self.nsdir)])
         _run(["mount", "--make-private", str(self.nsdir)])
         self.nsfile.touch()
-        _run(["unshare", f"--mount={self.nsfile}", "--propagation", "private", "true"])
+        for attempt in range(3):
+            try:
+                _run(["unshare", f"--mount={self.nsfile}", "--propagation", "private", "true"])
+                break
+            except SandboxError as exc:
+                # Inside `ip netns exec` the kernel refused the bind of the new namespace's file
+                # with EINVAL in some CI runs (cause not found); a fresh private bind and a second
+                # try is what a person would do by hand
+                if attempt == 2 or "Invalid argument" not in str(exc):
+                    raise
+                time.sleep(0.2)
+                if self._is_mountpoint(self.nsdir):
+                    subprocess.run(["umount", str(self.nsdir)], capture_output=True, check=False)
+                _run(["mount", "--bind", str(self.nsdir), str(self.nsdir)])
+                _run(["mount", "--make-private", str(self.nsdir)])
         script = [f"set -e; root={_q(str(self.rootfs))}"]
         # Writable folders first: a shared folder below one of them (a venv under /tmp) must be
         # mounted on top, not hidden by it.
