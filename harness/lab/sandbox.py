@@ -88,10 +88,7 @@ class DeviceRoot:
         if self.nsfile.exists() and self._namespace_alive():
             return
         self.nsdir.mkdir(parents=True, exist_ok=True)
-        # A private bind of the folder that holds the ns file: unshare refuses a shared parent.
-        if not self._is_mountpoint(self.nsdir):
-            _run(["mount", "--bind", str(self.nsdir), str(self.nsdir)])
-        _run(["mount", "--make-private", str(self.nsdir)])
+        self._bind_nsdir_private(fresh=False)
         self.nsfile.touch()
         for attempt in range(3):
             try:
@@ -104,10 +101,7 @@ class DeviceRoot:
                 if attempt == 2 or "Invalid argument" not in str(exc):
                     raise
                 time.sleep(0.2)
-                if self._is_mountpoint(self.nsdir):
-                    subprocess.run(["umount", str(self.nsdir)], capture_output=True, check=False)
-                _run(["mount", "--bind", str(self.nsdir), str(self.nsdir)])
-                _run(["mount", "--make-private", str(self.nsdir)])
+                self._bind_nsdir_private(fresh=True)
         script = [f"set -e; root={_q(str(self.rootfs))}"]
         # Writable folders first: a shared folder below one of them (a venv under /tmp) must be
         # mounted on top, not hidden by it.
@@ -130,6 +124,15 @@ class DeviceRoot:
     @staticmethod
     def _is_mountpoint(path: Path) -> bool:
         return os.path.realpath(path) in mount_points()
+
+    def _bind_nsdir_private(self, *, fresh: bool) -> None:
+        """A private bind of the folder that holds the ns file (unshare refuses a shared parent);
+        ``fresh`` drops an existing bind first."""
+        if fresh and self._is_mountpoint(self.nsdir):
+            subprocess.run(["umount", str(self.nsdir)], capture_output=True, check=False)
+        if not self._is_mountpoint(self.nsdir):
+            _run(["mount", "--bind", str(self.nsdir), str(self.nsdir)])
+        _run(["mount", "--make-private", str(self.nsdir)])
 
     def _sys_in_memory(self) -> None:
         """A device's /sys lives in memory, as a kernel's does: its folder is a link to a folder
