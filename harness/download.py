@@ -20,14 +20,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import __version__
 from harness.errors import DownloadError, HostOffline
 from harness.progress import Advance, byte_progress
+
+if TYPE_CHECKING:  # requests itself is imported where a transfer starts: most runs find the cache
+    import requests
 
 #: Larger than any edge model or runtime tool a lab pushes to a phone; callers may lower it.
 DEFAULT_MAX_BYTES = 4 << 30
@@ -111,6 +113,8 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 def _unreachable(exc: BaseException) -> str | None:
     """Why the server could not be reached at all, or None when it was reached and then failed."""
+    import requests
+
     for cause in _causes(exc):
         if isinstance(cause, socket.gaierror):
             return "the host name does not resolve (DNS)"
@@ -252,6 +256,8 @@ class _Transfer:
         )
 
     def open(self, offset: int, validator: str | None) -> requests.Response:
+        import requests
+
         headers = {"Accept-Encoding": "identity"}  # the bytes as stored: their sha256 is what we check
         if offset:
             headers["Range"] = f"bytes={offset}-"
@@ -325,6 +331,8 @@ class _Transfer:
         written: int,
         advance: Advance | None,
     ) -> int:
+        import requests
+
         try:
             for block in response.iter_content(_BLOCK):
                 written += len(block)
@@ -370,6 +378,8 @@ def download(
                 return Downloaded(final, digest, final.stat().st_size, fetched=False)
             final.unlink()  # damaged at rest: fetch it again
         partial = _Partial.beside(final)
+        import requests
+
         with requests.Session() as session:
             session.headers["User-Agent"] = f"edgelab/{__version__}"
             transfer = _Transfer(session, url, partial, expected, label or name, max_bytes, hint)

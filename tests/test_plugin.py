@@ -548,3 +548,14 @@ def test_the_same_pair_of_runs_gets_the_same_verdicts_through_every_entry_point(
     latency = compared.metrics[0]
     assert (expected != "improved" or latency.ratio < 1) and (expected != "regressed" or latency.ratio > 1)
     assert _verdicts_in_html(pytester.path / "reports" / "second" / "index.html") == [expected]
+
+
+def test_loading_the_plugin_leaves_the_downloader_and_trace_protos_unimported():
+    """Every xdist worker imports the plugin: a module only a download or a phone's trace needs
+    (requests, the protobuf runtime) is imported when that work starts, not by every worker."""
+    import subprocess
+    import sys
+
+    code = "import sys, harness.plugin; print(sorted(m for m in ('requests', 'google.protobuf') if m in sys.modules))"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "[]", shown.stdout

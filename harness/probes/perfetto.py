@@ -17,10 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import text_format
-from google.protobuf.message import DecodeError
-from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
-
 from harness.errors import ParseError
 from harness.probes.energy import EnergyReport, compute
 from harness.probes.thermal import ThermalSample, ThermalTrace
@@ -60,6 +56,9 @@ def trace_config(
         raise ValueError(f"poll_ms {poll_ms}: android.power polls at 100 ms at the fastest; give >= 100")
     if max_file_bytes <= 0:
         raise ValueError(f"max_file_bytes {max_file_bytes}: give a positive size bound")
+    from google.protobuf import text_format
+    from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
+
     config = pb.TraceConfig()
     config.buffers.add(
         size_kb=min(max(1024, max_file_bytes // 4096), 65536), fill_policy=pb.TraceConfig.BufferConfig.DISCARD
@@ -240,6 +239,9 @@ def parse_trace(data: bytes, *, max_bytes: int = MAX_TRACE_BYTES) -> PerfettoTra
         raise ParseError(KIND, f"{len(data)} bytes, over the {max_bytes}-byte bound")
     if not data:
         raise ParseError(KIND, "the file is empty: the recording was killed or wrote nothing")
+    from google.protobuf.message import DecodeError
+    from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
+
     trace = pb.Trace()
     try:
         trace.ParseFromString(data)
