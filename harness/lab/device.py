@@ -32,15 +32,14 @@ SENSOR_PERIOD_S = 0.1
 BOARD_WRITABLE = {"/home": "home", "/tmp": "tmp", "/var/tmp": "vartmp", "/opt": "opt"}
 
 VCGENCMD = """#!/bin/sh
-# vcgencmd of the virtual Raspberry Pi: the firmware's view of the sensor model.
-state=/sys/edgelab/state
-value() { grep "^$1=" "$state" | cut -d= -f2; }
+# vcgencmd of the virtual Raspberry Pi: the firmware's view of the sensor model. One awk per call,
+# as the real tool is one process: the agent reads the flags before and after every run.
 case "$1" in
   get_throttled)
-    flags=0
-    [ "$(value throttled)" = 1 ] && flags=$((flags | 0xA))
-    [ "$(value throttle_events)" != 0 ] && flags=$((flags | 0xA0000))
-    printf 'throttled=0x%x\\n' "$flags" ;;
+    # 0xA: frequency capped + soft temperature limit now; 0xA0000: both have occurred
+    awk -F= '$1 == "throttled" { now = $2 } $1 == "throttle_events" { seen = $2 }
+      END { flags = 0; if (now == 1) flags += 10; if (seen + 0 != 0) flags += 655360
+            printf "throttled=0x%x\\n", flags }' /sys/edgelab/state ;;
   measure_temp)
     awk '{ printf "temp=%.1f%cC\\n", $1 / 1000, 39 }' /sys/class/thermal/thermal_zone0/temp ;;
   measure_clock)

@@ -109,3 +109,28 @@ def test_throttling_lowers_the_real_cgroup_quota(tmp_path):
     finally:
         cgroup.destroy()
     assert not cgroup.cpu.exists() and not cgroup.cpuacct.exists()
+
+
+def test_the_virtual_pis_vcgencmd_reports_the_sensor_models_throttling(tmp_path):
+    """get_throttled of the stand-in (one awk, as the real tool is one process) against the
+    model's own state: nothing, then capped + soft limit now and both occurred, then occurred only."""
+    import subprocess
+
+    from harness.lab.device import VCGENCMD
+    from harness.probes.parsers.boards import parse_vcgencmd
+
+    model = SensorModel(RPI5, tmp_path / "sys", tmp_path / "dumpsys", None)
+    tool = tmp_path / "vcgencmd"
+    tool.write_text(VCGENCMD.replace("/sys/edgelab/state", str(tmp_path / "sys/edgelab/state")))
+
+    def throttled() -> int | None:
+        shown = subprocess.run(["sh", str(tool), "get_throttled"], capture_output=True, text=True, check=True)
+        return parse_vcgencmd(shown.stdout).throttled_raw
+
+    assert throttled() == 0
+    while not model.state.throttled:
+        model.advance(1.0, cores_used=RPI5.cpu_quota)
+    assert throttled() == 0xA000A
+    while model.state.throttled:
+        model.advance(1.0, cores_used=0.0)
+    assert model.state.throttle_events == 1 and throttled() == 0xA0000
