@@ -225,10 +225,74 @@ def test_sha256_is_checked_before_the_model_is_loaded(matmul_relu):
     assert document["error"]["message"] == f"{matmul_relu}: sha256 {good}, expected {'0' * 64}"
 
 
+def test_a_file_is_hashed_again_after_any_change_even_one_that_keeps_its_size_and_mtime(
+    tmp_path, monkeypatch
+):
+    import builtins
+    import hashlib
+
+    from harness.agent import edgelab_agent
+
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"A" * 4096)
+    good = hashlib.sha256(model.read_bytes()).hexdigest()
+    monkeypatch.setattr(edgelab_agent, "_VERIFIED", {})
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    edgelab_agent.verify_files([f"{good}:{model}"])
+    edgelab_agent.verify_files([f"{good}:{model}"])
+    assert opened == [str(model)]  # the second use found it unchanged
+    before = model.stat()
+    model.write_bytes(b"B" * 4096)  # same size, and the mtime set back: only the ctime moved
+    os.utime(model, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(edgelab_agent.AgentFailure, match="expected " + good):
+        edgelab_agent.verify_files([f"{good}:{model}"])
+    assert opened == [str(model), str(model)]
+
+
+def test_the_persistent_agent_refuses_a_model_changed_between_its_runs(matmul_relu, tmp_path):
+    """Its children inherit what it hashed before forking them; a file changed since is hashed
+    again and refused, as a fresh process would."""
+    import hashlib
+
+    from harness.transport.channel import Channel, PersistentChannel, run_over
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(matmul_relu.read_bytes())
+    good = hashlib.sha256(model.read_bytes()).hexdigest()
+    transport = LocalTransport("host")
+    argv = [sys.executable, str(AGENT_FILE), "channel", "--runtime", "onnxruntime"]
+    channel = PersistentChannel(
+        "host", "onnxruntime", lambda: Channel.open(transport, argv, label="onnxruntime")
+    )
+    run = ["run", "--model", str(model), "--runtime", "onnxruntime", *FAST, "--sha256", f"{good}:{model}"]
+    try:
+        for _ in range(2):
+            result = run_over(channel, "agent", run, timeout=120)
+            assert result is not None and json.loads(result.stdout)["kind"] == "run", result.stderr
+        data = bytearray(model.read_bytes())
+        data[-1] ^= 0xFF  # one byte of the weights, the size kept
+        model.write_bytes(bytes(data))
+        result = run_over(channel, "agent", run, timeout=120)
+        assert result is not None
+        document = json.loads(result.stdout)
+        assert (document["kind"], document["phase"]) == ("error", "verify")
+        assert document["error"]["type"] == "ChecksumMismatch"
+    finally:
+        channel.close()
+
+
 def sinusoid_windows(count: int) -> np.ndarray:
     """Feature windows that drift over time: the streaming detector's state changes its answers."""
     windows = [
-        10 + 8 * np.sin(np.arange(40)[None, None, :] / 3 + step / 2) * np.ones((1, 3, 1)) for step in range(count)
+        10 + 8 * np.sin(np.arange(40)[None, None, :] / 3 + step / 2) * np.ones((1, 3, 1))
+        for step in range(count)
     ]
     return np.clip(np.rint(np.concatenate(windows)[:, None] / 0.10196078) - 128, -128, 127).astype(np.int8)
 
@@ -271,6 +335,8 @@ def test_a_tflite_input_with_a_free_batch_dim_is_resized_to_the_samples(tmp_path
     assert document["inputs"][0]["shape"] == [2, 224, 224, 3]
     with np.load(outputs) as saved:
         assert {list(saved[name].shape)[:2] == [3, 2] for name in saved.files} == {True}
+
+
 # -- threads and cores ------------------------------------------------------------------------------
 
 
