@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -286,6 +287,65 @@ def test_the_persistent_agent_refuses_a_model_changed_between_its_runs(matmul_re
         assert document["error"]["type"] == "ChecksumMismatch"
     finally:
         channel.close()
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(word) for word in (task / "children").read_text().split()}
+    return found
+
+
+def _spare_of(pid: int) -> int:
+    """The one child the idle agent keeps (polled: it is forked after the answer is sent)."""
+    for _ in range(200):
+        children = _children(pid)
+        if len(children) == 1:
+            return children.pop()
+        time.sleep(0.05)
+    raise AssertionError(f"agent {pid} has children {_children(pid)}, not one spare")
+
+
+def test_a_runtimes_persistent_agent_runs_each_request_in_a_child_forked_ahead(matmul_relu):
+    """The spare runs the next request (the run reports its pid); a spare that died is replaced by
+    a fork on demand; closing the channel leaves no child behind."""
+    import signal
+
+    from harness.transport.channel import Channel, PersistentChannel, run_over
+
+    transport = LocalTransport("host")
+    argv = [sys.executable, str(AGENT_FILE), "channel", "--runtime", "onnxruntime"]
+    channel = PersistentChannel(
+        "host", "onnxruntime", lambda: Channel.open(transport, argv, label="onnxruntime")
+    )
+    run = ["run", "--model", str(matmul_relu), "--runtime", "onnxruntime", *FAST]
+    try:
+        assert run_over(channel, "agent", ["probe"], timeout=120) is not None  # opens the channel
+        agent_pid = channel.pid
+        assert agent_pid is not None
+        for _ in range(2):
+            spare = _spare_of(agent_pid)
+            result = run_over(channel, "agent", run, timeout=120)
+            assert result is not None
+            document = json.loads(result.stdout)
+            assert document["kind"] == "run" and document["pid"] == spare
+            assert document["memory_kb"]["vmhwm_before_load"] > 0
+        spare = _spare_of(agent_pid)
+        os.kill(spare, signal.SIGKILL)
+        while (Path(f"/proc/{spare}/stat").read_text().rsplit(") ", 1)[1].split() or ["Z"])[0] != "Z":
+            time.sleep(0.01)  # dead (a zombie of the agent's) before the next request
+        result = run_over(channel, "agent", run, timeout=120)
+        assert result is not None
+        document = json.loads(result.stdout)
+        assert document["kind"] == "run" and document["pid"] != spare
+        spare = _spare_of(agent_pid)
+    finally:
+        channel.close()
+    for _ in range(100):
+        if not Path(f"/proc/{spare}").exists():
+            break
+        time.sleep(0.05)
+    assert not Path(f"/proc/{spare}").exists()
 
 
 def sinusoid_windows(count: int) -> np.ndarray:
