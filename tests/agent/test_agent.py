@@ -285,6 +285,8 @@ def test_the_persistent_agent_refuses_a_model_changed_between_its_runs(matmul_re
         document = json.loads(result.stdout)
         assert (document["kind"], document["phase"]) == ("error", "verify")
         assert document["error"]["type"] == "ChecksumMismatch"
+        # the child's exit code comes from its stderr's last line, which is taken off
+        assert result.exit_code == 2 and "EDGELAB-RUN-EXIT" not in result.stderr
     finally:
         channel.close()
 
@@ -329,6 +331,7 @@ def test_a_runtimes_persistent_agent_runs_each_request_in_a_child_forked_ahead(m
             assert result is not None
             document = json.loads(result.stdout)
             assert document["kind"] == "run" and document["pid"] == spare
+            assert result.exit_code == 0 and "EDGELAB-RUN-EXIT" not in result.stderr
             assert document["memory_kb"]["vmhwm_before_load"] > 0
         spare = _spare_of(agent_pid)
         os.kill(spare, signal.SIGKILL)
