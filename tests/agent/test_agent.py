@@ -294,7 +294,10 @@ def test_the_persistent_agent_refuses_a_model_changed_between_its_runs(matmul_re
 def _children(pid: int) -> set[int]:
     found: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found |= {int(word) for word in (task / "children").read_text().split()}
+        try:  # a thread may end between the listing and the read
+            found |= {int(word) for word in (task / "children").read_text().split()}
+        except FileNotFoundError:
+            continue
     return found
 
 
