@@ -1463,6 +1463,20 @@ def _read_request(reply: str) -> tuple[list[str] | None, int, str]:
     return argv, err_fd, ""
 
 
+def _exit_code_of(run: Callable[[], int]) -> int:
+    """In a forked child: ``run()``'s code as a process's exit would give it (1 for a crash,
+    its traceback on stderr)."""
+    try:
+        return run()
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        return 1
+
+
 def _serve_one(line: str, directory: str, control_fd: int, resident: Sequence[tuple[int, int]]) -> None:
     client_text, _, reply_name = line.strip().partition(" ")
     if not client_text.isdigit() or reply_name != "call-" + client_text:
@@ -1484,8 +1498,8 @@ def _serve_one(line: str, directory: str, control_fd: int, resident: Sequence[tu
     sys.stderr.flush()
     child = os.fork()
     if child == 0:  # the run, as a fresh process would do it
-        code = 1
-        try:
+
+        def served() -> int:
             os.setsid()
             os.close(control_fd)
             null = os.open(os.devnull, os.O_RDONLY)
@@ -1493,19 +1507,14 @@ def _serve_one(line: str, directory: str, control_fd: int, resident: Sequence[tu
             os.dup2(reply_fd, 1)
             os.dup2(err_fd, 2)
             _touch(resident)
-            code = main(argv)
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        except BaseException:
-            import traceback
+            return main(argv)
 
-            traceback.print_exc()
+        code = _exit_code_of(served)
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
         finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+            os._exit(code)
     os.close(err_fd)
     code = _reap(child, client)
     with contextlib.suppress(OSError):  # the client may be gone
@@ -1811,8 +1820,8 @@ class ChannelAgent:
     ) -> NoReturn:
         """In the forked child: set up as a fresh process, run ``argv`` (a spare: wait for it on
         ``request_fd``), and exit with its code; never returns."""
-        code = 1
-        try:
+
+        def forked() -> int:
             import signal
 
             for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGCHLD):
@@ -1828,27 +1837,20 @@ class ChannelAgent:
             os.dup2(streams[0], 1)
             os.dup2(streams[1], 2)
             _touch(self.resident)
-            if argv is None:
-                argv = _Spare.wait(request_fd)
-            # None: the agent ended without a run for this spare
-            code = 0 if argv is None else main(argv)
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        except BaseException:
-            import traceback
+            run = argv if argv is not None else _Spare.wait(request_fd)
+            return 0 if run is None else main(run)  # None: the agent ended without a run for it
 
-            traceback.print_exc()
+        code = _exit_code_of(forked)
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # the code, then the streams closed: the agent answers without waiting for the
+            # kernel to take this process's memory down (6 ms on this host after a run)
+            os.write(2, f"{EXIT_TRAILER}{code}\n".encode())
+            os.close(1)
+            os.close(2)
         finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                # the code, then the streams closed: the agent answers without waiting for the
-                # kernel to take this process's memory down (6 ms on this host after a run)
-                os.write(2, f"{EXIT_TRAILER}{code}\n".encode())
-                os.close(1)
-                os.close(2)
-            finally:
-                os._exit(code)
+            os._exit(code)
 
     def _reap_exiting(self, *, wait: bool = False) -> None:
         for pid in list(self.exiting):

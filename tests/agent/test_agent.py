@@ -301,14 +301,15 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def _spare_of(pid: int) -> int:
-    """The one child the idle agent keeps (polled: it is forked after the answer is sent)."""
+def _spare_of(pid: int, ran: set[int]) -> int:
+    """The one child the idle agent keeps (polled: it is forked after the answer is sent), not
+    one of the runs ``ran`` (a run's process may still be exiting after its answer)."""
     for _ in range(200):
-        children = _children(pid)
+        children = _children(pid) - ran
         if len(children) == 1:
             return children.pop()
         time.sleep(0.05)
-    raise AssertionError(f"agent {pid} has children {_children(pid)}, not one spare")
+    raise AssertionError(f"agent {pid} has children {_children(pid)}, not one spare besides {ran}")
 
 
 def test_a_runtimes_persistent_agent_runs_each_request_in_a_child_forked_ahead(matmul_relu):
@@ -325,18 +326,21 @@ def test_a_runtimes_persistent_agent_runs_each_request_in_a_child_forked_ahead(m
     )
     run = ["run", "--model", str(matmul_relu), "--runtime", "onnxruntime", *FAST]
     try:
-        assert run_over(channel, "agent", ["probe"], timeout=120) is not None  # opens the channel
+        first = run_over(channel, "agent", run, timeout=120)  # opens the channel
+        assert first is not None
         agent_pid = channel.pid
         assert agent_pid is not None
+        ran = {json.loads(first.stdout)["pid"]}
         for _ in range(2):
-            spare = _spare_of(agent_pid)
+            spare = _spare_of(agent_pid, ran)
             result = run_over(channel, "agent", run, timeout=120)
             assert result is not None
             document = json.loads(result.stdout)
             assert document["kind"] == "run" and document["pid"] == spare
             assert result.exit_code == 0 and "EDGELAB-RUN-EXIT" not in result.stderr
             assert document["memory_kb"]["vmhwm_before_load"] > 0
-        spare = _spare_of(agent_pid)
+            ran.add(spare)
+        spare = _spare_of(agent_pid, ran)
         os.kill(spare, signal.SIGKILL)
         while (Path(f"/proc/{spare}/stat").read_text().rsplit(") ", 1)[1].split() or ["Z"])[0] != "Z":
             time.sleep(0.01)  # dead (a zombie of the agent's) before the next request
@@ -344,7 +348,7 @@ def test_a_runtimes_persistent_agent_runs_each_request_in_a_child_forked_ahead(m
         assert result is not None
         document = json.loads(result.stdout)
         assert document["kind"] == "run" and document["pid"] != spare
-        spare = _spare_of(agent_pid)
+        spare = _spare_of(agent_pid, ran | {spare, document["pid"]})
     finally:
         channel.close()
     for _ in range(100):
