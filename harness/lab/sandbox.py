@@ -8,6 +8,7 @@ host's mount table. Without root: path mapping only, which the status reports.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -17,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from harness.errors import EdgeLabError
+
+LOG = logging.getLogger("edgelab.lab.sandbox")
 
 # Host directories every device sees read-only at the same path (tools, libraries, certs).
 SHARED_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc")
@@ -100,6 +103,7 @@ class DeviceRoot:
                 # try is what a person would do by hand
                 if attempt == 2 or "Invalid argument" not in str(exc):
                     raise
+                LOG.warning("%s: try %d of 3 refused, bound again: %s", self.nsfile, attempt + 1, exc)
                 time.sleep(0.2)
                 self._bind_nsdir_private(fresh=True)
         script = [f"set -e; root={_q(str(self.rootfs))}"]
