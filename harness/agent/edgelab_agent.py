@@ -1790,14 +1790,12 @@ class ChannelAgent:
         if spare is not None and spare.start(argv):
             self._track(_Job(ident, spare.pid, spare.fds, deadline))
             return
-        child = self._fork_child(argv)
-        if child is not None:
-            self._track(_Job(ident, *child, deadline))
+        pid, fds, _ = self._fork_child(argv)
+        self._track(_Job(ident, pid, fds, deadline))
 
-    def _fork_child(self, argv: list[str] | None) -> tuple[int, tuple[int, int]] | None:
-        """Fork a child that runs ``argv`` as a fresh process would (see serve()); None for
-        argv means a spare: it reads its argv from a pipe, and this returns with the spare kept
-        in ``self.spare``."""
+    def _fork_child(self, argv: list[str] | None) -> tuple[int, tuple[int, int], int]:
+        """Fork a child that runs ``argv`` as a fresh process would (see serve()): its pid, its
+        stdout and stderr, and for a spare (argv None) the pipe it reads its argv from."""
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         request_read, request_write = os.pipe() if argv is None else (-1, -1)
@@ -1811,9 +1809,7 @@ class ChannelAgent:
         os.close(err_write)
         if argv is None:
             os.close(request_read)
-            self.spare = _Spare(pid, (out_read, err_read), request_write)
-            return None
-        return pid, (out_read, err_read)
+        return pid, (out_read, err_read), request_write
 
     def _child(
         self, argv: list[str] | None, streams: tuple[int, int], request_fd: int, close: list[int]
@@ -1864,7 +1860,7 @@ class ChannelAgent:
         so a run request waits for neither (6-9 ms of CPU here, about twice that on a 0.5-core
         board). Only on a runtime's channel, and one at a time."""
         if self.forks_runs and self.spare is None and not self.running and not self.stopping:
-            self._fork_child(None)
+            self.spare = _Spare(*self._fork_child(None))
 
     def _executed(self, ident: Any, request: dict[str, Any], deadline: float) -> None:
         import base64
