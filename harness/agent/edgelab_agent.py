@@ -1193,7 +1193,10 @@ class Phases:
         self._last = now
 
 
-def run(arguments: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 (one run, step by step)
+def run(arguments: argparse.Namespace, keep: list[Any] | None = None) -> dict[str, Any]:  # noqa: PLR0915
+    """One run, step by step. The loaded model goes into ``keep`` when given: the caller releases
+    it after the answer is written (a runtime's teardown takes 20-30 ms for silero's session on
+    this host, time the host would otherwise wait for)."""
     phases = Phases()
     requested_cpus = parse_cpus_argument(arguments.cpus)
     pinned_by = pin_cpus(requested_cpus)  # before any thread of the runtime or the sampler exists
@@ -1210,6 +1213,8 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 (one 
     started = time.perf_counter()
     model = load_model(arguments.runtime, arguments.model, arguments.threads, arguments.delegate)
     load_ms = (time.perf_counter() - started) * 1e3
+    if keep is not None:
+        keep.append(model)
     after_load = read_status_kb()
     phases.done("load")
     batch, samples, described_inputs = load_inputs(model, arguments.inputs)
@@ -1507,8 +1512,9 @@ def _serve_one(line: str, directory: str, control_fd: int, resident: Sequence[tu
             os.dup2(reply_fd, 1)
             os.dup2(err_fd, 2)
             _touch(resident)
-            return main(argv)
+            return main(argv, kept)
 
+        kept: list[Any] = []  # released by _exit: the model's teardown would delay the reap
         code = _exit_code_of(served)
         try:
             sys.stdout.flush()
@@ -1832,10 +1838,14 @@ class ChannelAgent:
             os.dup2(null, 0)
             os.dup2(streams[0], 1)
             os.dup2(streams[1], 2)
+            for fd in streams:  # only 1 and 2 may hold the pipes: their closing is the answer's EOF
+                if fd > 2:
+                    os.close(fd)
             _touch(self.resident)
             run = argv if argv is not None else _Spare.wait(request_fd)
-            return 0 if run is None else main(run)  # None: the agent ended without a run for it
+            return 0 if run is None else main(run, kept)  # None: the agent ended without a run for it
 
+        kept: list[Any] = []  # released by _exit, after the answer: no runtime teardown to wait for
         code = _exit_code_of(forked)
         try:
             sys.stdout.flush()
@@ -1845,6 +1855,8 @@ class ChannelAgent:
             os.write(2, f"{EXIT_TRAILER}{code}\n".encode())
             os.close(1)
             os.close(2)
+            with contextlib.suppress(AttributeError, OSError):  # the memory's release yields to the next run
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         finally:
             os._exit(code)
 
@@ -2153,7 +2165,8 @@ def _emit(document: dict[str, Any], result_path: str | None) -> None:
         sys.stdout.flush()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, keep: list[Any] | None = None) -> int:
+    """The agent's command line; a run's model goes into ``keep`` (see run())."""
     result_path: str | None = None
     try:
         arguments = (_PARSER[0] if _PARSER else build_parser()).parse_args(argv)
@@ -2172,7 +2185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "args",
                     "--threads must be >= 1: the thread count is explicit, never the runtime's default",
                 )
-            _emit(run(arguments), result_path)
+            _emit(run(arguments, keep), result_path)
         return 0
     except AgentFailure as failure:
         _emit(
@@ -2188,4 +2201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    kept: list[Any] = []
+    exit_code = main(keep=kept)
+    if kept:  # a run, its answer written: no runtime and interpreter teardown for the host to wait for
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)
+    sys.exit(exit_code)

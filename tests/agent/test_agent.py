@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -356,6 +357,56 @@ def test_a_runtimes_persistent_agent_runs_each_request_in_a_child_forked_ahead(m
             break
         time.sleep(0.05)
     assert not Path(f"/proc/{spare}").exists()
+
+
+def _settled_fds(pid: int) -> dict[int, str]:
+    """A spare's descriptors once it has set itself up and waits for a run (fd 0 is /dev/null
+    and nothing changes over a few polls)."""
+    seen: list[dict[int, str]] = []
+    for _ in range(500):
+        links = {}
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(FileNotFoundError):  # closed between the listing and the read
+                links[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        seen = [*seen[-2:], links]
+        if links.get(0) == "/dev/null" and len(seen) == 3 and seen[0] == seen[1] == seen[2]:
+            return links
+        time.sleep(0.02)
+    raise AssertionError(f"spare {pid} did not settle: {seen}")
+
+
+def test_a_spare_holds_its_output_pipes_on_stdout_and_stderr_only(matmul_relu):
+    """Closing 1 and 2 after the answer is the agent's end of file: a copy of either pipe left
+    at another descriptor would hold the answer until the kernel has freed the run's memory."""
+    from harness.transport.channel import Channel, PersistentChannel, run_over
+
+    transport = LocalTransport("host")
+    argv = [sys.executable, str(AGENT_FILE), "channel", "--runtime", "onnxruntime"]
+    channel = PersistentChannel(
+        "host", "onnxruntime", lambda: Channel.open(transport, argv, label="onnxruntime")
+    )
+    try:
+        run = ["run", "--model", str(matmul_relu), "--runtime", "onnxruntime", *FAST]
+        first = run_over(channel, "agent", run, timeout=120)  # opens the channel
+        assert first is not None and channel.pid is not None
+        spare = _spare_of(channel.pid, {json.loads(first.stdout)["pid"]})
+        links = _settled_fds(spare)
+        assert links[1].startswith("pipe:") and links[2].startswith("pipe:") and links[1] != links[2]
+        assert sorted(fd for fd, link in links.items() if link in (links[1], links[2])) == [1, 2]
+    finally:
+        channel.close()
+
+
+def test_a_run_hands_its_model_to_the_caller_to_release_after_the_answer(matmul_relu, capsys):
+    """The runtime's teardown comes after the answer is written (a forked run never does it)."""
+    from harness.agent import edgelab_agent
+
+    kept: list[object] = []
+    code = edgelab_agent.main(["run", "--model", str(matmul_relu), "--runtime", "onnxruntime", *FAST], kept)
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0 and document["kind"] == "run"
+    assert len(kept) == 1 and isinstance(kept[0], edgelab_agent.OrtModel)
+    assert edgelab_agent.main(["run", "--model", str(matmul_relu), "--runtime", "onnxruntime", *FAST]) == 0
 
 
 def sinusoid_windows(count: int) -> np.ndarray:
