@@ -92,14 +92,26 @@ def _getprop(key: str) -> str | None:
     return value or None
 
 
-_SDK: list[str | None] = []  # one getprop per process; a warm server's children inherit it
+_READ_ONLY: dict[str, str | None] = {}  # one getprop per key and process; forked runs inherit it
+
+
+def _read_only_prop(key: str) -> str | None:
+    """A ``ro.*`` property: Android sets each once at boot, so one read per process is enough."""
+    if key not in _READ_ONLY:
+        _READ_ONLY[key] = _getprop(key)
+    return _READ_ONLY[key]
 
 
 def android_sdk() -> str | None:
     """ro.build.version.sdk: set on Android, None elsewhere."""
-    if not _SDK:
-        _SDK.append(_getprop("ro.build.version.sdk"))
-    return _SDK[0]
+    return _read_only_prop("ro.build.version.sdk")
+
+
+def virtual_device(sysfs: str = "/sys") -> bool:
+    """A device of EdgeLab's virtual lab: its sensor state file, or the phone's property."""
+    if os.path.exists(sysfs + "/edgelab/state"):
+        return True
+    return android_sdk() is not None and _read_only_prop("ro.edgelab.virtual") == "1"
 
 
 def _android() -> dict[str, str | None] | None:
@@ -108,12 +120,12 @@ def _android() -> dict[str, str | None] | None:
         return None
     return {
         "sdk": sdk,
-        "release": _getprop("ro.build.version.release"),
-        "model": _getprop("ro.product.model"),
-        "manufacturer": _getprop("ro.product.manufacturer"),
-        "soc": _getprop("ro.soc.model") or _getprop("ro.board.platform"),
-        "fingerprint": _getprop("ro.build.fingerprint"),
-        "virtual": _getprop("ro.edgelab.virtual"),
+        "release": _read_only_prop("ro.build.version.release"),
+        "model": _read_only_prop("ro.product.model"),
+        "manufacturer": _read_only_prop("ro.product.manufacturer"),
+        "soc": _read_only_prop("ro.soc.model") or _read_only_prop("ro.board.platform"),
+        "fingerprint": _read_only_prop("ro.build.fingerprint"),
+        "virtual": _read_only_prop("ro.edgelab.virtual"),
     }
 
 
@@ -667,6 +679,32 @@ def _run_text(argv: list[str], timeout: float = 15.0) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
+def _run_texts(argvs: list[list[str]], timeout: float = 15.0) -> list[str | None]:
+    """Several commands started together, each one's stdout (None where it failed), in order."""
+    started: list[subprocess.Popen[str] | None] = []
+    for argv in argvs:
+        try:
+            started.append(
+                subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            )
+        except OSError:
+            started.append(None)
+    texts: list[str | None] = []
+    for process in started:
+        if process is None:
+            texts.append(None)
+            continue
+        try:
+            out, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            texts.append(None)
+            continue
+        texts.append(out if process.returncode == 0 else None)
+    return texts
+
+
 def _cpu_times() -> tuple[int, int] | None:
     """(busy, total) jiffies of the whole machine from /proc/stat."""
     try:
@@ -715,16 +753,17 @@ def environment(sysfs: str = "/sys") -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "battery": None,
         "android": android_sdk() is not None,
-        "virtual": os.path.exists(sysfs + "/edgelab/state") or _getprop("ro.edgelab.virtual") == "1",
+        "virtual": virtual_device(sysfs),
     }
     if battery:
         found["battery"] = {
             "capacity_pct": _read_int(battery + "/capacity"),
             "status": _read_first(battery + "/status"),
         }
-    if found["android"]:
-        found["dumpsys_power"] = _run_text(["dumpsys", "power"])
-        found["dumpsys_thermalservice"] = _run_text(["dumpsys", "thermalservice"])
+    if found["android"]:  # two services of system_server, asked at once
+        found["dumpsys_power"], found["dumpsys_thermalservice"] = _run_texts(
+            [["dumpsys", "power"], ["dumpsys", "thermalservice"]]
+        )
     vcgencmd = _which("vcgencmd", ("/usr/bin", "/opt/vc/bin"))
     if vcgencmd:
         found["vcgencmd"] = _run_text([vcgencmd, "get_throttled"])
@@ -1261,9 +1300,12 @@ def run(arguments: argparse.Namespace, keep: list[Any] | None = None) -> dict[st
         raise AgentFailure("inference", f"{type(exc).__name__}: {exc}", type(exc).__name__) from None
     after_run = read_status_kb()
     pss = _pss_kb()
+    # The kernel's PSS (smaps_rollup) is the whole of it for a run on the CPU; `dumpsys meminfo`
+    # adds the GPU's memory (memtrack's Graphics and GL rows), so it is asked where a delegate
+    # ran (it takes a system_server walk of the same smaps: 20-30 ms on the virtual phone).
     meminfo = (
         _run_text(["dumpsys", "meminfo", str(os.getpid())])
-        if env is not None and env.get("android")
+        if env is not None and env.get("android") and arguments.delegate
         else None
     )
     phases.done("memory")
@@ -1468,6 +1510,22 @@ def _read_request(reply: str) -> tuple[list[str] | None, int, str]:
     return argv, err_fd, ""
 
 
+def _warm_run_steps() -> None:
+    """In a process that forks runs: what every run would otherwise do again. The device's
+    read-only properties are read (getprop is a process each), and an .npz is read once, which
+    imports and compiles what reading a run's inputs needs (~1.5 ms of a forked run's CPU here)."""
+    import io
+
+    import numpy
+
+    virtual_device()
+    packed = io.BytesIO()
+    numpy.savez(packed, warm=numpy.zeros(1, dtype=numpy.float32))
+    packed.seek(0)
+    with numpy.load(packed, allow_pickle=False) as archive:
+        archive["warm"]
+
+
 def _exit_code_of(run: Callable[[], int]) -> int:
     """In a forked child: ``run()``'s code as a process's exit would give it (1 for a crash,
     its traceback on stderr)."""
@@ -1545,7 +1603,7 @@ def serve(directory: str, runtime: str | None, idle_exit_s: float) -> int:
 
     import numpy  # noqa: F401
 
-    android_sdk()  # children inherit the answer: one getprop fewer per run
+    _warm_run_steps()
 
     if runtime == "onnxruntime":
         _onnxruntime_info()
@@ -2058,7 +2116,7 @@ def channel(runtime: str | None) -> int:
 
         import numpy  # noqa: F401
 
-        android_sdk()
+        _warm_run_steps()
         if runtime == "onnxruntime":
             _onnxruntime_info()
         elif runtime == "litert":

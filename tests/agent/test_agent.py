@@ -548,3 +548,75 @@ def test_bad_threads_and_cpus_are_json_errors_with_the_fix(matmul_relu, argument
     assert document["error"]["message"].startswith(message)
     if phase == "cpus":
         assert "fix cpus in devices.yaml" in document["error"]["message"]
+
+
+def _fake_getprop(folder: Path, props: dict[str, str]) -> Path:
+    """A getprop on PATH that logs each key asked and prints the value given here."""
+    log = folder / "asked"
+    script = folder / "getprop"
+    lines = "".join(f'  {key}) echo "{value}" ;;\n' for key, value in props.items())
+    script.write_text(f'#!/bin/sh\necho "$1" >> {log}\ncase "$1" in\n{lines}  *) ;;\nesac\n')
+    script.chmod(0o755)
+    return log
+
+
+def test_read_only_properties_are_asked_once_and_only_on_android(tmp_path, monkeypatch):
+    from harness.agent import edgelab_agent
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    sysfs = str(tmp_path / "sys")
+    log = _fake_getprop(tmp_path, {})  # a Linux board: no ro.build.version.sdk
+    monkeypatch.setattr(edgelab_agent, "_READ_ONLY", {})
+    assert [edgelab_agent.virtual_device(sysfs) for _ in range(3)] == [False] * 3
+    assert log.read_text().split() == ["ro.build.version.sdk"]  # ro.edgelab.virtual: not asked
+
+    log.unlink()
+    log = _fake_getprop(tmp_path, {"ro.build.version.sdk": "34", "ro.edgelab.virtual": "1"})
+    monkeypatch.setattr(edgelab_agent, "_READ_ONLY", {})
+    assert [edgelab_agent.virtual_device(sysfs) for _ in range(3)] == [True] * 3
+    assert log.read_text().split() == ["ro.build.version.sdk", "ro.edgelab.virtual"]
+
+
+def test_commands_asked_together_answer_in_order_and_a_failure_is_none(tmp_path):
+    from harness.agent import edgelab_agent
+
+    texts = edgelab_agent._run_texts(
+        [
+            ["sh", "-c", "sleep 0.2; echo first"],
+            ["sh", "-c", "echo second"],
+            ["sh", "-c", "exit 3"],
+            [str(tmp_path / "missing")],
+        ]
+    )
+    assert texts == ["first\n", "second\n", None, None]
+
+
+def test_dumpsys_meminfo_is_asked_on_android_only_where_a_delegate_ran(matmul_relu, tmp_path, monkeypatch):
+    """On the CPU the kernel's PSS is the whole of it; a delegate's GPU memory shows only in
+    `dumpsys meminfo` (memtrack), so that is asked then, with the run's own pid."""
+    from harness.agent import edgelab_agent
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    _fake_getprop(tmp_path, {"ro.build.version.sdk": "34"})
+    dumpsys = tmp_path / "dumpsys"
+    dumpsys.write_text(
+        '#!/bin/sh\necho "$*" >> ' + str(tmp_path / "dumpsys-asked") + "\n"
+        'case "$1" in\n  thermalservice) echo "Thermal Status: 0" ;;\n'
+        '  meminfo) echo "** MEMINFO in pid $2 [python] **"; echo "TOTAL PSS: 1234" ;;\nesac\n'
+    )
+    dumpsys.chmod(0o755)
+    monkeypatch.setattr(edgelab_agent, "_READ_ONLY", {})
+    documents = {}
+    for provider in (None, "CPUExecutionProvider"):
+        argv = ["run", "--model", str(matmul_relu), "--runtime", "onnxruntime", "--environment", *FAST]
+        argv += ["--delegate", provider] if provider else []
+        out = tmp_path / f"{provider}.json"
+        assert edgelab_agent.main([*argv, "--result", str(out)]) == 0
+        documents[provider] = json.loads(out.read_text())
+    plain, delegated = documents[None], documents["CPUExecutionProvider"]
+    assert plain["environment"]["android"] is True and plain["pss_kb"] > 0
+    assert plain["environment"]["dumpsys_thermalservice"] == "Thermal Status: 0\n"
+    assert plain["dumpsys_meminfo"] is None
+    assert delegated["dumpsys_meminfo"] == f"** MEMINFO in pid {os.getpid()} [python] **\nTOTAL PSS: 1234\n"
+    asked = (tmp_path / "dumpsys-asked").read_text().splitlines()
+    assert sorted(asked) == sorted(["power"] * 2 + ["thermalservice"] * 4 + [f"meminfo {os.getpid()}"])
