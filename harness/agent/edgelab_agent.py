@@ -671,14 +671,6 @@ class TegrastatsReader:
         return self.lines
 
 
-def _run_text(argv: list[str], timeout: float = 15.0) -> str | None:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
 def _run_texts(argvs: list[list[str]], timeout: float = 15.0) -> list[str | None]:
     """Several commands started together, each one's stdout (None where it failed), in order."""
     started: list[subprocess.Popen[str] | None] = []
@@ -703,6 +695,11 @@ def _run_texts(argvs: list[list[str]], timeout: float = 15.0) -> list[str | None
             continue
         texts.append(out if process.returncode == 0 else None)
     return texts
+
+
+def _run_text(argv: list[str], timeout: float = 15.0) -> str | None:
+    """One command's stdout; None where it failed."""
+    return _run_texts([argv], timeout)[0]
 
 
 def _cpu_times() -> tuple[int, int] | None:
