@@ -1507,7 +1507,7 @@ def _read_request(reply: str) -> tuple[list[str] | None, int, str]:
     return argv, err_fd, ""
 
 
-def _warm_run_steps() -> None:
+def _warm_run_steps(sysfs: str = "/sys") -> None:
     """In a process that forks runs: what every run would otherwise do again. The device's
     read-only properties are read (getprop is a process each), and an .npz is read once, which
     imports and compiles what reading a run's inputs needs (~1.5 ms of a forked run's CPU here)."""
@@ -1515,7 +1515,8 @@ def _warm_run_steps() -> None:
 
     import numpy
 
-    virtual_device()
+    android_sdk()  # asked by every run; virtual_device() alone may answer without it
+    virtual_device(sysfs)
     packed = io.BytesIO()
     numpy.savez(packed, warm=numpy.zeros(1, dtype=numpy.float32))
     packed.seek(0)

@@ -591,20 +591,44 @@ def test_commands_asked_together_answer_in_order_and_a_failure_is_none(tmp_path)
     assert texts == ["first\n", "second\n", None, None]
 
 
+def _fake_android(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """getprop (SDK 34) and a dumpsys that logs what it is asked to folder/dumpsys-asked, first
+    on PATH; the getprop log."""
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    dumpsys = folder / "dumpsys"
+    dumpsys.write_text(
+        '#!/bin/sh\necho "$*" >> ' + str(folder / "dumpsys-asked") + "\n"
+        'case "$1" in\n  thermalservice) echo "Thermal Status: 0" ;;\n'
+        '  meminfo) echo "** MEMINFO in pid $2 [python] **"; echo "TOTAL PSS: 1234" ;;\nesac\n'
+    )
+    dumpsys.chmod(0o755)
+    return _fake_getprop(folder, {"ro.build.version.sdk": "34"})
+
+
+def test_a_process_that_forks_runs_asks_their_properties_before(tmp_path, monkeypatch):
+    """A virtual phone answers virtual_device() from its sensor state, without the SDK property:
+    warming asks that too, or every forked run would start getprop (8-18 ms there)."""
+    from harness.agent import edgelab_agent
+
+    sysfs = tmp_path / "sys"
+    (sysfs / "edgelab").mkdir(parents=True)
+    (sysfs / "edgelab" / "state").write_text("{}")
+    asked = _fake_android(tmp_path, monkeypatch)
+    monkeypatch.setattr(edgelab_agent, "_READ_ONLY", {})
+    edgelab_agent._warm_run_steps(str(sysfs))
+    assert asked.read_text().split() == ["ro.build.version.sdk"]
+    for _ in range(2):
+        found = edgelab_agent.environment(str(sysfs))
+        assert found["android"] is True and found["virtual"] is True
+    assert asked.read_text().split() == ["ro.build.version.sdk"]
+
+
 def test_dumpsys_meminfo_is_asked_on_android_only_where_a_delegate_ran(matmul_relu, tmp_path, monkeypatch):
     """On the CPU the kernel's PSS is the whole of it; a delegate's GPU memory shows only in
     `dumpsys meminfo` (memtrack), so that is asked then, with the run's own pid."""
     from harness.agent import edgelab_agent
 
-    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    _fake_getprop(tmp_path, {"ro.build.version.sdk": "34"})
-    dumpsys = tmp_path / "dumpsys"
-    dumpsys.write_text(
-        '#!/bin/sh\necho "$*" >> ' + str(tmp_path / "dumpsys-asked") + "\n"
-        'case "$1" in\n  thermalservice) echo "Thermal Status: 0" ;;\n'
-        '  meminfo) echo "** MEMINFO in pid $2 [python] **"; echo "TOTAL PSS: 1234" ;;\nesac\n'
-    )
-    dumpsys.chmod(0o755)
+    _fake_android(tmp_path, monkeypatch)
     monkeypatch.setattr(edgelab_agent, "_READ_ONLY", {})
     documents = {}
     for provider in (None, "CPUExecutionProvider"):
