@@ -1911,8 +1911,6 @@ class ChannelAgent:
             os.write(2, f"{EXIT_TRAILER}{code}\n".encode())
             os.close(1)
             os.close(2)
-            with contextlib.suppress(AttributeError, OSError):  # the memory's release yields to the next run
-                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         finally:
             os._exit(code)
 
