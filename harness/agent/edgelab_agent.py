@@ -892,9 +892,16 @@ class ThermalSampler:
         if value is not None:
             self.status.append([self._last_status, value])
 
-    def start(self) -> ThermalSampler:
+    def start(self, status: tuple[int, str | None] | None = None) -> ThermalSampler:
+        """``status``: a reading of the status command just taken (when, its text), kept as the
+        first status sample instead of running the command again."""
         self.sample()
-        if self.status_argv:
+        if self.status_argv and status is not None:
+            self._last_status = status[0]
+            value = _status_value(self.status_kind, status[1])
+            if value is not None:
+                self.status.append([status[0], value])
+        elif self.status_argv:
             self.read_status()
         self._thread.start()
         return self
@@ -1102,8 +1109,11 @@ def save_outputs(model: Model, batch: dict[str, Any], samples: int, path: str) -
     os.replace(temporary, path)
 
 
-def start_probes(arguments: argparse.Namespace) -> tuple[ThermalSampler | None, TegrastatsReader | None]:
-    """The sampler thread (thermal, and the energy source if any) or tegrastats, started."""
+def start_probes(
+    arguments: argparse.Namespace, env: dict[str, Any] | None = None, env_ns: int = 0
+) -> tuple[ThermalSampler | None, TegrastatsReader | None]:
+    """The sampler thread (thermal, and the energy source if any) or tegrastats, started; the
+    thermal status or throttle flags that ``env`` read at ``env_ns`` are its first status sample."""
     energy = None
     tegrastats = None
     if arguments.energy == "tegrastats":
@@ -1113,8 +1123,13 @@ def start_probes(arguments: argparse.Namespace) -> tuple[ThermalSampler | None, 
     period = arguments.sample_period_s
     if energy is not None:  # energy wants readings close to the window's ends
         period = min(period, 0.1) if period > 0 else 0.1
-    sampler = ThermalSampler(period, energy=energy).start() if period > 0 else None
-    return sampler, tegrastats
+    if period <= 0:
+        return None, tegrastats
+    sampler = ThermalSampler(period, energy=energy)
+    text = None
+    if env is not None:
+        text = env.get("dumpsys_thermalservice") if sampler.status_kind == "android" else env.get("vcgencmd")
+    return sampler.start((env_ns, text) if text is not None else None), tegrastats
 
 
 def hottest_zone_c(sysfs: str = "/sys") -> float | None:
@@ -1262,8 +1277,9 @@ def run(arguments: argparse.Namespace, keep: list[Any] | None = None) -> dict[st
         first_inference_ms = (time.perf_counter() - first_started) * 1e3
         phases.done("first_inference")
         env = environment() if arguments.environment else None
+        env_ns = time.perf_counter_ns()
         phases.done("environment")
-        sampler, tegrastats = start_probes(arguments)
+        sampler, tegrastats = start_probes(arguments, env, env_ns)
         idle = idle_baseline(arguments.idle_s) if arguments.idle_s > 0 else None  # energy's baseline
         load_before = (_cpu_times(), _own_jiffies())
         phases.done("probes_start")

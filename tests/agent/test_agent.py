@@ -644,3 +644,21 @@ def test_dumpsys_meminfo_is_asked_on_android_only_where_a_delegate_ran(matmul_re
     assert delegated["dumpsys_meminfo"] == f"** MEMINFO in pid {os.getpid()} [python] **\nTOTAL PSS: 1234\n"
     asked = (tmp_path / "dumpsys-asked").read_text().splitlines()
     assert sorted(asked) == sorted(["power"] * 2 + ["thermalservice"] * 4 + [f"meminfo {os.getpid()}"])
+
+
+def test_the_samplers_first_status_is_the_environments_reading(matmul_relu, tmp_path, monkeypatch):
+    """The environment has just read the thermal status; the sampler keeps that reading as its
+    first status sample instead of asking dumpsys again (before, after: two asks per run)."""
+    from harness.agent import edgelab_agent
+
+    _fake_android(tmp_path, monkeypatch)
+    monkeypatch.setattr(edgelab_agent, "_READ_ONLY", {})
+    out = tmp_path / "run.json"
+    argv = ["run", "--model", str(matmul_relu), "--runtime", "onnxruntime", "--environment", *FAST]
+    assert edgelab_agent.main([*argv, "--sample-period-s", "5", "--result", str(out)]) == 0
+    document = json.loads(out.read_text())
+    status = document["thermal"]["status"]
+    assert document["thermal"]["status_kind"] == "android" and [value for _, value in status] == [0]
+    assert document["clock"]["perf_counter_start_ns"] > status[0][0]
+    asked = (tmp_path / "dumpsys-asked").read_text().split()
+    assert asked.count("thermalservice") == 2 and asked.count("power") == 1
