@@ -677,7 +677,9 @@ def _run_texts(argvs: list[list[str]], timeout: float = 15.0) -> list[str | None
     for argv in argvs:
         try:
             started.append(
-                subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                subprocess.Popen(  # a tool's odd bytes are replaced, never a failed run
+                    argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, errors="replace"
+                )
             )
         except OSError:
             started.append(None)
@@ -2274,7 +2276,8 @@ if __name__ == "__main__":
     kept: list[Any] = []
     exit_code = main(keep=kept)
     if kept:  # a run, its answer written: no runtime and interpreter teardown for the host to wait for
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):  # a reader gone: the exit code still says how it ended
+                stream.flush()
         os._exit(exit_code)
     sys.exit(exit_code)

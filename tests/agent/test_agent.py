@@ -591,6 +591,15 @@ def test_commands_asked_together_answer_in_order_and_a_failure_is_none(tmp_path)
     assert texts == ["first\n", "second\n", None, None]
 
 
+def test_a_commands_odd_bytes_are_replaced_not_a_failure():
+    from harness.agent import edgelab_agent
+
+    assert (
+        edgelab_agent._run_text(["printf", "Thermal Status: 0\\n\\377\\376"])
+        == "Thermal Status: 0\n\ufffd\ufffd"
+    )
+
+
 def _fake_android(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """getprop (SDK 34) and a dumpsys that logs what it is asked to folder/dumpsys-asked, first
     on PATH; the getprop log."""
