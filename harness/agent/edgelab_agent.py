@@ -85,7 +85,9 @@ def _cpu_model() -> str | None:
 
 def _getprop(key: str) -> str | None:
     try:
-        completed = subprocess.run(["getprop", key], capture_output=True, text=True, timeout=10, check=False)
+        completed = subprocess.run(
+            ["getprop", key], capture_output=True, text=True, errors="replace", timeout=10, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     value = completed.stdout.strip()
