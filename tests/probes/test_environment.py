@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from harness.probes.environment import screen_on, warnings
+from pathlib import Path
+
+from harness.probes.environment import screen_on, thermal_status, warnings
+
+SHIELD_TV = (
+    Path(__file__).parents[1]
+    / "fixtures/real-outputs/dumpsys_thermalservice/shield_optimizer_issue6_shield_tv_cut.txt"
+)
 
 
 def test_every_warning_with_its_evidence():
@@ -46,3 +53,12 @@ def test_screen_state_from_either_line():
     assert screen_on("mWakefulness=Asleep") is False
     assert screen_on("Display Power: state=ON") is True
     assert screen_on("nothing") is None and screen_on(None) is None
+
+
+def test_a_thermalservice_capture_is_parsed_once_however_often_it_is_asked():
+    text = SHIELD_TV.read_text()
+    thermal_status.cache_clear()
+    assert [thermal_status(text) for _ in range(3)] == [0, 0, 0]
+    assert (thermal_status.cache_info().misses, thermal_status.cache_info().hits) == (1, 2)
+    assert thermal_status(text.replace("Thermal Status: 0", "Thermal Status: 3")) == 3
+    assert thermal_status(None) is None and thermal_status("not a capture") is None
