@@ -889,24 +889,24 @@ class ThermalSampler:
             if self.status_argv and time.perf_counter_ns() - self._last_status >= STATUS_PERIOD_S * 1e9:
                 self.read_status()
 
-    def read_status(self) -> None:
-        self._last_status = time.perf_counter_ns()
-        text = _run_text(self.status_argv, timeout=10.0) if self.status_argv else None
+    def read_status(self, reading: tuple[int, str | None] | None = None) -> None:
+        """Run the status command, or keep ``reading`` (when, its text) that was just taken."""
+        if reading is None:  # the time the command starts, then its text
+            reading = (
+                time.perf_counter_ns(),
+                _run_text(self.status_argv, timeout=10.0) if self.status_argv else None,
+            )
+        self._last_status, text = reading
         value = _status_value(self.status_kind, text)
         if value is not None:
             self.status.append([self._last_status, value])
 
     def start(self, status: tuple[int, str | None] | None = None) -> ThermalSampler:
-        """``status``: a reading of the status command just taken (when, its text), kept as the
-        first status sample instead of running the command again."""
+        """``status``: a reading of the status command just taken, kept as the first status
+        sample instead of running the command again."""
         self.sample()
-        if self.status_argv and status is not None:
-            self._last_status = status[0]
-            value = _status_value(self.status_kind, status[1])
-            if value is not None:
-                self.status.append([status[0], value])
-        elif self.status_argv:
-            self.read_status()
+        if self.status_argv:
+            self.read_status(status)
         self._thread.start()
         return self
 
