@@ -31,22 +31,40 @@ LOG = logging.getLogger("edgelab.lab.device")
 SENSOR_PERIOD_S = 0.1
 BOARD_WRITABLE = {"/home": "home", "/tmp": "tmp", "/var/tmp": "vartmp", "/opt": "opt"}
 
-VCGENCMD = """#!/bin/sh
-# vcgencmd of the virtual Raspberry Pi: the firmware's view of the sensor model. One awk per call,
-# as the real tool is one process: the agent reads the flags before and after every run.
-case "$1" in
-  get_throttled)
+VCGENCMD = """#!/usr/bin/awk -f
+# vcgencmd of the virtual Raspberry Pi: the firmware's view of the sensor model. One process per
+# call, as the real tool is (no shell in front): the agent reads the flags before and after a run.
+function fields(path, into,    line, parts) {
+  while ((getline line < path) > 0) {
+    split(line, parts, "=")
+    into[parts[1]] = parts[2]
+  }
+  close(path)
+}
+function first_line(path,    line) {
+  getline line < path
+  close(path)
+  return line
+}
+BEGIN {
+  if (ARGV[1] == "get_throttled") {
     # 0xA: frequency capped + soft temperature limit now; 0xA0000: both have occurred
-    awk -F= '$1 == "throttled" { now = $2 } $1 == "throttle_events" { seen = $2 }
-      END { flags = 0; if (now == 1) flags += 10; if (seen + 0 != 0) flags += 655360
-            printf "throttled=0x%x\\n", flags }' /sys/edgelab/state ;;
-  measure_temp)
-    awk '{ printf "temp=%.1f%cC\\n", $1 / 1000, 39 }' /sys/class/thermal/thermal_zone0/temp ;;
-  measure_clock)
-    policy=/sys/devices/system/cpu/cpufreq/policy0
-    awk '{ printf "frequency(48)=%.0f\\n", $1 * 1000 }' "$policy/scaling_cur_freq" ;;
-  *) echo "Command not registered" >&2; exit 1 ;;
-esac
+    fields("/sys/edgelab/state", state)
+    flags = 0
+    if (state["throttled"] == 1) flags += 10
+    if (state["throttle_events"] + 0 != 0) flags += 655360
+    printf "throttled=0x%x\\n", flags
+  } else if (ARGV[1] == "measure_temp") {
+    printf "temp=%.1f%cC\\n", first_line("/sys/class/thermal/thermal_zone0/temp") / 1000, 39
+  } else if (ARGV[1] == "measure_clock") {
+    khz = first_line("/sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq")
+    printf "frequency(48)=%.0f\\n", khz * 1000
+  } else {
+    print "Command not registered" > "/dev/stderr"
+    exit 1
+  }
+  exit 0
+}
 """
 
 

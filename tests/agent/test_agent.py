@@ -632,6 +632,44 @@ def test_a_process_that_forks_runs_asks_their_properties_before(tmp_path, monkey
     assert asked.read_text().split() == ["ro.build.version.sdk"]
 
 
+WARM_THEN_RUN_STEPS = """
+import fnmatch, json, sys
+from harness.agent import edgelab_agent as agent
+sysfs = sys.argv[1]
+agent._warm_run_steps(sysfs)
+modules, misses = set(sys.modules), fnmatch._compile_pattern.cache_info().misses
+found = agent.environment(sysfs)
+agent.hottest_zone_c(sysfs)
+agent.energy_sources(sysfs)
+print(json.dumps([sorted(set(sys.modules) - modules), fnmatch._compile_pattern.cache_info().misses - misses,
+                  found["governors"], found["battery"]]))
+"""
+
+
+def test_a_process_that_forks_runs_compiles_the_probes_lookups_before(tmp_path):
+    """Every forked run would otherwise import glob and shutil and compile the same name patterns
+    (7 ms of a run's wall time on the 0.5-core virtual board): warming does it once, so a run's
+    environment, cool-down and energy lookups import and compile nothing, and still find all."""
+    sysfs = tmp_path / "sys"
+    for policy in ("policy4", "policy0"):
+        (sysfs / "devices/system/cpu/cpufreq" / policy).mkdir(parents=True)
+        (sysfs / "devices/system/cpu/cpufreq" / policy / "scaling_governor").write_text("schedutil\n")
+    (sysfs / "class/thermal/thermal_zone0").mkdir(parents=True)
+    (sysfs / "class/thermal/thermal_zone0/temp").write_text("41000\n")
+    battery = sysfs / "class/power_supply/battery"
+    battery.mkdir(parents=True)
+    for name, value in (("capacity", "80"), ("status", "Discharging"), ("current_now", "1"), ("voltage_now", "2")):
+        (battery / name).write_text(value + "\n")
+    done = subprocess.run(
+        [sys.executable, "-c", WARM_THEN_RUN_STEPS, str(sysfs)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    imported, compiled, governors, battery_found = json.loads(done.stdout)
+    assert (imported, compiled) == ([], 0)
+    assert governors == {"policy0": "schedutil", "policy4": "schedutil"}
+    assert battery_found == {"capacity_pct": 80, "status": "Discharging"}
+
+
 def test_dumpsys_meminfo_is_asked_on_android_only_where_a_delegate_ran(matmul_relu, tmp_path, monkeypatch):
     """On the CPU the kernel's PSS is the whole of it; a delegate's GPU memory shows only in
     `dumpsys meminfo` (memtrack), so that is asked then, with the run's own pid."""

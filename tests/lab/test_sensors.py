@@ -121,11 +121,14 @@ def test_the_virtual_pis_vcgencmd_reports_the_sensor_models_throttling(tmp_path)
 
     model = SensorModel(RPI5, tmp_path / "sys", tmp_path / "dumpsys", None)
     tool = tmp_path / "vcgencmd"
-    tool.write_text(VCGENCMD.replace("/sys/edgelab/state", str(tmp_path / "sys/edgelab/state")))
+    tool.write_text(VCGENCMD.replace("/sys/", str(tmp_path / "sys") + "/"))
+    tool.chmod(0o755)
+
+    def shown(*words: str) -> str:
+        return subprocess.run([str(tool), *words], capture_output=True, text=True, check=True).stdout
 
     def throttled() -> int | None:
-        shown = subprocess.run(["sh", str(tool), "get_throttled"], capture_output=True, text=True, check=True)
-        return parse_vcgencmd(shown.stdout).throttled_raw
+        return parse_vcgencmd(shown("get_throttled")).throttled_raw
 
     assert throttled() == 0
     while not model.state.throttled:
@@ -134,3 +137,10 @@ def test_the_virtual_pis_vcgencmd_reports_the_sensor_models_throttling(tmp_path)
     while model.state.throttled:
         model.advance(1.0, cores_used=0.0)
     assert model.state.throttle_events == 1 and throttled() == 0xA0000
+    reading = parse_vcgencmd(shown("measure_temp") + shown("measure_clock", "arm"))
+    zone = tmp_path / "sys/class/thermal/thermal_zone0/temp"
+    assert reading.temp_c == round(int(zone.read_text()) / 1000, 1)
+    policy = tmp_path / "sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq"
+    assert list(reading.frequencies_khz.values()) == [int(policy.read_text())]
+    refused = subprocess.run([str(tool), "get_mem"], check=False, capture_output=True, text=True)
+    assert (refused.returncode, refused.stderr) == (1, "Command not registered\n")
