@@ -591,6 +591,25 @@ def test_commands_asked_together_answer_in_order_and_a_failure_is_none(tmp_path)
     assert texts == ["first\n", "second\n", None, None]
 
 
+def test_a_command_that_outlives_its_timeout_is_killed_and_none(tmp_path):
+    """Past the timeout a tool is killed and reaped, whether it still writes or has closed its
+    stdout and hangs; the others asked with it still answer."""
+    from harness.agent import edgelab_agent
+
+    pids = tmp_path / "pids"
+    texts = edgelab_agent._run_texts(
+        [
+            ["sh", "-c", f"echo $$ >> {pids}; echo partial; exec sleep 30"],
+            ["sh", "-c", f"echo $$ >> {pids}; exec >&-; exec sleep 30"],
+            ["sh", "-c", "echo quick"],
+        ],
+        timeout=0.5,
+    )
+    assert texts == [None, None, "quick\n"]
+    for pid in pids.read_text().split():
+        assert not Path(f"/proc/{pid}").exists()  # killed and reaped: not even a zombie
+
+
 def test_a_commands_odd_bytes_are_replaced_not_a_failure():
     from harness.agent import edgelab_agent
 
