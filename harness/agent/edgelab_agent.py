@@ -735,6 +735,8 @@ def _run_texts(argvs: list[list[str]], timeout: float = 15.0) -> list[str | None
     run."""
     import select
 
+    if not hasattr(os, "posix_spawnp"):  # bionic before Android 9 (API 28), as Termux's Python
+        return _run_texts_popen(argvs, timeout)
     deadline = time.monotonic() + timeout
     started = [_spawn_reading(argv) for argv in argvs]
     output = {item[1]: bytearray() for item in started if item is not None}
@@ -758,6 +760,42 @@ def _run_texts(argvs: list[list[str]], timeout: float = 15.0) -> list[str | None
         os.close(fd)
         code = _exit_code_by(pid, deadline if fd not in reading else 0.0)
         texts.append(output[fd].decode("utf-8", errors="replace") if code == 0 else None)
+    return texts
+
+
+def _run_texts_popen(argvs: list[list[str]], timeout: float = 15.0) -> list[str | None]:
+    """_run_texts through subprocess.Popen, for a Python without os.posix_spawnp."""
+    started: list[subprocess.Popen[str] | None] = []
+    for argv in argvs:
+        try:
+            started.append(
+                subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                    errors="replace",
+                )
+            )
+        except OSError:
+            started.append(None)
+    deadline = time.monotonic() + timeout
+    texts: list[str | None] = []
+    for process in started:
+        if process is None:
+            texts.append(None)
+            continue
+        try:
+            out, _ = process.communicate(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            if process.poll() is None:  # still running past the deadline (not merely unread)
+                process.kill()
+                process.communicate()
+                texts.append(None)
+                continue
+            out, _ = process.communicate()
+        texts.append(out if process.returncode == 0 else None)
     return texts
 
 

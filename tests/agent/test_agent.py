@@ -577,7 +577,16 @@ def test_read_only_properties_are_asked_once_and_only_on_android(tmp_path, monke
     assert log.read_text().split() == ["ro.build.version.sdk", "ro.edgelab.virtual"]
 
 
-def test_commands_asked_together_answer_in_order_and_a_failure_is_none(tmp_path):
+@pytest.fixture(params=["posix_spawn", "popen"])
+def tool_starter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a run starts a device tool: posix_spawn, and Popen where Python has no
+    os.posix_spawnp (bionic before Android 9)."""
+    if request.param == "popen":
+        monkeypatch.delattr(os, "posix_spawnp")
+    return str(request.param)
+
+
+def test_commands_asked_together_answer_in_order_and_a_failure_is_none(tmp_path, tool_starter):
     from harness.agent import edgelab_agent
 
     texts = edgelab_agent._run_texts(
@@ -591,7 +600,7 @@ def test_commands_asked_together_answer_in_order_and_a_failure_is_none(tmp_path)
     assert texts == ["first\n", "second\n", None, None]
 
 
-def test_a_command_that_outlives_its_timeout_is_killed_and_none(tmp_path):
+def test_a_command_that_outlives_its_timeout_is_killed_and_none(tmp_path, tool_starter):
     """Past the timeout a tool is killed and reaped, whether it still writes or has closed its
     stdout and hangs; the others asked with it still answer."""
     from harness.agent import edgelab_agent
@@ -610,7 +619,7 @@ def test_a_command_that_outlives_its_timeout_is_killed_and_none(tmp_path):
         assert not Path(f"/proc/{pid}").exists()  # killed and reaped: not even a zombie
 
 
-def test_a_commands_odd_bytes_are_replaced_not_a_failure():
+def test_a_commands_odd_bytes_are_replaced_not_a_failure(tool_starter):
     from harness.agent import edgelab_agent
 
     assert (
