@@ -15,6 +15,7 @@ from tests.lab.conftest import lab_root
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the virtual lab needs root")
 def test_one_fault_of_each_kind_loses_nothing_and_leaves_nothing():
+    health_dir = os.environ.get("EDGELAB_HEALTH_DIR")
     soak = Soak(lab_root("soak"), seed=1, log=lambda line: None)
     try:
         soak.up()
@@ -23,6 +24,7 @@ def test_one_fault_of_each_kind_loses_nothing_and_leaves_nothing():
     finally:
         left = soak.down()
     assert left == []  # `lab down` found nothing of the lab left (processes, mounts, links, cgroups)
+    assert os.environ.get("EDGELAB_HEALTH_DIR") == health_dir  # the rest of the session's, unchanged
     assert figures.faults == dict.fromkeys(FAULTS, 1)
     assert figures.runs == len(FAULTS) + 1  # and the settling run
     assert figures.hung_runs == 0
