@@ -698,28 +698,43 @@ def _spawn_reading(argv: list[str]) -> tuple[int, int] | None:
     return pid, read_fd
 
 
+def _open_pidfd(pid: int) -> int | None:
+    """A descriptor that turns readable when the child exits (Linux >= 5.3), else None."""
+    if hasattr(os, "pidfd_open"):
+        with contextlib.suppress(OSError):
+            return int(os.pidfd_open(pid))
+    return None
+
+
+def _exit_code_within(pid: int, pidfd: int | None, wait_s: float, poll_s: float) -> int | None:
+    """The child's exit code once it has exited, waiting up to ``wait_s`` for that (on its pidfd;
+    without one, a sleep of at most ``poll_s``); None while it still runs."""
+    import select
+
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if not done and wait_s > 0:
+        if pidfd is not None:
+            select.select([pidfd], [], [], wait_s)
+        else:
+            time.sleep(min(wait_s, poll_s))
+        done, status = os.waitpid(pid, os.WNOHANG)
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
 def _exit_code_by(pid: int, deadline: float) -> int | None:
     """The exit code of a child, waited for until ``deadline`` (time.monotonic()); past it the
     child is killed and None returned."""
-    import select
     import signal
 
-    pidfd = None
-    if hasattr(os, "pidfd_open"):  # Linux >= 5.3: readable when the child exits
-        with contextlib.suppress(OSError):
-            pidfd = os.pidfd_open(pid)
+    pidfd = _open_pidfd(pid)
     try:
         while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return os.waitstatus_to_exitcode(status)
             left = deadline - time.monotonic()
+            code = _exit_code_within(pid, pidfd, max(0.0, left), 0.0005)
+            if code is not None:
+                return code
             if left <= 0:
                 break
-            if pidfd is not None:
-                select.select([pidfd], [], [], left)
-            else:
-                time.sleep(min(left, 0.0005))
     finally:
         if pidfd is not None:
             os.close(pidfd)
@@ -1591,24 +1606,13 @@ def _open_reply(path: str, client: int) -> int | None:
 def _reap(child: int, client: int) -> int:
     """Wait for the child; kill its process group if the client disappears first. Returns the exit
     code a shell would show (128 + signal for a signalled child)."""
-    import select
     import signal
 
-    pidfd = None
-    if hasattr(os, "pidfd_open"):
-        try:
-            pidfd = os.pidfd_open(child)
-        except OSError:
-            pidfd = None
+    pidfd = _open_pidfd(child)
     try:
         while True:
-            if pidfd is not None:
-                select.select([pidfd], [], [], 0.25)
-            else:
-                time.sleep(0.002)
-            done, status = os.waitpid(child, os.WNOHANG)
-            if done:
-                code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
+            code = _exit_code_within(child, pidfd, 0.25, 0.002)
+            if code is not None:
                 return 128 - code if code < 0 else code
             if not _alive(client):
                 with contextlib.suppress(OSError):
