@@ -51,16 +51,43 @@ def read_status_kb() -> dict[str, int | None]:
     return found
 
 
-def _pss_kb() -> int | None:
-    """Proportional set size of this process (Linux >= 4.14 smaps_rollup), in kB."""
+# A run forked from the warm agent shares pages with it that a fresh process would hold alone: the
+# agent's heap at the fork (copy-on-write) and its resident file pages, which the run maps to be
+# measured like a fresh process (see resident_file_pages). The kernel's PSS splits each between
+# the two. Set in the agent before it forks: kB of its resident file pages that no other process
+# mapped then, so in a run they are mapped by the agent and the run alone.
+_AGENT_ONLY_FILE_KB: list[int] = []
+
+
+def _smaps_rollup_kb() -> dict[str, int]:
+    """The kB fields of this process's /proc/self/smaps_rollup (Linux >= 4.14); {} without it."""
+    found: dict[str, int] = {}
     try:
         with open("/proc/self/smaps_rollup") as handle:
             for line in handle:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+                key, _, rest = line.partition(":")
+                words = rest.split()
+                if len(words) == 2 and words[1] == "kB":
+                    found[key] = int(words[0])
+    except (OSError, ValueError):
+        return {}
+    return found
+
+
+def pss_kb() -> tuple[int | None, int | None]:
+    """Proportional set size in kB: as a process of its own would count it, and as the kernel
+    does. The two differ only in a run forked from the warm agent, where the pages it shares with
+    the agent count in full (anonymous: all of ``Anonymous`` instead of ``Pss_Anon``; file pages
+    only the two map: the agent's half added back). The first is None there when the kernel's
+    smaps_rollup has no ``Pss_Anon`` to tell the shared anonymous pages apart."""
+    rollup = _smaps_rollup_kb()
+    kernel = rollup.get("Pss")
+    if kernel is None or not _AGENT_ONLY_FILE_KB:
+        return kernel, kernel
+    if "Pss_Anon" not in rollup or "Anonymous" not in rollup:
+        return None, kernel
+    own = kernel - rollup["Pss_Anon"] + rollup["Anonymous"] + _AGENT_ONLY_FILE_KB[0] // 2
+    return own, kernel
 
 
 def _read_first(path: str) -> str | None:
@@ -1435,7 +1462,7 @@ def run(arguments: argparse.Namespace, keep: list[Any] | None = None) -> dict[st
     except Exception as exc:
         raise AgentFailure("inference", f"{type(exc).__name__}: {exc}", type(exc).__name__) from None
     after_run = read_status_kb()
-    pss = _pss_kb()
+    pss, pss_kernel = pss_kb()
     # The kernel's PSS (smaps_rollup) is the whole of it for a run on the CPU; `dumpsys meminfo`
     # adds the GPU's memory (memtrack's Graphics and GL rows), so it is asked where a delegate
     # ran (it takes a system_server walk of the same smaps: 20-30 ms on the virtual phone).
@@ -1480,6 +1507,7 @@ def run(arguments: argparse.Namespace, keep: list[Any] | None = None) -> dict[st
         "environment": env,
         "tegrastats": tegrastats_lines,
         "pss_kb": pss,
+        "pss_kernel_kb": pss_kernel,
         "dumpsys_meminfo": meminfo,
         "thermal": thermal,
         "memory_kb": {
@@ -1515,15 +1543,18 @@ SERVED_EXIT_MARKER = "EDGELAB-SERVED-EXIT:"
 EXIT_TRAILER = "\nEDGELAB-RUN-EXIT:"
 
 
-def resident_file_pages() -> list[int] | None:
+def resident_file_pages() -> tuple[list[int], int] | None:
     """Addresses of this process's resident pages in file mappings (the code and read-only data
     of Python, numpy and the runtime). fork() does not copy those page-table entries, so a child
     would otherwise count fewer resident pages than a fresh process that imported the same
-    modules; the child touches these to be measured like one. None where pagemap is unreadable."""
+    modules; the child touches these to be measured like one. With them, the kB of those no
+    other process maps (pagemap's exclusive bit): called by the agent before it forks, the pages a
+    run then shares with the agent alone (see pss_kb). None where pagemap is unreadable."""
     import struct
 
     page = os.sysconf("SC_PAGE_SIZE")
     found: list[int] = []
+    exclusive = 0
     try:
         with open("/proc/self/maps") as maps, open("/proc/self/pagemap", "rb") as pagemap:
             for line in maps:
@@ -1540,9 +1571,18 @@ def resident_file_pages() -> list[int] | None:
                 for index, entry in enumerate(struct.unpack(f"<{len(data) // 8}Q", data)):
                     if entry >> 63:
                         found.append(start + index * page)
+                        # a page of the file itself (not this process's copy-on-write copy of one)
+                        exclusive += (entry >> 61) & (entry >> 56) & 1
     except (OSError, ValueError):
         return None
-    return found
+    return found, exclusive * page // 1024
+
+
+def forks_runs_from(resident: tuple[list[int], int] | None) -> list[tuple[int, int]]:
+    """In the agent, before its first fork: the runs of resident pages its children touch, and
+    the note that their PSS is to be counted as a fresh process's (see pss_kb)."""
+    _AGENT_ONLY_FILE_KB[:] = [resident[1] if resident is not None else 0]
+    return page_runs(resident[0] if resident is not None else [])
 
 
 def page_runs(addresses: Sequence[int]) -> list[tuple[int, int]]:
@@ -1750,9 +1790,9 @@ def serve(directory: str, runtime: str | None, idle_exit_s: float) -> int:
         handle.write(str(os.getpid()))
     os.replace(os.path.join(directory, "pid.partial"), os.path.join(directory, "pid"))
     resident = resident_file_pages()
-    runs = page_runs(resident or [])
+    runs = forks_runs_from(resident)
     announce = {"kind": "serving", "pid": os.getpid(), "runtime": runtime}
-    announce["resident_file_pages"] = None if resident is None else len(resident)
+    announce["resident_file_pages"] = None if resident is None else len(resident[0])
     sys.stdout.write(json.dumps(announce) + "\n")
     sys.stdout.flush()
     parent = os.getppid()
@@ -2256,11 +2296,12 @@ def channel(runtime: str | None) -> int:
     if runtime is not None:  # argparse's patterns compiled here, not in every run (~3 ms here)
         _PARSER[0].parse_args(["run", "--model", "m", "--runtime", runtime, "--sha256", "0:m"])
     _libc()
-    resident = resident_file_pages() if runtime is not None else []
+    resident = resident_file_pages() if runtime is not None else ([], 0)
     sys.stdout.flush()
     out_fd = os.dup(1)
     os.dup2(2, 1)  # a stray print goes to stderr, never into the frames
-    agent = ChannelAgent(0, out_fd, page_runs(resident or []), forks_runs=runtime is not None)
+    runs = forks_runs_from(resident) if runtime is not None else []
+    agent = ChannelAgent(0, out_fd, runs, forks_runs=runtime is not None)
 
     def stop(number: int, frame: Any) -> None:
         agent.stopping = True
@@ -2276,7 +2317,7 @@ def channel(runtime: str | None) -> int:
             "pid": os.getpid(),
             "runtime": runtime,
             "python": platform.python_version(),
-            "resident_file_pages": None if resident is None else len(resident),
+            "resident_file_pages": None if resident is None else len(resident[0]),
         }
     )
     try:

@@ -125,7 +125,8 @@ class AgentRunDocument(_Lenient):
     phases_ms: dict[str, float] | None = None
     environment: dict[str, Any] | None = None
     tegrastats: list[list[Any]] | None = None
-    pss_kb: int | None = None
+    pss_kb: int | None = None  # as a process of its own counts it (see pss_kernel_kb)
+    pss_kernel_kb: int | None = None  # the kernel's figure: lower in a run forked from the agent
     dumpsys_meminfo: str | None = None
 
 
@@ -365,15 +366,30 @@ def _energy(run: AgentRunDocument, meter_lines: list[tuple[int, str]] | None) ->
     )
 
 
-def _pss(run: AgentRunDocument) -> tuple[float | None, str | None]:
+def _pss(run: AgentRunDocument) -> tuple[float | None, str | None, str | None]:
+    """PSS in MiB, where it came from, and a note when it is not given. A run forked from the warm
+    agent shares pages with it; the agent counts them as a fresh process would (``pss_kb``), and
+    `dumpsys meminfo`, which splits them as the kernel does, gets the same difference added."""
+    if run.pss_kb is None and run.pss_kernel_kb is not None:
+        return (
+            None,
+            None,
+            f"pss: not measured (the kernel's {_mb(run.pss_kernel_kb)} MiB splits the pages this run "
+            "shares with the warm agent it was forked from, and this kernel's smaps_rollup has no "
+            "Pss_Anon to count them as a fresh process would)",
+        )
+    shared_kb = 0
+    if run.pss_kb is not None and run.pss_kernel_kb is not None:
+        shared_kb = run.pss_kb - run.pss_kernel_kb
     if run.dumpsys_meminfo:
         try:
-            return _mb(parse_dumpsys_meminfo(run.dumpsys_meminfo).total_pss_kb), "dumpsys meminfo"
+            total = parse_dumpsys_meminfo(run.dumpsys_meminfo).total_pss_kb
+            return _mb(None if total is None else total + shared_kb), "dumpsys meminfo", None
         except ParseError:
             pass
     if run.pss_kb is not None:
-        return _mb(run.pss_kb), "smaps_rollup"
-    return None, None
+        return _mb(run.pss_kb), "smaps_rollup", None
+    return None, None, None
 
 
 def _thermal_status_reason(run: AgentRunDocument) -> str | None:
@@ -404,7 +420,7 @@ def build_result(
     status_reason = _thermal_status_reason(run) if trace is None or not trace.status else None
     if status_reason is not None:
         verdict = dataclasses.replace(verdict, throttled=True, reasons=(*verdict.reasons, status_reason))
-    pss_mb, pss_source = _pss(run)
+    pss_mb, pss_source, pss_note = _pss(run)
     idle_busy = run.idle.get("cpu_busy_pct") if run.idle else None
     cores = _placement(run)
     warnings = list(environment_warnings(run.environment, idle_busy, virtual=virtual))
@@ -453,6 +469,7 @@ def build_result(
         agent_phases_ms=run.phases_ms,
         placement=cores,
         modes=detect_modes(run.latencies_ns),
+        notes=(pss_note,) if pss_note else (),
     )
 
 

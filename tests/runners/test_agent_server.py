@@ -136,16 +136,33 @@ def test_a_server_that_cannot_start_says_why(tmp_path):
         AgentServer.start(LocalTransport("local"), "/bin/false", "agent.py", str(tmp_path), "onnxruntime")
 
 
-def test_peak_rss_of_a_forked_run_matches_a_fresh_interpreter(server, model):
+def test_peak_rss_and_pss_of_a_forked_run_match_a_fresh_interpreter(tmp_path, model):
     """fork() does not carry over the page-table entries of file mappings; the child touches the
     server's resident file pages so its VmHWM counts what a fresh process that imported the same
-    modules counts. Compared in one run, as a ratio."""
+    modules counts, and its PSS counts the pages it shares with the server as its own. The fresh
+    run goes first, while no server maps the same libraries. Compared in one run, as ratios."""
     run = ["run", "--model", str(model), "--runtime", "onnxruntime", *FAST]
     fresh = json.loads(subprocess.run(argv(*run), capture_output=True, text=True, check=True).stdout)
-    served = json.loads(server.call(argv(*run), timeout=120).stdout)
+    server = AgentServer.start(
+        LocalTransport("local"),
+        sys.executable,
+        str(python_agent.AGENT_FILE),
+        str(tmp_path / "device"),
+        "onnxruntime",
+    )
+    try:
+        served = json.loads(server.call(argv(*run), timeout=120).stdout)
+    finally:
+        server.stop()
     fresh_kb = fresh["memory_kb"]["vmhwm_after_run"]
     served_kb = served["memory_kb"]["vmhwm_after_run"]
     assert abs(served_kb - fresh_kb) / fresh_kb < 0.05, (served_kb, fresh_kb)
+    # PSS: the kernel splits the pages the run shares with the server; the agent counts them whole
+    assert fresh["pss_kb"] == fresh["pss_kernel_kb"] and served["pss_kernel_kb"] < served["pss_kb"]
+    assert abs(served["pss_kb"] - fresh["pss_kb"]) / fresh["pss_kb"] < 0.05, (
+        served["pss_kb"],
+        fresh["pss_kb"],
+    )
 
 
 def test_a_session_restarts_a_lost_warm_agent_and_runs_cold_meanwhile(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +69,33 @@ def test_good_document_becomes_a_typed_result():
     assert measured.runtime.version == "1.32.0"
     assert measured.iterations == 4 and measured.stopped_by == "min_reached"
     assert measured.agent_phases_ms == {"verify": 1.5, "load": 13.0, "timed": 8.2}
+
+
+def test_pss_of_a_forked_run_is_what_the_agent_counts_as_its_own():
+    """The agent counts the pages a forked run shares with it as a fresh process would (pss_kb);
+    `dumpsys meminfo` splits them as the kernel does, so it gets the same difference added."""
+    forked = {**GOOD_RUN, "pss_kb": 70_000, "pss_kernel_kb": 51_000}
+    measured = run_with(json.dumps(forked))
+    assert (measured.memory.pss_mb, measured.memory.pss_source) == (round(70_000 / 1024, 3), "smaps_rollup")
+    assert not any(note.startswith("pss") for note in measured.notes)
+    meminfo = Path(__file__).parents[1] / "fixtures/real-outputs/dumpsys_meminfo"
+    text = (meminfo / "honor_android14_memorylab_meminfo.txt").read_text()  # TOTAL PSS: 337790
+    measured = run_with(json.dumps({**forked, "dumpsys_meminfo": text}))
+    assert measured.memory.pss_mb == round((337_790 + 19_000) / 1024, 3)
+    assert measured.memory.pss_source == "dumpsys meminfo"
+    cold = run_with(
+        json.dumps({**GOOD_RUN, "pss_kb": 51_000, "pss_kernel_kb": 51_000, "dumpsys_meminfo": text})
+    )
+    assert cold.memory.pss_mb == round(337_790 / 1024, 3)
+
+
+def test_pss_the_agent_cannot_count_as_its_own_is_null_with_the_reason():
+    """A forked run on a kernel whose smaps_rollup has no Pss_Anon: the kernel's figure would be
+    low by the pages shared with the agent, so no PSS is given, and the note says why."""
+    measured = run_with(json.dumps({**GOOD_RUN, "pss_kb": None, "pss_kernel_kb": 51_200}))
+    assert (measured.memory.pss_mb, measured.memory.pss_source) == (None, None)
+    (note,) = [note for note in measured.notes if note.startswith("pss")]
+    assert "kernel's 50.0 MiB" in note and "Pss_Anon" in note
 
 
 def test_non_json_output_quotes_what_the_device_printed():
@@ -264,22 +292,35 @@ def test_peak_rss_of_a_run_over_the_channel_matches_a_fresh_interpreter(tmp_path
     channel = PersistentChannel(
         "host", "onnxruntime", lambda: Channel.open(transport, argv, label="onnxruntime")
     )
-    try:
-        fresh, served = [], []
-        for _ in range(2):
-            done = subprocess.run(
+    # the fresh runs first, while no agent maps the same libraries: a fresh process running
+    # next to the agent shares their pages with it, and its own PSS is then the lower one
+    fresh = [
+        json.loads(
+            subprocess.run(
                 [sys.executable, str(AGENT_FILE), *run], capture_output=True, text=True, check=True
-            )
-            fresh.append(json.loads(done.stdout)["memory_kb"])
+            ).stdout
+        )
+        for _ in range(2)
+    ]
+    try:
+        served = []
+        for _ in range(2):
             over = run_over(channel, "agent", run, timeout=120)
             assert over is not None and over.exit_code == 0, over
-            served.append(json.loads(over.stdout)["memory_kb"])
+            served.append(json.loads(over.stdout))
     finally:
         channel.close()
     for key in ("vmhwm_after_load", "vmhwm_after_run"):
-        fresh_kb = min(m[key] for m in fresh)
-        served_kb = min(m[key] for m in served)
+        fresh_kb = min(m["memory_kb"][key] for m in fresh)
+        served_kb = min(m["memory_kb"][key] for m in served)
         assert abs(served_kb - fresh_kb) / fresh_kb < 0.05, (key, served_kb, fresh_kb)
+    # PSS too: the kernel splits the pages the run shares with the agent (about a quarter lower
+    # here); the agent counts them as the fresh process does
+    assert all(m["pss_kb"] == m["pss_kernel_kb"] for m in fresh)
+    fresh_pss = min(m["pss_kb"] for m in fresh)
+    served_pss = min(m["pss_kb"] for m in served)
+    assert abs(served_pss - fresh_pss) / fresh_pss < 0.05, (served_pss, fresh_pss)
+    assert all(m["pss_kernel_kb"] < m["pss_kb"] for m in served)
 
 
 def test_the_agent_parses_as_python_3_9():
