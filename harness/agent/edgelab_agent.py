@@ -54,9 +54,9 @@ def read_status_kb() -> dict[str, int | None]:
 # A run forked from the warm agent shares pages with it that a fresh process would hold alone: the
 # agent's heap at the fork (copy-on-write) and its resident file pages, which the run maps to be
 # measured like a fresh process (see resident_file_pages). The kernel's PSS splits each between
-# the two. Set in the agent before it forks: kB of its resident file pages that no other process
-# mapped then, so in a run they are mapped by the agent and the run alone.
-_AGENT_ONLY_FILE_KB: list[int] = []
+# the two. Set in the agent before its first run (forks_runs_from): the kB by which a child's
+# PSS of the agent's file pages falls short of a fresh process's, None where it cannot be told.
+_SHARED_FILE_KB: list[int | None] = []
 
 
 def _smaps_rollup_kb() -> dict[str, int]:
@@ -77,17 +77,17 @@ def _smaps_rollup_kb() -> dict[str, int]:
 def pss_kb() -> tuple[int | None, int | None]:
     """Proportional set size in kB: as a process of its own would count it, and as the kernel
     does. The two differ only in a run forked from the warm agent, where the pages it shares with
-    the agent count in full (anonymous: all of ``Anonymous`` instead of ``Pss_Anon``; file pages
-    only the two map: the agent's half added back). The first is None there when the kernel's
-    smaps_rollup has no ``Pss_Anon`` to tell the shared anonymous pages apart."""
+    the agent count as a fresh process counts them: anonymous ones whole (``Anonymous`` instead
+    of ``Pss_Anon``), the agent's file pages with the shortfall measured when the agent started
+    added. The first is None there when smaps_rollup has no ``Pss_Anon``/``Pss_File`` to tell."""
     rollup = _smaps_rollup_kb()
     kernel = rollup.get("Pss")
-    if kernel is None or not _AGENT_ONLY_FILE_KB:
+    if kernel is None or not _SHARED_FILE_KB:
         return kernel, kernel
-    if "Pss_Anon" not in rollup or "Anonymous" not in rollup:
+    shared_file = _SHARED_FILE_KB[0]
+    if shared_file is None or "Pss_Anon" not in rollup or "Anonymous" not in rollup:
         return None, kernel
-    own = kernel - rollup["Pss_Anon"] + rollup["Anonymous"] + _AGENT_ONLY_FILE_KB[0] // 2
-    return own, kernel
+    return kernel - rollup["Pss_Anon"] + rollup["Anonymous"] + shared_file, kernel
 
 
 def _read_first(path: str) -> str | None:
@@ -1543,18 +1543,15 @@ SERVED_EXIT_MARKER = "EDGELAB-SERVED-EXIT:"
 EXIT_TRAILER = "\nEDGELAB-RUN-EXIT:"
 
 
-def resident_file_pages() -> tuple[list[int], int] | None:
+def resident_file_pages() -> list[int] | None:
     """Addresses of this process's resident pages in file mappings (the code and read-only data
     of Python, numpy and the runtime). fork() does not copy those page-table entries, so a child
     would otherwise count fewer resident pages than a fresh process that imported the same
-    modules; the child touches these to be measured like one. With them, the kB of those no
-    other process maps (pagemap's exclusive bit): called by the agent before it forks, the pages a
-    run then shares with the agent alone (see pss_kb). None where pagemap is unreadable."""
+    modules; the child touches these to be measured like one. None where pagemap is unreadable."""
     import struct
 
     page = os.sysconf("SC_PAGE_SIZE")
     found: list[int] = []
-    exclusive = 0
     try:
         with open("/proc/self/maps") as maps, open("/proc/self/pagemap", "rb") as pagemap:
             for line in maps:
@@ -1571,18 +1568,44 @@ def resident_file_pages() -> tuple[list[int], int] | None:
                 for index, entry in enumerate(struct.unpack(f"<{len(data) // 8}Q", data)):
                     if entry >> 63:
                         found.append(start + index * page)
-                        # a page of the file itself (not this process's copy-on-write copy of one)
-                        exclusive += (entry >> 61) & (entry >> 56) & 1
     except (OSError, ValueError):
         return None
-    return found, exclusive * page // 1024
+    return found
 
 
-def forks_runs_from(resident: tuple[list[int], int] | None) -> list[tuple[int, int]]:
-    """In the agent, before its first fork: the runs of resident pages its children touch, and
-    the note that their PSS is to be counted as a fresh process's (see pss_kb)."""
-    _AGENT_ONLY_FILE_KB[:] = [resident[1] if resident is not None else 0]
-    return page_runs(resident[0] if resident is not None else [])
+def forks_runs_from(resident: list[int] | None) -> list[tuple[int, int]]:
+    """In the agent, before its first run: the runs of resident pages its children touch, and
+    what a child's PSS of them falls short of a fresh process's (see pss_kb): the agent's own
+    Pss_File alone, less with a child that has touched them (each page whole, or 1/k with k-1
+    other processes mapping it, alone; 1/(k+1) with the child)."""
+    runs = page_runs(resident or [])
+    alone = _smaps_rollup_kb().get("Pss_File")
+    ready_read, ready_write = os.pipe()
+    done_read, done_write = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(ready_read)
+            os.close(done_write)  # the agent's closing it is the end of the wait below
+            _touch(runs)
+            os.write(ready_write, b".")
+            os.read(done_read, 1)  # mapped until the agent has read its own PSS
+        finally:
+            os._exit(0)
+    os.close(ready_write)
+    os.close(done_read)
+    try:
+        touched = os.read(ready_read, 1) == b"."
+        shared = _smaps_rollup_kb().get("Pss_File")
+    finally:
+        os.close(done_write)
+        os.close(ready_read)
+        os.waitpid(child, 0)
+    known = touched and alone is not None and shared is not None
+    _SHARED_FILE_KB[:] = [max(0, (alone or 0) - (shared or 0)) if known else None]
+    return runs
 
 
 def page_runs(addresses: Sequence[int]) -> list[tuple[int, int]]:
@@ -1792,7 +1815,7 @@ def serve(directory: str, runtime: str | None, idle_exit_s: float) -> int:
     resident = resident_file_pages()
     runs = forks_runs_from(resident)
     announce = {"kind": "serving", "pid": os.getpid(), "runtime": runtime}
-    announce["resident_file_pages"] = None if resident is None else len(resident[0])
+    announce["resident_file_pages"] = None if resident is None else len(resident)
     sys.stdout.write(json.dumps(announce) + "\n")
     sys.stdout.flush()
     parent = os.getppid()
@@ -2296,7 +2319,7 @@ def channel(runtime: str | None) -> int:
     if runtime is not None:  # argparse's patterns compiled here, not in every run (~3 ms here)
         _PARSER[0].parse_args(["run", "--model", "m", "--runtime", runtime, "--sha256", "0:m"])
     _libc()
-    resident = resident_file_pages() if runtime is not None else ([], 0)
+    resident = resident_file_pages() if runtime is not None else []
     sys.stdout.flush()
     out_fd = os.dup(1)
     os.dup2(2, 1)  # a stray print goes to stderr, never into the frames
@@ -2317,7 +2340,7 @@ def channel(runtime: str | None) -> int:
             "pid": os.getpid(),
             "runtime": runtime,
             "python": platform.python_version(),
-            "resident_file_pages": None if resident is None else len(resident[0]),
+            "resident_file_pages": None if resident is None else len(resident),
         }
     )
     try:
