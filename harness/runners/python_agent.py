@@ -375,8 +375,8 @@ def _pss(run: AgentRunDocument) -> tuple[float | None, str | None, str | None]:
             None,
             None,
             f"pss: not measured (the kernel's {_mb(run.pss_kernel_kb)} MiB splits the pages this run "
-            "shares with the warm agent it was forked from, and this kernel's smaps_rollup has no "
-            "Pss_Anon to count them as a fresh process would)",
+            "shares with the warm agent it was forked from, and the agent could not count them as a "
+            "fresh process would: this kernel's smaps_rollup has no Pss_Anon or Pss_File)",
         )
     shared_kb = 0
     if run.pss_kb is not None and run.pss_kernel_kb is not None:

@@ -686,7 +686,12 @@ def test_a_process_that_forks_runs_compiles_the_probes_lookups_before(tmp_path):
     (sysfs / "class/thermal/thermal_zone0/temp").write_text("41000\n")
     battery = sysfs / "class/power_supply/battery"
     battery.mkdir(parents=True)
-    for name, value in (("capacity", "80"), ("status", "Discharging"), ("current_now", "1"), ("voltage_now", "2")):
+    for name, value in (
+        ("capacity", "80"),
+        ("status", "Discharging"),
+        ("current_now", "1"),
+        ("voltage_now", "2"),
+    ):
         (battery / name).write_text(value + "\n")
     done = subprocess.run(
         [sys.executable, "-c", WARM_THEN_RUN_STEPS, str(sysfs)],
@@ -737,3 +742,47 @@ def test_the_samplers_first_status_is_the_environments_reading(matmul_relu, tmp_
     assert document["clock"]["perf_counter_start_ns"] > status[0][0]
     asked = (tmp_path / "dumpsys-asked").read_text().split()
     assert asked.count("thermalservice") == 2 and asked.count("power") == 1
+
+
+def test_pss_of_a_process_not_forked_from_the_agent_is_the_kernels():
+    from harness.agent import edgelab_agent
+
+    own, kernel = edgelab_agent.pss_kb()
+    assert own == kernel and kernel is not None and kernel > 0
+
+
+def test_pss_of_a_forked_run_adds_what_the_kernel_splits_with_the_agent(monkeypatch):
+    """A forked run: shared anonymous pages whole (Anonymous for Pss_Anon), plus the shortfall of
+    the agent's file pages measured when it started; without Pss_Anon it cannot be told."""
+    from harness.agent import edgelab_agent
+
+    rollup = {"Rss": 90_000, "Pss": 51_000, "Pss_Anon": 31_000, "Pss_File": 20_000, "Anonymous": 42_000}
+    monkeypatch.setattr(edgelab_agent, "_smaps_rollup_kb", lambda: dict(rollup))
+    monkeypatch.setattr(edgelab_agent, "_SHARED_FILE_KB", [8_500])
+    assert edgelab_agent.pss_kb() == (51_000 - 31_000 + 42_000 + 8_500, 51_000)
+    monkeypatch.setattr(edgelab_agent, "_SHARED_FILE_KB", [None])  # the agent could not measure it
+    assert edgelab_agent.pss_kb() == (None, 51_000)
+    monkeypatch.setattr(edgelab_agent, "_SHARED_FILE_KB", [8_500])
+    del rollup["Pss_Anon"]  # a kernel whose smaps_rollup does not split PSS by kind
+    assert edgelab_agent.pss_kb() == (None, 51_000)
+
+
+def test_the_agent_measures_what_a_childs_pss_of_its_file_pages_falls_short_by(tmp_path):
+    """In a process of its own (it forks): after mapping its resident file pages, a child shares
+    them, so the agent's Pss_File drops by what the child's falls short of a fresh process's."""
+    script = tmp_path / "measure.py"
+    script.write_text(
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(AGENT_FILE.parent)!r})\n"
+        "import numpy, edgelab_agent as agent\n"
+        "resident = agent.resident_file_pages()\n"
+        "runs = agent.forks_runs_from(resident)\n"
+        "print(json.dumps({'pages': len(resident), 'runs': len(runs), 'shared_kb': agent._SHARED_FILE_KB}))\n"
+    )
+    found = json.loads(
+        subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
+    )
+    assert found["pages"] > 1000 and found["runs"] > 0
+    (shared_kb,) = found["shared_kb"]
+    # numpy and Python's own libraries: megabytes, at most half of what the process has resident
+    assert 1024 < shared_kb <= found["pages"] * os.sysconf("SC_PAGE_SIZE") // 1024 // 2

@@ -314,8 +314,8 @@ def test_peak_rss_of_a_run_over_the_channel_matches_a_fresh_interpreter(tmp_path
         fresh_kb = min(m["memory_kb"][key] for m in fresh)
         served_kb = min(m["memory_kb"][key] for m in served)
         assert abs(served_kb - fresh_kb) / fresh_kb < 0.05, (key, served_kb, fresh_kb)
-    # PSS too: the kernel splits the pages the run shares with the agent (about a quarter lower
-    # here); the agent counts them as the fresh process does
+    # PSS too: the kernel splits the pages the run shares with the agent (a quarter lower on
+    # silero); the agent counts them as the fresh process does
     assert all(m["pss_kb"] == m["pss_kernel_kb"] for m in fresh)
     fresh_pss = min(m["pss_kb"] for m in fresh)
     served_pss = min(m["pss_kb"] for m in served)
