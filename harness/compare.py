@@ -108,13 +108,30 @@ def _latency_evidence(result: Comparison, floor: float, label: str) -> str:
 
 
 def _latency_metric(
-    result: Comparison, evidence: str, caveats: Sequence[str], blockers: Sequence[str] = ()
+    result: Comparison,
+    evidence: str,
+    caveats: Sequence[str],
+    blockers: Sequence[str] = (),
+    *,
+    reach: float | None = None,
+    floor: float = 0.0,
 ) -> MetricComparison:
-    """``caveats`` (a flagged run) forbid a regressed or improved verdict; ``blockers`` (two modes in
-    a run, a device that changed speed between the runs) forbid any verdict."""
+    """``caveats`` (a flagged run) forbid a regressed or improved verdict unless the change is
+    beyond ``reach``, what the flagged runs' own change of state could make of it (None: not
+    bounded); ``blockers`` (two modes in a run, a device that changed speed between the runs)
+    forbid any verdict."""
     verdict = result.verdict
     if caveats and verdict in (Verdict.REGRESSED, Verdict.IMPROVED):
-        verdict = Verdict.INCONCLUSIVE  # the change may be the device's, not the variant's
+        beyond = reach is not None and (
+            result.ci_low > reach * (1 + floor)
+            if verdict == Verdict.REGRESSED
+            else result.ci_high < (1 - floor) / reach
+        )
+        if beyond:
+            caveats = [caveat.removesuffix(_MAY_BE_STATE) for caveat in caveats]
+            caveats.append(f"the change is beyond the {reach:.2f}x the drift can make of it")
+        else:
+            verdict = Verdict.INCONCLUSIVE  # the change may be the device's, not the variant's
     if blockers:
         verdict = Verdict.INCONCLUSIVE
         caveats = (*caveats, *blockers)
@@ -223,17 +240,26 @@ def _reference_blocker(baseline: ResultRecord, candidate: ResultRecord, floor: f
     return found
 
 
-def _flag_caveats(baseline: ResultRecord, candidate: ResultRecord) -> list[str]:
-    """A run that was throttled or drifted cannot tell its own change from the device's."""
+_MAY_BE_STATE = ": the change may be the device's state"
+
+
+def _flag_caveats(baseline: ResultRecord, candidate: ResultRecord) -> tuple[list[str], float | None]:
+    """A run that was throttled or drifted cannot tell its own change from the device's. With the
+    caveats, how far the flagged runs' state can move a median: within a drifted run latency
+    rose by its drift ratio, so the two medians by at most the product of those; None when a run
+    was throttled (a cap or a thermal state in force from the start shows in no ratio)."""
     caveats = []
+    reach: float | None = 1.0
     for side, record in (("baseline", baseline), ("candidate", candidate)):
         verdict = record.throttle
         if verdict is not None and verdict.flagged:
             what = "throttled" if verdict.throttled else "drifted"
-            caveats.append(
-                f"{side} run {what} ({'; '.join(verdict.reasons)}): the change may be the device's state"
-            )
-    return caveats
+            caveats.append(f"{side} run {what} ({'; '.join(verdict.reasons)}){_MAY_BE_STATE}")
+            if verdict.throttled or verdict.drift_ratio is None or reach is None:
+                reach = None
+            else:
+                reach *= max(verdict.drift_ratio, 1 / verdict.drift_ratio)
+    return caveats, reach
 
 
 def _memory_metric(baseline: float, candidate: float, policy: VerdictPolicy) -> MetricComparison:
@@ -359,7 +385,8 @@ def compare_runs(
         blockers = _modes_blockers(baseline.modes, candidate.modes, medians, floor) + _reference_blocker(
             baseline, candidate, floor
         )
-        metrics.append(_latency_metric(result, evidence, _flag_caveats(baseline, candidate), blockers))
+        caveats, reach = _flag_caveats(baseline, candidate)
+        metrics.append(_latency_metric(result, evidence, caveats, blockers, reach=reach, floor=floor))
     else:
         notes.append("latency: no per-iteration samples on both sides; not compared")
     metrics += _once_per_run_metrics(baseline, candidate, floor, policy)

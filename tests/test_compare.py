@@ -35,6 +35,53 @@ def test_a_flagged_side_turns_a_change_into_inconclusive_with_its_reasons():
     assert "baseline run" not in latency.evidence
 
 
+def test_a_change_beyond_what_the_drift_can_explain_keeps_its_verdict():
+    """Within a drifted run latency rose by its drift ratio, so the device's state can move a
+    median that far and no further: a 7x regression is one, the drift said alongside."""
+    baseline = make_record("base", median_ms=0.03, seed=2)
+    candidate = make_record("cand", median_ms=0.2, seed=1, throttle=drifted())
+    latency = compare_runs(candidate, baseline, VerdictPolicy()).metrics[0]
+    assert latency.verdict == Verdict.REGRESSED and latency.ci_low > 1.52 * 1.03
+    assert latency.evidence.endswith(
+        f"; candidate run drifted ({DRIFT}); the change is beyond the 1.52x the drift can make of it"
+    )
+    faster = compare_runs(
+        make_record("c", median_ms=0.03, seed=3, throttle=drifted()),
+        make_record("b", median_ms=0.2),
+        VerdictPolicy(),
+    )
+    assert faster.metrics[0].verdict == Verdict.IMPROVED
+
+
+def test_drift_on_both_sides_reaches_as_far_as_both_together():
+    both = {"throttle": drifted()}
+    base = make_record("base", median_ms=1.0, seed=2, **both)
+    within = compare_runs(make_record("cand", median_ms=2.0, seed=1, **both), base, VerdictPolicy()).metrics[
+        0
+    ]
+    assert (
+        within.ratio == pytest.approx(2.0, rel=0.05) and within.verdict == Verdict.INCONCLUSIVE
+    )  # < 1.52**2
+    assert within.evidence.count("the change may be the device's state") == 2
+    beyond = compare_runs(make_record("cand", median_ms=3.0, seed=1, **both), base, VerdictPolicy()).metrics[
+        0
+    ]
+    assert beyond.verdict == Verdict.REGRESSED and "beyond the 2.31x" in beyond.evidence
+
+
+def test_a_throttled_run_makes_any_change_inconclusive():
+    """A frequency cap in force from the start shows in no drift ratio: nothing bounds its effect."""
+    capped = ThrottleVerdict(
+        True, ("frequency capped from the start: policy0",), 0.0, 70.0, 0.6, 1.0, drifted=False
+    )
+    candidate = make_record("cand", median_ms=0.2, seed=1, throttle=capped)
+    latency = compare_runs(candidate, make_record("base", median_ms=0.03, seed=2), VerdictPolicy()).metrics[0]
+    assert latency.ratio > 5 and latency.verdict == Verdict.INCONCLUSIVE
+    assert latency.evidence.endswith(
+        "frequency capped from the start: policy0): the change may be the device's state"
+    )
+
+
 def test_steady_runs_carry_no_caveat_and_same_samples_are_unchanged():
     comparison = compare_runs(make_record("cand", seed=1), make_record("base", seed=2), VerdictPolicy())
     (latency, memory) = comparison.metrics
@@ -201,7 +248,10 @@ def test_a_speed_reference_that_scattered_says_the_device_was_busy():
     cand = make_record("cand", median_ms=11.5, seed=2, speed_reference=busy)
     latency = compare_runs(cand, base, policy).metrics[0]
     assert latency.verdict == Verdict.INCONCLUSIVE
-    assert "the candidate run's speed reference scattered (median 80 ms, fastest 66 ms, +21%)" in latency.evidence
+    assert (
+        "the candidate run's speed reference scattered (median 80 ms, fastest 66 ms, +21%)"
+        in latency.evidence
+    )
     # a scatter of a few percent is a steady device: the verdict stands
     calm = dataclasses.replace(steady, times_ms=(78.0, 79.0, 80.0, 80.0, 81.0, 82.0, 83.0))
     calm_cand = make_record("cand", median_ms=11.5, seed=2, speed_reference=calm)
