@@ -351,7 +351,7 @@ def test_two_runs_in_a_row_are_judged_by_the_run_policy_and_the_store_has_both(p
 def test_fail_on_regression_fails_the_test_with_the_evidence(pytester):
     pytester.makepyfile(test_edge=BENCH_TEST)
     # warmed up and long enough that a busy host rarely makes a run drift much (a drift that could
-    # explain the change makes the comparison inconclusive: CI once saw 1.39x with 60 iterations)
+    # explain the change makes the comparison inconclusive; 1 warm-up and 60 iterations drifted)
     steady = [*FAST, "--warmup-iters=30", "--min-iters=300"]
     pytester.runpytest(*steady, "--run-id=base").assert_outcomes(passed=1)
     base = pytester.path / "reports" / "base" / "results.json"
