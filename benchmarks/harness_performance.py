@@ -98,7 +98,15 @@ def deployment(lab: VirtualLab, size_mb: int, rounds: int) -> dict[str, Any]:
     return rows
 
 
-MODES = ("channel", "per-command", "cold")
+# how each mode's run says it was made (BenchmarkResult.notes)
+MODE_NOTES = {
+    "channel": "forked from the persistent agent",
+    "per-command": "forked from the warm agent",
+    "cold": None,
+}
+
+
+MODES = tuple(MODE_NOTES)
 
 
 def bare_command(lab: VirtualLab, repeats: int = 15) -> dict[str, Any]:
@@ -134,6 +142,15 @@ def _fleet_for(lab: VirtualLab, mode: str, names: list[str]) -> Any:
     for name in names:
         fleet.devices[name] = fleet.devices[name].model_copy(update=update)
     return fleet
+
+
+def _check_mode(name: str, mode: str, notes: tuple[str, ...]) -> None:
+    """A run made on another path than its mode's (a channel given up falls back to the
+    per-command path, a warm agent that did not start to a fresh interpreter) would be measured
+    as that mode's: stop instead, with the run's notes."""
+    made = next((p for p in MODE_NOTES.values() if p and any(note.startswith(p) for note in notes)), None)
+    if made != MODE_NOTES[mode]:
+        raise SystemExit(f"{name}: a '{mode}' run was made another way; its notes: {list(notes)}")
 
 
 def orchestration(lab: VirtualLab, rounds: int, modes: list[str]) -> dict[str, Any]:
@@ -183,6 +200,7 @@ def orchestration(lab: VirtualLab, rounds: int, modes: list[str]) -> dict[str, A
                     result = session.benchmark(name, variant, protocol, energy="none").result
                     walls[mode].append(time.perf_counter() - started)
                     cpus[mode].append(time.process_time() - cpu)
+                    _check_mode(name, mode, result.notes)
                     timed_s = sum(result.latency_samples_ns) / 1e9
                     inference[mode].append(result.first_inference_ms / 1e3 + timed_s)
                     phases[mode].append(result.agent_phases_ms or {})
