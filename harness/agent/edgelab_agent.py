@@ -2416,14 +2416,16 @@ def channel(runtime: str | None) -> int:
             with contextlib.suppress(AgentFailure):
                 load_litert()
     _PARSER.append(build_parser())  # ~10 ms the first time (lazy imports): once, not per run
-    if runtime is not None:  # argparse's patterns compiled here, not in every run (~3 ms here)
-        _PARSER[0].parse_args(["run", "--model", "m", "--runtime", runtime, "--sha256", "0:m"])
     _libc()
-    resident = resident_file_pages() if runtime is not None else []
+    resident: list[int] | None = []
+    runs: list[tuple[int, int]] = []
+    if runtime is not None:
+        _PARSER[0].parse_args(_rehearsal_argv(runtime))  # argparse's patterns compiled (~3 ms here)
+        resident = resident_file_pages()
+        runs = forks_runs_from(resident)
     sys.stdout.flush()
     out_fd = os.dup(1)
     os.dup2(2, 1)  # a stray print goes to stderr, never into the frames
-    runs = forks_runs_from(resident) if runtime is not None else []
     agent = ChannelAgent(0, out_fd, runs, runtime=runtime)
 
     def stop(number: int, frame: Any) -> None:
