@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.models import zoo
-from harness.runners.python_agent import AGENT_FILE
-from harness.transport.channel import Channel, PersistentChannel, run_over
+from harness.runners.python_agent import AGENT_FILE, agent_channel
+from harness.transport.channel import PersistentChannel, run_over
 from harness.transport.local import LocalTransport
 
 MODELS = ("silero_vad", "face_detection", "hand_landmark", "ppocr_det")
@@ -75,11 +75,7 @@ VIA = ["fresh"]
 
 def _channel(runtime: str) -> PersistentChannel:
     if runtime not in CHANNELS:
-        transport = LocalTransport("host")
-        argv = [sys.executable, str(AGENT_FILE), "channel", "--runtime", runtime]
-        CHANNELS[runtime] = PersistentChannel(
-            "host", runtime, lambda: Channel.open(transport, argv, label=runtime)
-        )
+        CHANNELS[runtime] = agent_channel(LocalTransport("host"), sys.executable, str(AGENT_FILE), runtime)
     return CHANNELS[runtime]
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.models import zoo
-from harness.runners.python_agent import AGENT_FILE
-from harness.transport.channel import Channel, PersistentChannel, run_over
+from harness.runners.python_agent import AGENT_FILE, agent_channel
+from harness.transport.channel import run_over
 from harness.transport.local import LocalTransport
 
 MODELS = ("silero_vad", "face_detection", "hand_landmark", "ppocr_det")
@@ -55,9 +55,7 @@ def measure(name: str, runs: int, scratch: Path) -> dict[str, Any]:
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         fresh.append(figures(json.loads(done.stdout)))
     runtime = argv[argv.index("--runtime") + 1]
-    transport = LocalTransport("host")
-    agent = [sys.executable, str(AGENT_FILE), "channel", "--runtime", runtime]
-    channel = PersistentChannel("host", runtime, lambda: Channel.open(transport, agent, label=runtime))
+    channel = agent_channel(LocalTransport("host"), sys.executable, str(AGENT_FILE), runtime)
     try:
         forked = []
         for _ in range(runs):

@@ -515,6 +515,16 @@ def probe(
         ) from None
 
 
+def agent_channel(
+    transport: Transport, python: str, agent_path: str, runtime: str | None
+) -> PersistentChannel:
+    """The persistent agent over ``transport``, opened on first use: the one for commands
+    (``runtime`` None), or the one that forks each run of ``runtime``."""
+    argv = [python, agent_path, "channel", *(["--runtime", runtime] if runtime is not None else [])]
+    label = runtime or "commands"
+    return PersistentChannel(transport.device, label, lambda: Channel.open(transport, argv, label=label))
+
+
 class AgentRunner:
     """Measures with the Python agent: deployed once per session, one persistent agent for
     commands and one per runtime that forks each run, each over a stream that stays open
@@ -540,7 +550,7 @@ class AgentRunner:
         self._channels: dict[str, PersistentChannel] = {}
         self._control: PersistentChannel | None = None
         if config.persistent_channel:
-            self._control = PersistentChannel(transport.device, "commands", self._opener(None))
+            self._control = self._agent_channel(None)
             self.transport = ChannelTransport(transport, self._control)
             deployer.transport = self.transport
         self.probe = probe(self.transport, config.python, self.agent_path, self._control)
@@ -553,12 +563,9 @@ class AgentRunner:
         self._servers: dict[str, AgentServer | None] = {}
         self._cold_reasons: dict[str, str] = {}
 
-    def _opener(self, runtime: str | None) -> Callable[[], Channel]:
-        argv = [self.config.python, self.agent_path, "channel"]
-        if runtime is not None:
-            argv += ["--runtime", runtime]
+    def _agent_channel(self, runtime: str | None) -> PersistentChannel:
         base = self.transport.base if isinstance(self.transport, ChannelTransport) else self.transport
-        return lambda: Channel.open(base, argv, label=runtime or "commands")
+        return agent_channel(base, self.config.python, self.agent_path, runtime)
 
     def channel_pid(self, runtime: str | None) -> int | None:
         """The process id of the persistent agent for ``runtime`` (None: commands; None back
@@ -571,7 +578,7 @@ class AgentRunner:
         if not (self.config.persistent_channel and self.config.warm_agent):
             return None
         if runtime not in self._channels:
-            self._channels[runtime] = PersistentChannel(self.transport.device, runtime, self._opener(runtime))
+            self._channels[runtime] = self._agent_channel(runtime)
         return self._channels[runtime]
 
     def _channel_notes(self) -> list[str]:

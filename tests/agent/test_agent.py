@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 from harness.models import zoo
 from harness.probes.cpus import format_cpu_list
 from harness.runners.agent_server import AgentServer
-from harness.runners.python_agent import AGENT_FILE
+from harness.runners.python_agent import AGENT_FILE, agent_channel
 from harness.transport.local import LocalTransport
 
 FAST = ["--warmup-iters", "2", "--warmup-s", "0", "--min-iters", "20", "--min-s", "0"]
@@ -263,16 +263,12 @@ def test_the_persistent_agent_refuses_a_model_changed_between_its_runs(matmul_re
     again and refused, as a fresh process would."""
     import hashlib
 
-    from harness.transport.channel import Channel, PersistentChannel, run_over
+    from harness.transport.channel import run_over
 
     model = tmp_path / "model.onnx"
     model.write_bytes(matmul_relu.read_bytes())
     good = hashlib.sha256(model.read_bytes()).hexdigest()
-    transport = LocalTransport("host")
-    argv = [sys.executable, str(AGENT_FILE), "channel", "--runtime", "onnxruntime"]
-    channel = PersistentChannel(
-        "host", "onnxruntime", lambda: Channel.open(transport, argv, label="onnxruntime")
-    )
+    channel = agent_channel(LocalTransport("host"), sys.executable, str(AGENT_FILE), "onnxruntime")
     run = ["run", "--model", str(model), "--runtime", "onnxruntime", *FAST, "--sha256", f"{good}:{model}"]
     try:
         for _ in range(2):
@@ -318,13 +314,9 @@ def test_a_runtimes_persistent_agent_runs_each_request_in_a_child_forked_ahead(m
     a fork on demand; closing the channel leaves no child behind."""
     import signal
 
-    from harness.transport.channel import Channel, PersistentChannel, run_over
+    from harness.transport.channel import run_over
 
-    transport = LocalTransport("host")
-    argv = [sys.executable, str(AGENT_FILE), "channel", "--runtime", "onnxruntime"]
-    channel = PersistentChannel(
-        "host", "onnxruntime", lambda: Channel.open(transport, argv, label="onnxruntime")
-    )
+    channel = agent_channel(LocalTransport("host"), sys.executable, str(AGENT_FILE), "onnxruntime")
     run = ["run", "--model", str(matmul_relu), "--runtime", "onnxruntime", *FAST]
     try:
         first = run_over(channel, "agent", run, timeout=120)  # opens the channel
@@ -378,13 +370,9 @@ def _settled_fds(pid: int) -> dict[int, str]:
 def test_a_spare_holds_its_output_pipes_on_stdout_and_stderr_only(matmul_relu):
     """Closing 1 and 2 after the answer is the agent's end of file: a copy of either pipe left
     at another descriptor would hold the answer until the kernel has freed the run's memory."""
-    from harness.transport.channel import Channel, PersistentChannel, run_over
+    from harness.transport.channel import run_over
 
-    transport = LocalTransport("host")
-    argv = [sys.executable, str(AGENT_FILE), "channel", "--runtime", "onnxruntime"]
-    channel = PersistentChannel(
-        "host", "onnxruntime", lambda: Channel.open(transport, argv, label="onnxruntime")
-    )
+    channel = agent_channel(LocalTransport("host"), sys.executable, str(AGENT_FILE), "onnxruntime")
     try:
         run = ["run", "--model", str(matmul_relu), "--runtime", "onnxruntime", *FAST]
         first = run_over(channel, "agent", run, timeout=120)  # opens the channel

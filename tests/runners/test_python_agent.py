@@ -278,8 +278,8 @@ def test_peak_rss_of_a_run_over_the_channel_matches_a_fresh_interpreter(tmp_path
 
     from harness.models import zoo
     from harness.models.variants import variants_for
-    from harness.runners.python_agent import AGENT_FILE
-    from harness.transport.channel import Channel, PersistentChannel, run_over
+    from harness.runners.python_agent import AGENT_FILE, agent_channel
+    from harness.transport.channel import run_over
     from harness.transport.local import LocalTransport
 
     model = variants_for("silero_vad")[0].materialize()
@@ -287,11 +287,7 @@ def test_peak_rss_of_a_run_over_the_channel_matches_a_fresh_interpreter(tmp_path
     zoo.make_inputs(variants_for("silero_vad")[0].spec, inputs, batch=1, seed=0)
     run = ["run", "--model", str(model), "--runtime", "onnxruntime", "--inputs", str(inputs)]
     run += ["--warmup-iters", "2", "--warmup-s", "0", "--min-iters", "20", "--min-s", "0"]
-    transport = LocalTransport("host")
-    argv = [sys.executable, str(AGENT_FILE), "channel", "--runtime", "onnxruntime"]
-    channel = PersistentChannel(
-        "host", "onnxruntime", lambda: Channel.open(transport, argv, label="onnxruntime")
-    )
+    channel = agent_channel(LocalTransport("host"), sys.executable, str(AGENT_FILE), "onnxruntime")
     # the fresh runs first, while no agent maps the same libraries: a fresh process running
     # next to the agent shares their pages with it, and its own PSS is then the lower one
     fresh = [
