@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.models import zoo
+from harness.models.variants import RUNTIME_FOR_FORMAT
 from harness.runners.python_agent import AGENT_FILE, agent_channel
 from harness.transport.channel import PersistentChannel, run_over
 from harness.transport.local import LocalTransport
@@ -80,7 +81,7 @@ def _channel(runtime: str) -> PersistentChannel:
 
 
 def agent_run(spec: zoo.ModelSpec, model: Path, inputs: Path, iters: int, warmup: int) -> list[int]:
-    runtime = "onnxruntime" if spec.format == "onnx" else "litert"
+    runtime = RUNTIME_FOR_FORMAT[spec.format]
     command = [
         sys.executable, str(AGENT_FILE), "run", "--model", str(model), "--runtime", runtime, "--threads", "1",
         "--inputs", str(inputs), "--warmup-iters", str(warmup), "--warmup-s", "0",

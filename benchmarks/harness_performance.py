@@ -29,6 +29,7 @@ from harness.lab.manager import VirtualLab, adb_binary
 from harness.measurement import LatencyProtocol
 from harness.models.variants import variants_for
 from harness.runners.cooldown import wait_until_cool
+from harness.runners.python_agent import FORKED_BY_CHANNEL, FORKED_BY_SERVER
 from harness.session import Lab, RunOptions
 from harness.transport.adb import AdbTransport
 from harness.transport.ssh import SshTransport
@@ -100,8 +101,8 @@ def deployment(lab: VirtualLab, size_mb: int, rounds: int) -> dict[str, Any]:
 
 # how each mode's run says it was made (BenchmarkResult.notes)
 MODE_NOTES = {
-    "channel": "forked from the persistent agent",
-    "per-command": "forked from the warm agent",
+    "channel": FORKED_BY_CHANNEL,
+    "per-command": FORKED_BY_SERVER,
     "cold": None,
 }
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.models import zoo
+from harness.models.variants import RUNTIME_FOR_FORMAT
 from harness.runners.python_agent import AGENT_FILE, agent_channel
 from harness.transport.channel import run_over
 from harness.transport.local import LocalTransport
@@ -28,8 +29,7 @@ MODELS = ("silero_vad", "face_detection", "hand_landmark", "ppocr_det")
 RESULTS = Path(__file__).parent / "results" / "warm_memory.json"
 
 
-def run_argv(spec: zoo.ModelSpec, model: Path, inputs: Path) -> list[str]:
-    runtime = "onnxruntime" if spec.format == "onnx" else "litert"
+def run_argv(runtime: str, model: Path, inputs: Path) -> list[str]:
     return [
         "run", "--model", str(model), "--runtime", runtime, "--threads", "1", "--inputs", str(inputs),
         "--warmup-iters", "5", "--warmup-s", "0", "--min-iters", "50", "--min-s", "0",
@@ -48,13 +48,13 @@ def measure(name: str, runs: int, scratch: Path) -> dict[str, Any]:
     spec = zoo.get(name)
     model = zoo.fetch(spec)
     inputs = zoo.make_inputs(spec, scratch / f"{name}.npz")
-    argv = run_argv(spec, model, inputs)
+    runtime = RUNTIME_FOR_FORMAT[spec.format]
+    argv = run_argv(runtime, model, inputs)
     fresh = []
     for _ in range(runs):
         command = [sys.executable, str(AGENT_FILE), *argv]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         fresh.append(figures(json.loads(done.stdout)))
-    runtime = argv[argv.index("--runtime") + 1]
     channel = agent_channel(LocalTransport("host"), sys.executable, str(AGENT_FILE), runtime)
     try:
         forked = []

@@ -2107,8 +2107,7 @@ class ChannelAgent:
     ) -> None:
         import fcntl
 
-        self.runtime = runtime
-        self.forks_runs = runtime is not None  # a runtime's channel: keeps a spare child for the next run
+        self.runtime = runtime  # a runtime's channel keeps a spare child for the next run
         self.in_fd = in_fd
         self.out_fd = out_fd
         fcntl.fcntl(out_fd, fcntl.F_SETFL, fcntl.fcntl(out_fd, fcntl.F_GETFL) | os.O_NONBLOCK)
@@ -2222,7 +2221,7 @@ class ChannelAgent:
         """While the channel is idle: the next run's child, forked and its pages touched ahead,
         so a run request waits for neither (6-9 ms of CPU here, about twice that on a 0.5-core
         board). Only on a runtime's channel, and one at a time."""
-        if self.forks_runs and self.spare is None and not self.running and not self.stopping:
+        if self.runtime is not None and self.spare is None and not self.running and not self.stopping:
             self.spare = _Spare(*self._fork_child(None))
 
     def _executed(self, ident: Any, request: dict[str, Any], deadline: float) -> None:

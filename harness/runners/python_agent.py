@@ -272,7 +272,7 @@ def run_agent(
             result = run_over(channel, "agent", argv[2:], timeout=timeout_s, shown=argv)
             if result is not None:
                 note = (
-                    f"forked from the persistent agent: Python, numpy and {channel.label} were imported "
+                    f"{FORKED_BY_CHANNEL}: Python, numpy and {channel.label} were imported "
                     "before the run, so load_ms does not include importing them"
                 )
             elif channel.given_up is not None:
@@ -281,7 +281,7 @@ def run_agent(
             try:
                 result = server.call(argv, timeout=timeout_s)
                 note = (
-                    f"forked from the warm agent: Python, numpy and {server.runtime} were imported "
+                    f"{FORKED_BY_SERVER}: Python, numpy and {server.runtime} were imported "
                     "before the run, so load_ms does not include importing them"
                 )
             except ServerGone as gone:
@@ -513,6 +513,11 @@ def probe(
             f"device '{transport.device}': agent probe failed validation: "
             f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
         ) from None
+
+
+# How a result's notes begin for a run forked from the persistent agent or the warm agent.
+FORKED_BY_CHANNEL = "forked from the persistent agent"
+FORKED_BY_SERVER = "forked from the warm agent"
 
 
 def agent_channel(
