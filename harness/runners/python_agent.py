@@ -38,7 +38,7 @@ from harness.probes.parsers.android import parse_dumpsys_meminfo
 from harness.probes.thermal import ThermalTrace, judge
 from harness.runners.agent_server import AgentServer, ServerGone, clean_stale_servers
 from harness.runners.base import DeviceProbe, RunRequest, phase
-from harness.runners.cooldown import COOLDOWN_POLL_S
+from harness.runners.cooldown import AGENT_COOLDOWN_POLL_S
 from harness.stats import detect_modes, summarize_latency
 from harness.transport.base import CommandResult, Transport
 from harness.transport.channel import Channel, ChannelTransport, PersistentChannel, run_over
@@ -229,7 +229,7 @@ def build_run_argv(
             "--cooldown-max-s",
             repr(protocol.cooldown_max_s),
             "--cooldown-poll-s",
-            repr(COOLDOWN_POLL_S),
+            repr(AGENT_COOLDOWN_POLL_S),
         ]
     if delegate:
         argv += ["--delegate", delegate]

@@ -154,6 +154,21 @@ def test_argv_carries_the_protocol_and_paths_verbatim():
     )
     assert defaults[defaults.index("--threads") + 1] == "1"  # explicit, the same for every runtime
     assert defaults[defaults.index("--cpus") + 1] == "4,5,6,7"
+    assert "--cooldown-below-c" not in defaults  # no threshold: the agent does not wait at all
+
+
+def test_the_agent_polls_for_cool_four_times_as_often_as_the_host():
+    """On the device a poll is a read of the zone files, not a shell command over the transport:
+    the run starts within 0.5 s of the zone falling below the limit, not within 2 s."""
+    protocol = LatencyProtocol(cooldown_max_s=120.0)
+    argv = build_run_argv(
+        "python3", "/w/agent.py", "/w/m.onnx", "onnxruntime", protocol, cooldown_below_c=40.0
+    )
+    waits = {
+        option: argv[argv.index(option) + 1]
+        for option in ("--cooldown-below-c", "--cooldown-max-s", "--cooldown-poll-s")
+    }
+    assert waits == {"--cooldown-below-c": "40.0", "--cooldown-max-s": "120.0", "--cooldown-poll-s": "0.5"}
 
 
 def test_cores_and_the_modes_verdict_reach_the_record():
