@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -91,21 +90,9 @@ class DeviceRoot:
         if self.nsfile.exists() and self._namespace_alive():
             return
         self.nsdir.mkdir(parents=True, exist_ok=True)
-        self._bind_nsdir_private(fresh=False)
+        self._bind_nsdir_private()
         self.nsfile.touch()
-        for attempt in range(3):
-            try:
-                _run(["unshare", f"--mount={self.nsfile}", "--propagation", "private", "true"])
-                break
-            except SandboxError as exc:
-                # Inside `ip netns exec` the kernel refused the bind of the new namespace's file
-                # with EINVAL in some CI runs (cause not found); a fresh private bind and a second
-                # try is what a person would do by hand
-                if attempt == 2 or "Invalid argument" not in str(exc):
-                    raise
-                LOG.warning("%s: try %d of 3 refused, bound again: %s", self.nsfile, attempt + 1, exc)
-                time.sleep(0.2)
-                self._bind_nsdir_private(fresh=True)
+        self._unshare_persistent()
         script = [f"set -e; root={_q(str(self.rootfs))}"]
         # Writable folders first: a shared folder below one of them (a venv under /tmp) must be
         # mounted on top, not hidden by it.
@@ -122,6 +109,30 @@ class DeviceRoot:
         script.append('mount -t proc proc "$root"/proc')
         _run(["nsenter", f"--mount={self.nsfile}", "sh", "-c", "\n".join(script)])
 
+    def _unshare_persistent(self) -> None:
+        """A new mount namespace, bound on ``nsfile``. The kernel refuses that bind (EINVAL) when the
+        new namespace's id is not above the id of the namespace doing the bind (its guard against
+        namespace loops). Kernels that hand out ids in per-CPU batches (seen on 6.18) can give a
+        namespace made on one CPU a lower id than an older one made on another: from a namespace of
+        its own (as `ip netns exec` makes), every try pinned to one CPU failed and every try on the
+        other succeeded. The CPU that made the caller's namespace only hands out higher ids, so after a
+        refusal each of the host's CPUs is tried in turn, pinned with taskset: all of them, not only
+        this process's, which may be pinned to the CPU that refuses."""
+        argv = ["unshare", f"--mount={self.nsfile}", "--propagation", "private", "true"]
+        cpus = list(range(os.cpu_count() or 1)) if shutil.which("taskset") else []
+        tries = [argv, *(["taskset", "-c", str(cpu), *argv] for cpu in cpus)]
+        for index, command in enumerate(tries):
+            try:
+                _run(command)
+                return
+            except SandboxError as exc:
+                if "Invalid argument" not in str(exc):
+                    raise
+                if index == len(tries) - 1:
+                    tried = f" (also pinned to each CPU, 0-{cpus[-1]})" if cpus else ""
+                    raise SandboxError(f"{exc}{tried}") from None
+                LOG.info("%s: refused on try %d, trying CPU %s: %s", self.nsfile, index + 1, cpus[index], exc)
+
     def _namespace_alive(self) -> bool:
         return self._is_mountpoint(self.nsfile)
 
@@ -129,11 +140,8 @@ class DeviceRoot:
     def _is_mountpoint(path: Path) -> bool:
         return os.path.realpath(path) in mount_points()
 
-    def _bind_nsdir_private(self, *, fresh: bool) -> None:
-        """A private bind of the folder that holds the ns file (unshare refuses a shared parent);
-        ``fresh`` drops an existing bind first."""
-        if fresh and self._is_mountpoint(self.nsdir):
-            subprocess.run(["umount", str(self.nsdir)], capture_output=True, check=False)
+    def _bind_nsdir_private(self) -> None:
+        """A private bind of the folder that holds the ns file (unshare refuses a shared parent)."""
         if not self._is_mountpoint(self.nsdir):
             _run(["mount", "--bind", str(self.nsdir), str(self.nsdir)])
         _run(["mount", "--make-private", str(self.nsdir)])
