@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,25 @@ class Host:
     namespace: str
     address: str
     folder: Path
+    sessions: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        """On every exit path: let a session still running finish (its script brings its lab
+        down), else kill it and bring the lab down from here, so that no device or agent of a
+        failed run outlives the test."""
+        (self.folder / "release").touch()  # the first host waits for it
+        for session in self.sessions:
+            try:
+                session.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(session.pid, signal.SIGKILL)
+                session.wait()
+        lab = self.folder / "lab"
+        if (lab / "lab.json").exists():  # the script's own `lab down` did not run
+            down = [sys.executable, "-m", "harness.cli", "lab", "down", "--purge", "--lab-dir", str(lab)]
+            subprocess.run(
+                ["ip", "netns", "exec", self.namespace, *down], check=False, capture_output=True, timeout=300
+            )
 
     def script(self, database: str) -> str:
         lab = shlex.quote(str(self.folder / "lab"))
@@ -92,6 +112,7 @@ def hosts() -> Iterator[list[Host]]:
         yield made
     finally:
         for host in made:
+            host.stop()
             subprocess.run(["ip", "netns", "del", host.namespace], check=False, capture_output=True)
             shutil.rmtree(host.folder, ignore_errors=True)
         for letter in "ab":
@@ -107,14 +128,17 @@ def _start(host: Host, database: str, release: Path | None) -> subprocess.Popen[
         "EDGELAB_LEASE_DIR": str(host.folder / "leases"),
         "EDGELAB_HEALTH_DIR": str(host.folder / "health"),
     }
-    return subprocess.Popen(
+    session = subprocess.Popen(
         ["ip", "netns", "exec", host.namespace, "unshare", "--uts", "sh", "-c", host.script(database)],
         cwd=host.folder,
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, for Host.stop
     )
+    host.sessions.append(session)
+    return session
 
 
 def _log(host: Host) -> str:
