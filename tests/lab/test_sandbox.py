@@ -17,17 +17,21 @@ import pytest
 
 NS_GET_MNTNS_ID = 0x8008B705  # _IOR(0xb7, 0x5, __u64), Linux >= 6.11
 
-SCRIPT = r"""
-import fcntl, json, os, struct, subprocess, sys
-from pathlib import Path
-from harness.lab.sandbox import DeviceRoot
 
-def ns_id(path):
+def mount_ns_id(path: str) -> int:
+    """The kernel's id of the mount namespace at ``path`` (OSError where it does not tell)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        return struct.unpack("Q", fcntl.ioctl(fd, 0x8008B705, b"\0" * 8))[0]
+        return int(struct.unpack("Q", fcntl.ioctl(fd, NS_GET_MNTNS_ID, b"\0" * 8))[0])
     finally:
         os.close(fd)
+
+
+SCRIPT = r"""
+import json, os, subprocess, sys
+from pathlib import Path
+from harness.lab.sandbox import DeviceRoot
+from tests.lab.test_sandbox import mount_ns_id
 
 folder, low = Path(sys.argv[1]), sys.argv[2]
 probe = folder / "probe"
@@ -44,10 +48,10 @@ seen = subprocess.run(
     ["nsenter", f"--mount={root.nsfile}", "ls", str(root.rootfs / "data")], capture_output=True, text=True
 )
 print(json.dumps({
-    "caller_ns": ns_id("/proc/self/ns/mnt"),
+    "caller_ns": mount_ns_id("/proc/self/ns/mnt"),
     "cpus": sorted(os.sched_getaffinity(0)),
     "plain_refused": plain.returncode != 0 and "Invalid argument" in plain.stderr,
-    "device_ns": ns_id(str(root.nsfile)),
+    "device_ns": mount_ns_id(str(root.nsfile)),
     "entered": seen.returncode == 0,
 }))
 root.release_memory()
@@ -63,13 +67,10 @@ def _ns_id_on(cpu: int) -> int | None:
         while os.readlink(path) == os.readlink("/proc/self/ns/mnt"):  # not unshared yet
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        fd = os.open(path, os.O_RDONLY)
         try:
-            return int(struct.unpack("Q", fcntl.ioctl(fd, NS_GET_MNTNS_ID, b"\0" * 8))[0])
+            return mount_ns_id(path)
         except OSError:
             return None
-        finally:
-            os.close(fd)
     finally:
         child.kill()
         child.wait()
